@@ -1,0 +1,56 @@
+# Everyday commands. `make train` and `make test` set everything up themselves on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SOLC_DIR := scripts/solc
+PY_STAMP := $(VENV)/.installed
+NPM_STAMP := $(SOLC_DIR)/node_modules/.installed
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data train test test-fast bench lint format clean
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
+
+$(PY_STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither" >&2)
+	@touch $@
+
+$(NPM_STAMP): $(SOLC_DIR)/package.json $(SOLC_DIR)/package-lock.json
+	cd $(SOLC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+setup: $(PY_STAMP) $(NPM_STAMP) ## Create .venv and install the pinned Python and npm (solc-js) packages
+
+data: setup ## Build (or reuse) the default contract corpus and print its manifest
+	$(PY) scripts/build_corpus.py
+
+train: setup ## Build the default corpus and train the default model (bytecode detector)
+	$(PY) src/train.py $(ARGS)
+
+test: setup ## Run the whole test suite
+	$(PY) -m pytest $(ARGS)
+
+test-fast: setup ## Run the suite without the slow tests
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch
+	$(PY) scripts/benchmark.py $(ARGS)
+
+lint: setup ## Lint and check formatting with ruff
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+format: setup ## Format with ruff
+	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts
+
+clean: ## Remove run outputs, caches and the generated data (keeps .venv and node_modules)
+	rm -rf outputs/* data .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +

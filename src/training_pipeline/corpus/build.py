@@ -1,0 +1,202 @@
+"""Build the labelled contract corpus: generate Solidity, compile it with solc-js, store it with HF datasets.
+
+The corpus lives under ``data/corpus/<key>/`` where the key hashes the generator config and version, so an
+unchanged config reuses the stored corpus and any change builds a new one beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+from filelock import FileLock
+
+from training_pipeline import taxonomy
+from training_pipeline.utils.errors import ConfigError
+from training_pipeline.utils.run import write_json
+
+log = logging.getLogger(__name__)
+
+BUILD_FORMAT = 1  # bump when the stored columns change
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "group": datasets.Value("string"),
+        "family": datasets.Value("string"),
+        "compiler_version": datasets.Value("string"),
+        "contract_name": datasets.Value("string"),
+        "source_code": datasets.Value("string"),
+        "bytecode": datasets.Value("string"),
+        "labels": datasets.Sequence(datasets.Value("string")),
+        "vulnerable_lines": datasets.Value("string"),  # JSON map label -> 1-based lines
+        "shapes": datasets.Sequence(datasets.Value("string")),
+        "fold": datasets.Value("int32"),
+    }
+)
+
+
+class CorpusBuildError(RuntimeError):
+    """The generator produced a contract the compiler rejects: a generator bug, never silently skipped."""
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """What the generated corpus holds (``data.corpus.*``); a misspelled key is a TypeError at startup."""
+
+    n_contracts: int = 1500
+    seed: int = 0
+    compiler_versions: Sequence[str] = ("0.4.26", "0.8.26")
+    families: Sequence[str] | None = None
+    safe_fraction: float = 0.4
+    multi_label_fraction: float = 0.15
+    n_folds: int = 5
+    n_workers: int = 2  # compiler processes; does not change the content
+
+    def __post_init__(self) -> None:
+        if self.n_contracts < 10:
+            raise ConfigError(f"data.corpus.n_contracts={self.n_contracts}: need at least 10")
+        known = set(taxonomy.COMPILER_VERSIONS.values())
+        bad = [v for v in self.compiler_versions if v not in known]
+        if bad:
+            raise ConfigError(
+                f"data.corpus.compiler_versions: unknown {bad}; expected some of {sorted(known)}"
+            )
+        bad_fam = [f for f in (self.families or ()) if f not in taxonomy.FAMILIES]
+        if bad_fam:
+            raise ConfigError(
+                f"data.corpus.families: unknown {bad_fam}; expected some of {taxonomy.FAMILIES}"
+            )
+
+    def content_fields(self) -> dict:
+        d = dataclasses.asdict(self)
+        d.pop("n_workers")
+        d["compiler_versions"] = list(self.compiler_versions)
+        d["families"] = list(self.families) if self.families else None
+        return d
+
+
+def corpus_key(cfg: CorpusConfig) -> str:
+    """Hash of everything that decides the corpus content."""
+    from training_pipeline.corpus.generator import GENERATOR_VERSION
+
+    payload = {"config": cfg.content_fields(), "generator": GENERATOR_VERSION, "format": BUILD_FORMAT}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def corpus_dir(cfg: CorpusConfig, data_dir: str | Path) -> Path:
+    return Path(data_dir) / "corpus" / corpus_key(cfg)
+
+
+def content_hash(ids: Sequence[str], bytecodes: Sequence[str], labels: Sequence[Sequence[str]]) -> str:
+    """Data version: sha256 over (id, bytecode, labels) of every record in order."""
+    h = hashlib.sha256()
+    for rid, code, lbls in zip(ids, bytecodes, labels, strict=True):
+        h.update(f"{rid}\t{code}\t{','.join(lbls)}\n".encode())
+    return h.hexdigest()
+
+
+def manifest_counts(families: Sequence[str | None], versions: Sequence[str | None],
+                    labels: Sequence[Sequence[str]], folds: Sequence[int]) -> dict:  # fmt: skip
+    """Counts per label, family, compiler version and fold (the manifest and the data report share it)."""
+    per_label = Counter(lbl for lbls in labels for lbl in lbls)
+    per_label["(none)"] = sum(1 for lbls in labels if not lbls)
+    return {
+        "per_label": dict(sorted(per_label.items())),
+        "per_family": dict(sorted(Counter(map(str, families)).items())),
+        "per_compiler_version": dict(sorted(Counter(map(str, versions)).items())),
+        "per_fold": {str(k): v for k, v in sorted(Counter(folds).items())},
+        "multi_label": sum(1 for lbls in labels if len(lbls) > 1),
+    }
+
+
+def build_corpus(cfg: CorpusConfig, data_dir: str | Path, force: bool = False) -> Path:
+    """Return the corpus dir for ``cfg``, building it (generate, compile, store) only when missing."""
+    out = corpus_dir(cfg, data_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(out) + ".lock"):  # parallel sweep jobs wait for one build instead of racing
+        if (out / "manifest.json").exists() and not force:
+            log.info("Reusing corpus %s", out)
+            return out
+        return _build(cfg, Path(data_dir), out)
+
+
+def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
+    from training_pipeline.corpus.generator import GENERATOR_VERSION, generate_corpus
+    from training_pipeline.corpus.solc import CompileJob, SolcPool
+    from training_pipeline.data.splits import assign_folds
+
+    start = time.perf_counter()
+    contracts = generate_corpus(
+        cfg.n_contracts, seed=cfg.seed, families=cfg.families, compiler_versions=cfg.compiler_versions,
+        safe_fraction=cfg.safe_fraction, multi_label_fraction=cfg.multi_label_fraction,
+    )  # fmt: skip
+    gen_seconds = time.perf_counter() - start
+    jobs = [CompileJob(c.source_code, c.compiler_version, c.contract_name) for c in contracts]
+    log.info("Compiling %d generated contracts with %d solc-js workers", len(jobs), cfg.n_workers)
+    with SolcPool(n_workers=cfg.n_workers, cache_dir=Path(data_dir) / "solc_cache") as pool:
+        results = pool.compile(jobs)
+        compile_stats = dict(pool.stats)
+    failures = [(c, r) for c, r in zip(contracts, results, strict=True) if not r.ok]
+    if failures:
+        first = "; ".join(
+            f"{c.id} ({c.family}, {c.compiler_version}, {c.shapes}): {r.error}" for c, r in failures[:3]
+        )
+        raise CorpusBuildError(f"{len(failures)} generated contracts failed to compile, e.g. {first}")
+
+    folds = assign_folds([c.group for c in contracts], [c.family for c in contracts], cfg.n_folds, cfg.seed)
+    columns = {
+        "id": [c.id for c in contracts],
+        "group": [c.group for c in contracts],
+        "family": [c.family for c in contracts],
+        "compiler_version": [c.compiler_version for c in contracts],
+        "contract_name": [c.contract_name for c in contracts],
+        "source_code": [c.source_code for c in contracts],
+        "bytecode": [r.bytecode for r in results],
+        "labels": [list(c.labels) for c in contracts],
+        "vulnerable_lines": [json.dumps(c.vulnerable_lines, sort_keys=True) for c in contracts],
+        "shapes": [list(c.shapes) for c in contracts],
+        "fold": [folds[c.group] for c in contracts],
+    }
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    datasets.Dataset.from_dict(columns, features=FEATURES).save_to_disk(str(tmp / "dataset"))
+    seconds = time.perf_counter() - start
+    manifest = {
+        "key": out.name,
+        "generator_version": GENERATOR_VERSION,
+        "config": cfg.content_fields(),
+        "n_records": len(contracts),
+        "n_groups": len(folds),
+        "content_hash": content_hash(columns["id"], columns["bytecode"], columns["labels"]),
+        "counts": manifest_counts(
+            columns["family"], columns["compiler_version"], columns["labels"], columns["fold"]
+        ),
+        "build": {
+            "seconds": round(seconds, 2),
+            "generate_seconds": round(gen_seconds, 3),
+            "contracts_per_s": round(len(contracts) / seconds, 2),
+            "compile": compile_stats,
+        },  # fmt: skip
+    }
+    write_json(tmp / "manifest.json", manifest)  # written last: a dir without it is never reused
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    log.info("Built corpus %s: %d contracts in %.1f s", out, len(contracts), seconds)
+    return out
+
+
+def load_manifest(path: str | Path) -> dict:
+    return json.loads((Path(path) / "manifest.json").read_text())
+
+
+def load_corpus(path: str | Path) -> datasets.Dataset:
+    return datasets.load_from_disk(str(Path(path) / "dataset"))

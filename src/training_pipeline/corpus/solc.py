@@ -1,0 +1,423 @@
+"""Solidity → runtime bytecode through long-lived solc-js node workers, with an on-disk compile cache."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import queue
+import shutil
+import sqlite3
+import subprocess
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+SOLC_DIR: Path = Path(os.environ.get("TRAINING_PIPELINE_SOLC_DIR") or REPO_ROOT / "scripts" / "solc")
+WORKER_SCRIPT = "compile_worker.js"
+DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "solc_cache"
+# Bump when the worker's compiler settings change (optimizer, output selection, contract choice).
+COMPILER_SETTINGS_VERSION = 1
+
+
+def _read_versions(solc_dir: Path) -> dict[str, str]:
+    """Map "0.8.26" → "solc-0826" from package.json's npm aliases ("solc-0826": "npm:solc@0.8.26")."""
+    try:
+        deps = json.loads((solc_dir / "package.json").read_text()).get("dependencies", {})
+    except (OSError, ValueError):
+        return {}
+    return {
+        spec.split("@", 1)[1]: alias
+        for alias, spec in deps.items()
+        if isinstance(spec, str) and spec.startswith("npm:solc@")
+    }
+
+
+SUPPORTED_VERSIONS: dict[str, str] = _read_versions(SOLC_DIR)
+
+
+class SolcNotInstalledError(RuntimeError):
+    """node or the pinned solc-js packages are missing."""
+
+
+class CompileError(RuntimeError):
+    """The compile bridge failed as a whole (bad request, crashed or hung worker), not one contract."""
+
+
+@dataclass(frozen=True)
+class CompileJob:
+    """One single-file compile: source, exact solc version, optional contract name and EVM target."""
+
+    source: str
+    version: str
+    contract: str | None = None
+    evm_version: str | None = None
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """Runtime (deployed) bytecode as 0x-hex and the contract it belongs to, or the compiler's error."""
+
+    bytecode: str | None
+    contract: str | None
+    error: str | None
+
+    @property
+    def ok(self) -> bool:
+        """True when the compile produced bytecode."""
+        return self.error is None and self.bytecode is not None
+
+
+def cache_key(job: CompileJob) -> str:
+    """sha256 over everything that determines the output of one compile."""
+    payload = json.dumps(
+        [COMPILER_SETTINGS_VERSION, job.version, job.evm_version, job.contract, job.source],
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class _Cache:
+    """Successful compiles in one SQLite file (WAL), shared safely by concurrent processes."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "solc_cache.sqlite"
+        self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS compiles"
+            " (key TEXT PRIMARY KEY, bytecode TEXT NOT NULL, contract TEXT)"
+        )
+        self._db.commit()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, CompileResult]:
+        found: dict[str, CompileResult] = {}
+        for i in range(0, len(keys), 500):
+            chunk = list(keys[i : i + 500])
+            rows = self._db.execute(
+                f"SELECT key, bytecode, contract FROM compiles WHERE key IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            for key, bytecode, contract in rows:
+                found[key] = CompileResult(bytecode=bytecode, contract=contract, error=None)
+        return found
+
+    def put_many(self, items: Sequence[tuple[str, CompileResult]]) -> None:
+        rows = [(k, r.bytecode, r.contract) for k, r in items if r.ok]
+        if rows:
+            with self._db:
+                self._db.executemany("INSERT OR REPLACE INTO compiles VALUES (?, ?, ?)", rows)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class _Worker:
+    """One node compile_worker.js process; its stderr is drained into a short tail for error messages."""
+
+    def __init__(self, solc_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["node", str(solc_dir / WORKER_SCRIPT)],
+            cwd=solc_dir,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
+        )
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.busy_since: float | None = None
+        self.versions: set[str] = set()  # compilers this process has loaded
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_tail.append(line.rstrip()[:500])
+
+    def request(self, batch_id: int, jobs: Sequence[CompileJob]) -> dict[str, Any] | None:
+        """Send one batch and wait for its answer; None when the worker has gone away."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        payload = {
+            "id": batch_id,
+            "jobs": [
+                {
+                    "source": j.source,
+                    "version": j.version,
+                    "contract": j.contract,
+                    "evm_version": j.evm_version,
+                }
+                for j in jobs
+            ],
+        }
+        try:
+            self.proc.stdin.write(json.dumps(payload) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (OSError, ValueError):
+            return None
+        if not line:
+            return None
+        try:
+            return json.loads(line)
+        except ValueError:
+            return {"id": batch_id, "error": f"worker wrote a non-JSON line: {line[:200]!r}"}
+
+    def describe_exit(self) -> str:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._drain.join(timeout=1)
+        tail = " | ".join(self.stderr_tail) or "(no stderr)"
+        return f"solc worker pid {self.proc.pid} exited with code {code}; stderr tail: {tail}"
+
+
+def _stop_processes(procs: list[subprocess.Popen], grace_s: float = 2.0) -> None:
+    """Close stdin (the worker exits on EOF), then kill whatever is still running after grace_s."""
+    for p in procs:
+        try:
+            if p.stdin:
+                p.stdin.close()
+        except OSError:
+            pass
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    procs.clear()
+
+
+class SolcPool:
+    """Compiles batches of jobs on long-lived node workers (started lazily), serving repeats from cache."""
+
+    def __init__(
+        self,
+        n_workers: int | None = None,
+        cache_dir: str | Path | None | bool = None,
+        batch_size: int = 16,
+        timeout_s: float = 600,
+    ) -> None:
+        self.n_workers = max(1, n_workers if n_workers is not None else min(2, os.cpu_count() or 1))
+        self.batch_size = max(1, batch_size)
+        self.timeout_s = timeout_s
+        self.solc_dir = Path(os.environ.get("TRAINING_PIPELINE_SOLC_DIR") or SOLC_DIR)
+        self.supported_versions = _read_versions(self.solc_dir)
+        if cache_dir is False:
+            self._cache: _Cache | None = None
+        else:
+            directory = DEFAULT_CACHE_DIR if cache_dir is None or cache_dir is True else Path(cache_dir)
+            self._cache = _Cache(directory)
+        self._workers: list[_Worker] = []
+        self._procs: list[subprocess.Popen] = []  # shared with the finalizer, so no orphans on GC/exit
+        self._finalizer = weakref.finalize(self, _stop_processes, self._procs)
+        self.workers_started = 0
+        self._closed = False
+        self.stats: dict[str, int | float] = {"compiled": 0, "cache_hits": 0, "failed": 0, "seconds": 0.0}
+
+    def __enter__(self) -> SolcPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the workers and close the cache."""
+        self._closed = True
+        self._stop_workers()
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    def _stop_workers(self, grace_s: float = 2.0) -> None:
+        _stop_processes(self._procs, grace_s)
+        self._workers.clear()
+
+    def _check_installed(self, versions: set[str]) -> None:
+        if shutil.which("node") is None:
+            raise SolcNotInstalledError("node is not on PATH: install Node.js (>= 18), then run `make setup`")
+        missing = [
+            v
+            for v in sorted(versions)
+            if not (self.solc_dir / "node_modules" / self.supported_versions[v] / "soljson.js").is_file()
+        ]
+        if missing or not (self.solc_dir / WORKER_SCRIPT).is_file():
+            raise SolcNotInstalledError(
+                f"solc-js is not installed in {self.solc_dir / 'node_modules'} "
+                f"(missing: {', '.join(missing) or WORKER_SCRIPT}): run `make setup`"
+            )
+
+    def _ensure_workers(self, n: int) -> None:
+        while len(self._workers) < n:
+            worker = _Worker(self.solc_dir)
+            self._workers.append(worker)
+            self._procs.append(worker.proc)
+            self.workers_started += 1
+
+    def compile(
+        self, jobs: Sequence[CompileJob], progress: Callable[[int, int], None] | None = None
+    ) -> list[CompileResult]:
+        """Compile every job (cache first, then the workers in parallel); results come back in job order."""
+        if self._closed:
+            raise CompileError("SolcPool is closed")
+        start = time.perf_counter()
+        jobs = list(jobs)
+        unknown = sorted({j.version for j in jobs} - self.supported_versions.keys())
+        if unknown:
+            supported = ", ".join(sorted(self.supported_versions, key=_version_tuple))
+            raise CompileError(
+                f"unsupported solc version(s) {', '.join(unknown)}; supported: "
+                f"{supported or f'none ({self.solc_dir}/package.json missing)'}"
+            )
+        results: list[CompileResult | None] = [None] * len(jobs)
+        keys = [cache_key(j) for j in jobs]
+        try:
+            if self._cache is not None and jobs:
+                hits = self._cache.get_many(sorted(set(keys)))
+                for i, key in enumerate(keys):
+                    if key in hits:
+                        results[i] = hits[key]
+                self.stats["cache_hits"] += sum(r is not None for r in results)
+            todo: dict[str, list[int]] = {}  # identical jobs compile once
+            for i, key in enumerate(keys):
+                if results[i] is None:
+                    todo.setdefault(key, []).append(i)
+            done = len(jobs) - sum(len(v) for v in todo.values())
+            if progress is not None:
+                progress(done, len(jobs))
+            if not todo:
+                return [r for r in results if r is not None]
+            # Batches hold one compiler each, sized so every worker gets a few of them.
+            uniques = sorted(todo, key=lambda k: _compiler_of(jobs[todo[k][0]]))
+            per_batch = min(self.batch_size, -(-len(uniques) // (2 * self.n_workers)))
+            batches: list[list[str]] = []
+            for key in uniques:
+                last = batches[-1] if batches else None
+                if (
+                    last
+                    and len(last) < per_batch
+                    and _compiler_of(jobs[todo[last[0]][0]]) == _compiler_of(jobs[todo[key][0]])
+                ):
+                    last.append(key)
+                else:
+                    batches.append([key])
+
+            def on_batch(b: int, batch_results: list[CompileResult]) -> None:
+                nonlocal done
+                keyed = list(zip(batches[b], batch_results, strict=True))
+                for key, result in keyed:
+                    for i in todo[key]:
+                        results[i] = result
+                        self.stats["compiled" if result.ok else "failed"] += 1
+                    done += len(todo[key])
+                if self._cache is not None:
+                    self._cache.put_many(keyed)
+                if progress is not None:
+                    progress(done, len(jobs))
+
+            self._run_batches([[jobs[todo[k][0]] for k in b] for b in batches], on_batch)
+            return [r for r in results if r is not None]
+        finally:
+            self.stats["seconds"] += time.perf_counter() - start
+
+    def _run_batches(
+        self, batches: list[list[CompileJob]], on_batch: Callable[[int, list[CompileResult]], None]
+    ) -> None:
+        """Keep every worker busy: each worker thread takes the next batch as soon as it has answered."""
+        self._check_installed({j.version for b in batches for j in b})
+        self._ensure_workers(min(self.n_workers, len(batches)))
+        pending = list(range(len(batches)))
+        lock = threading.Lock()
+        answers: queue.SimpleQueue[tuple[_Worker, int, dict[str, Any] | None]] = queue.SimpleQueue()
+        stop = threading.Event()
+
+        def take(worker: _Worker) -> int | None:
+            # Compiler affinity: a worker prefers versions it has loaded (and JIT-warmed), then ones no other
+            # worker has, so each compiler loads in as few processes as possible.
+            with lock:
+                others = set().union(*(w.versions for w in self._workers if w is not worker))
+                for wanted in (lambda v: v in worker.versions, lambda v: v not in others, lambda v: True):
+                    for n, i in enumerate(pending):
+                        if wanted(batches[i][0].version):
+                            worker.versions.add(batches[i][0].version)
+                            return pending.pop(n)
+                return None
+
+        def serve(worker: _Worker) -> None:
+            while not stop.is_set() and (i := take(worker)) is not None:
+                worker.busy_since = time.monotonic()
+                answer = worker.request(i, batches[i])
+                worker.busy_since = None
+                answers.put((worker, i, answer))
+                if answer is None or "error" in answer:
+                    return
+
+        threads = [threading.Thread(target=serve, args=(w,), daemon=True) for w in self._workers]
+        for t in threads:
+            t.start()
+        ok = False
+        try:
+            for _ in range(len(batches)):
+                while True:
+                    try:
+                        worker, i, answer = answers.get(timeout=0.5)
+                        break
+                    except queue.Empty:
+                        now = time.monotonic()
+                        if any(
+                            w.busy_since is not None and now - w.busy_since > self.timeout_s
+                            for w in self._workers
+                        ):
+                            raise CompileError(
+                                f"a solc worker did not answer within {self.timeout_s:.0f} s; workers killed"
+                            ) from None
+                        if not any(t.is_alive() for t in threads) and answers.empty():
+                            raise CompileError(
+                                "all solc workers stopped before finishing the batches"
+                            ) from None
+                if answer is None:
+                    raise CompileError(worker.describe_exit())
+                results = answer.get("results")
+                if "error" in answer or answer.get("id") != i or len(results or ()) != len(batches[i]):
+                    raise CompileError(
+                        f"solc worker protocol error: {str(answer.get('error') or answer)[:300]}"
+                    )
+                on_batch(
+                    i, [CompileResult(r.get("bytecode"), r.get("contract"), r.get("error")) for r in results]
+                )
+            ok = True
+        finally:
+            stop.set()
+            if not ok:  # crash, timeout, KeyboardInterrupt or the caller gave up: no worker survives
+                self._stop_workers(grace_s=0.0)
+            for t in threads:
+                t.join(timeout=5)
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+def _compiler_of(job: CompileJob) -> tuple[tuple[int, ...], str]:
+    return _version_tuple(job.version), job.evm_version or ""
+
+
+def compile_many(
+    jobs: Sequence[CompileJob], n_workers: int | None = None, cache_dir: str | Path | None | bool = None
+) -> list[CompileResult]:
+    """Compile jobs with a short-lived pool: convenient for one-off calls, results in job order."""
+    with SolcPool(n_workers=n_workers, cache_dir=cache_dir) as pool:
+        return pool.compile(jobs)

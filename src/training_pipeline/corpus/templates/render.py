@@ -1,0 +1,407 @@
+"""Code model the templates write into, and the per-era Solidity idioms they write with.
+
+A template writes ``Line``s (text, nesting depth, label tags) into members; ``Ctx`` holds the skeleton's names and
+style choices and renders each idiom for its compiler era (0.4 / 0.5 / 0.8); ``assemble`` lays the members out,
+adds comments and formatting, and turns tags into 1-based ``vulnerable_lines``.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from training_pipeline.corpus.templates import names as N
+
+
+@dataclass(frozen=True)
+class Line:
+    """One source line: text without indentation, nesting depth, the labels it carries."""
+
+    text: str
+    depth: int
+    tags: tuple[str, ...] = ()
+    decl: bool = False  # a declaration header: the brace style decides where its "{" goes
+
+
+class W:
+    """Writes one member's lines; ``open``/``close`` track nesting, tags mark labelled lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[Line] = []
+        self.depth = 0
+
+    def __call__(self, text: str, *tags: str) -> W:
+        self.lines.append(Line(text, self.depth, tuple(t for t in tags if t)))
+        return self
+
+    def open(self, text: str, *tags: str) -> W:
+        """A block opener written as is (``if (x) {``)."""
+        self(text, *tags)
+        self.depth += 1
+        return self
+
+    def decl(self, header: str, *tags: str) -> W:
+        """A declaration header (contract, function, modifier); the formatter adds its brace."""
+        self.lines.append(Line(header, self.depth, tuple(t for t in tags if t), decl=True))
+        self.depth += 1
+        return self
+
+    def mid(self, text: str) -> W:
+        """A line at the enclosing depth inside a block, e.g. ``} else {``."""
+        self.lines.append(Line(text, self.depth - 1))
+        return self
+
+    def close(self, text: str = "}") -> W:
+        self.depth -= 1
+        self.lines.append(Line(text, self.depth))
+        return self
+
+
+@dataclass
+class Member:
+    """A contract member: its kind decides the section it goes to, its key the comment and order draws."""
+
+    kind: str  # using | struct | state | event | error | modifier | ctor | fallback | func | view
+    key: str
+    lines: list[Line]
+    doc: str | None = None
+
+
+_CMP = (" == ", " != ", " >= ", " <= ", " > ", " < ")
+_NEG = {" == ": " != ", " != ": " == ", " >= ": " < ", " <= ": " > ", " > ": " <= ", " < ": " >= "}
+_SIMPLE = re.compile(r"^[\w.\[\]()]+$")
+
+
+def negate(cond: str) -> str:
+    """Logical negation of a simple condition: one comparison, a ``!x`` or a plain operand."""
+    hits = [op for op in _CMP if op in cond]
+    if len(hits) == 1 and cond.count(hits[0]) == 1 and "&&" not in cond and "||" not in cond:
+        return cond.replace(hits[0], _NEG[hits[0]])
+    if cond.startswith("!") and _SIMPLE.match(cond[1:]):
+        return cond[1:]
+    if _SIMPLE.match(cond):
+        return "!" + cond
+    return f"!({cond})"
+
+
+class Ctx:
+    """One skeleton's names and style, shared by its variants; renders every era-specific idiom."""
+
+    def __init__(self, key: str, family: str, version: str) -> None:
+        self.key, self.family, self.version = key, family, version
+        self.major = int(version.split(".")[1])
+        r = self.rng("style")
+        self.n = N.pick_names(family, self.rng("names"))
+        self.indent = r.choices(("    ", "  "), (3, 1))[0]
+        self.allman = r.random() < 0.2
+        self.u = r.choice(("uint256", "uint"))
+        self.safemath = self.major < 8
+        self.now = {4: r.choices(("now", "block.timestamp"), (4, 1))[0], 5: r.choice(("now", "block.timestamp"))}.get(
+            self.major, "block.timestamp"
+        )
+        self.req_style = r.choice({4: ("plain", "msg", "throw"), 5: ("plain", "msg")}.get(self.major, ("msg", "custom")))
+        self.emit_kw = self.major > 4 or r.random() < 0.75
+        self.ctor_named = self.major == 4 and r.random() < 0.4
+        self.view_kw = "constant" if self.major == 4 and r.random() < 0.35 else "view"
+        self.omit_public = self.major == 4 and r.random() < 0.15
+        self.hash_style = r.choice(("packed", "multi", "sha3")) if self.major == 4 else "packed"
+        self.old_balance = self.major == 4 and r.random() < 0.3
+        self.spdx = r.choice(("MIT", "GPL-3.0", "UNLICENSED", "Apache-2.0")) if self.major >= 8 or r.random() < 0.2 else ""
+        self.call_assign = r.random() < 0.5  # unchecked low-level calls written as `(bool ok, ) = ...;`
+        self.inline_unchecked = r.random() < 0.5
+        self.errors: dict[str, str] = {}  # custom errors used by any variant of the skeleton (0.8)
+
+    # --- randomness and names -------------------------------------------------------------------------
+    def rng(self, what: str) -> random.Random:
+        """A generator keyed by the skeleton and ``what``: identical across a skeleton's variants."""
+        return random.Random(f"{self.key}/{what}")
+
+    def __getitem__(self, role: str) -> str:
+        return self.n[role]
+
+    # --- declarations ---------------------------------------------------------------------------------
+    @property
+    def pay_t(self) -> str:
+        """The type of an address that receives ether."""
+        return "address" if self.major == 4 else "address payable"
+
+    @property
+    def sender_pay(self) -> str:
+        """``msg.sender`` as a payable address."""
+        return "payable(msg.sender)" if self.major >= 8 else "msg.sender"
+
+    @property
+    def mem(self) -> str:
+        """Data location suffix for reference-type parameters of public functions."""
+        return "" if self.major == 4 else " memory"
+
+    @property
+    def this_balance(self) -> str:
+        return "this.balance" if self.old_balance else "address(this).balance"
+
+    @property
+    def zero_addr(self) -> str:
+        return "address(0)"
+
+    def func(self, name: str, params: str = "", vis: str = "public", mut: str = "", mods: Iterable[str] = (),
+             returns: str = "") -> str:
+        """A function header; 0.4 code sometimes leaves ``public`` implicit."""
+        if vis == "public" and self.omit_public and mut not in ("view", "pure"):
+            vis = ""
+        if mut == "view":
+            mut = self.view_kw
+        parts = [f"function {name}({params})", vis, mut, *mods]
+        if returns:
+            parts.append(f"returns ({returns})")
+        return " ".join(p for p in parts if p)
+
+    def ctor(self, params: str = "", contract: str | None = None, named: bool | None = None) -> str:
+        """A constructor header in the era's spelling (0.4: contract-named function or ``constructor``)."""
+        named = self.ctor_named if named is None else named
+        if self.major == 4:
+            return f"function {contract or self['contract']}({params}) public" if named else f"constructor({params}) public"
+        return f"constructor({params}) public" if self.major == 5 else f"constructor({params})"
+
+    def fallback(self) -> str:
+        return "receive() external payable" if self.major >= 8 else "function () external payable"
+
+    def state(self, typ: str, name: str, vis: str = "public", init: str = "", immutable: bool = False) -> str:
+        mod = " immutable" if immutable and self.major >= 8 else ""
+        vis = f" {vis}" if vis else ""
+        return f"{typ}{vis}{mod} {name}" + (f" = {init};" if init else ";")
+
+    # --- statements -----------------------------------------------------------------------------------
+    def emit(self, event: str, args: str) -> str:
+        return f"{'emit ' if self.emit_kw else ''}{event}({args});"
+
+    def error(self, role: str, params: str = "") -> str:
+        name = self[role]
+        self.errors[name] = f"error {name}({params});"
+        return name
+
+    def req(self, w: W, ok: str, msg: str, err: str, *tags: str) -> None:
+        """``require``-like guard in the skeleton's style: require, require+message, throw, custom error."""
+        style = self.req_style
+        if style == "plain":
+            w(f"require({ok});", *tags)
+        elif style == "msg":
+            w(f'require({ok}, "{msg}");', *tags)
+        elif style == "throw":
+            w(f"if ({negate(ok)}) throw;", *tags)
+        else:
+            w(f"if ({negate(ok)}) revert {self.error(err)}();", *tags)
+
+    def call_expr(self, target: str, amount: str, data: str = "") -> str:
+        if self.major == 4:
+            return f"{target}.call.value({amount})({data})"
+        data = data or '""'
+        if self.major == 5:
+            return f"{target}.call.value({amount})({data})"
+        return f"{target}.call{{value: {amount}}}({data})"
+
+    def checked_call(self, w: W, target: str, amount: str, *tags: str, data: str = "") -> None:
+        """A low-level call whose failure reverts; the tags go on the call line."""
+        call, ok = self.call_expr(target, amount, data), self["ok_var"]
+        if self.major == 4:
+            if self.req_style == "throw":
+                w(f"if (!{call}) throw;", *tags)
+            elif self.req_style == "msg":
+                w(f'require({call}, "transfer failed");', *tags)
+            else:
+                w(f"require({call});", *tags)
+            return
+        w(f"(bool {ok}, ) = {call};", *tags)
+        self.req(w, ok, "transfer failed", "err_transfer")
+
+    def bare_call(self, w: W, target: str, amount: str, *tags: str, data: str = "") -> None:
+        """A low-level call whose result nobody reads."""
+        call = self.call_expr(target, amount, data)
+        if self.major > 4 and self.call_assign:
+            w(f"(bool {self['ok_var']}, ) = {call};", *tags)
+        else:
+            w(f"{call};", *tags)
+
+    def checked_send(self, w: W, target: str, amount: str, *tags: str) -> None:
+        self.req(w, f"{target}.send({amount})", "send failed", "err_transfer", *tags)
+
+    def hash(self, *args: str) -> str:
+        """keccak256 over packed arguments in the era's spelling."""
+        if self.hash_style == "multi":
+            return f"keccak256({', '.join(args)})"
+        if self.hash_style == "sha3":
+            return f"sha3({', '.join(args)})"
+        return f"keccak256(abi.encodePacked({', '.join(args)}))"
+
+    # --- arithmetic -----------------------------------------------------------------------------------
+    def add(self, a: str, b: str) -> str:
+        return f"{a}.add({b})" if self.safemath else f"{a} + {b}"
+
+    def sub(self, a: str, b: str) -> str:
+        return f"{a}.sub({b})" if self.safemath else f"{a} - {b}"
+
+    def mul(self, a: str, b: str) -> str:
+        return f"{a}.mul({b})" if self.safemath else f"{a} * {b}"
+
+    def inc(self, w: W, lhs: str, rhs: str, *tags: str) -> None:
+        w(f"{lhs} = {lhs}.add({rhs});" if self.safemath else f"{lhs} += {rhs};", *tags)
+
+    def dec(self, w: W, lhs: str, rhs: str, *tags: str) -> None:
+        w(f"{lhs} = {lhs}.sub({rhs});" if self.safemath else f"{lhs} -= {rhs};", *tags)
+
+    def raw(self, w: W, stmts: list[str], *tags: str) -> None:
+        """Statements with wrapping arithmetic: plain before 0.8, inside ``unchecked`` from 0.8 on."""
+        if self.major < 8:
+            for s in stmts:
+                w(s, *tags)
+        elif self.inline_unchecked and len(stmts) == 1:
+            w(f"unchecked {{ {stmts[0]} }}", *tags)
+        else:
+            w.open("unchecked {")
+            for s in stmts:
+                w(s, *tags)
+            w.close()
+
+
+# --- layout -----------------------------------------------------------------------------------------------
+SAFEMATH_FUNCS = (
+    ("mul", ["if (a == 0) {", "    return 0;", "}", "uint256 c = a * b;", "{chk}(c / a == b);", "return c;"],
+     "Multiplies two numbers."),
+    ("div", ["uint256 c = a / b;", "return c;"], "Integer division of two numbers, truncating the quotient."),
+    ("sub", ["{chk}(b <= a);", "return a - b;"], "Subtracts two numbers."),
+    ("add", ["uint256 c = a + b;", "{chk}(c >= a);", "return c;"], "Adds two numbers."),
+)  # fmt: skip
+
+
+def safemath_library(ctx: Ctx) -> list[Line]:
+    """The classic SafeMath library, in the era's style."""
+    r = ctx.rng("safemath")
+    chk = "assert" if ctx.major == 4 and r.random() < 0.5 else "require"
+    docs = r.random() < 0.6
+    w = W()
+    if r.random() < 0.5:
+        w("/**")
+        w(" * @title SafeMath")
+        w(" * @dev Math operations that revert on error")
+        w(" */")
+    w.decl("library SafeMath")
+    for i, (name, body, doc) in enumerate(SAFEMATH_FUNCS):
+        if i:
+            w("")
+        if docs:
+            w(f"/// @dev {doc}")
+        w.decl(f"function {name}(uint256 a, uint256 b) internal pure returns (uint256)")
+        for stmt in body:
+            depth = 1 if stmt.startswith("    ") else 0
+            w.depth += depth
+            w(stmt.strip().replace("{chk}", chk))
+            w.depth -= depth
+        w.close()
+    w.close()
+    return w.lines
+
+
+SECTION_LAYOUTS = (
+    ("using", "struct", "state", "error", "event", "modifier", "ctor", "fallback", "func", "view"),
+    ("using", "struct", "event", "error", "state", "modifier", "ctor", "func", "fallback", "view"),
+    ("using", "state", "struct", "event", "error", "ctor", "modifier", "fallback", "func", "view"),
+    ("using", "event", "state", "struct", "error", "modifier", "ctor", "view", "func", "fallback"),
+)
+
+
+def _comment(ctx: Ctx, m: Member) -> list[str]:
+    if not m.doc or m.doc not in N.DOCS:
+        return []
+    r = ctx.rng("doc/" + m.key)
+    text = r.choice(N.DOCS[m.doc])
+    text = re.sub(r"\{(\w+)\}", lambda mt: ctx.n.get(mt.group(1), mt.group(1)), text)
+    p = r.random()
+    if m.kind in ("state", "event", "struct"):
+        return [f"// {text}"] if p < 0.2 else []
+    if p < 0.4:
+        return [f"/// @notice {text}"] if r.random() < 0.7 else [f"/// @dev {text}"]
+    if p < 0.55:
+        return ["/**", f" * @notice {text}", " */"]
+    if p < 0.7:
+        return [f"// {text}"]
+    return []
+
+
+def _format(ctx: Ctx, lines: list[Line], base_depth: int, out: list[str], tags: dict[str, list[int]]) -> None:
+    for ln in lines:
+        pad = ctx.indent * (ln.depth + base_depth)
+        if ln.tags:
+            for t in ln.tags:
+                tags.setdefault(t, []).append(len(out) + 1)
+        if ln.decl:
+            if ctx.allman:
+                out.append(pad + ln.text)
+                out.append(pad + "{")
+            else:
+                out.append(f"{pad}{ln.text} {{")
+        else:
+            out.append(pad + ln.text if ln.text else "")
+
+
+def assemble(ctx: Ctx, members: list[Member], base: list[Member] | None, interfaces: list[list[Line]]) -> tuple[str, dict[str, list[int]]]:
+    """Lay out one contract file: header, SafeMath, interfaces, optional base contract, the main contract."""
+    r = ctx.rng("layout")
+    out: list[str] = []
+    tags: dict[str, list[int]] = {}
+    if ctx.spdx:
+        out.append(f"// SPDX-License-Identifier: {ctx.spdx}")
+    pragma = {
+        4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25") if not ctx.ctor_named else ("^0.4.18", "^0.4.21", "^0.4.24"),
+        5: ("^0.5.0", "^0.5.16", "0.5.17", ">=0.5.0 <0.6.0", "^0.5.12"),
+        8: ("^0.8.20", "^0.8.19", "0.8.26", ">=0.8.19 <0.9.0", "^0.8.24"),
+    }[ctx.major]
+    out.append(f"pragma solidity {r.choice(pragma)};")
+    out.append("")
+    if ctx.safemath:
+        _format(ctx, safemath_library(ctx), 0, out, tags)
+        out.append("")
+    for itf in interfaces:
+        _format(ctx, itf, 0, out, tags)
+        out.append("")
+    layout = r.choice(SECTION_LAYOUTS)
+    if base is not None:
+        _contract(ctx, f"contract {ctx['base']}", base, layout, r, out, tags, True)
+        out.append("")
+    title = r.choice(N.CONTRACT_TITLES[ctx.family]).replace("{name}", ctx["contract"])
+    style = r.random()
+    if style < 0.35:
+        out += ["/**", f" * @title {ctx['contract']}", f" * @notice {title}", " */"]
+    elif style < 0.55:
+        out.append(f"/// @title {title}")
+    elif style < 0.7:
+        out.append(f"// {title}")
+    head = f"contract {ctx['contract']}" + (f" is {ctx['base']}" if base is not None else "")
+    _contract(ctx, head, members, layout, r, out, tags, base is None)
+    return "\n".join(out) + "\n", {k: sorted(set(v)) for k, v in sorted(tags.items())}
+
+
+def _contract(ctx: Ctx, head: str, members: list[Member], layout: tuple[str, ...], r: random.Random,
+              out: list[str], tags: dict[str, list[int]], with_errors: bool) -> None:
+    _format(ctx, [Line(head, 0, decl=True)], 0, out, tags)
+    if ctx.errors and with_errors:  # custom errors go in the first contract so a base can use them too
+        members = members + [Member("error", "err/" + n, [Line(d, 0)]) for n, d in sorted(ctx.errors.items())]
+    sections: dict[str, list[Member]] = {}
+    for m in members:
+        sections.setdefault(m.kind, []).append(m)
+    first = True
+    for kind in layout:
+        group = sections.get(kind, [])
+        if kind in ("func", "view", "event", "modifier") and len(group) > 1:
+            order = list(range(len(group)))
+            r.shuffle(order)
+            group = [group[i] for i in order]
+        compact = kind in ("state", "event", "error", "using")
+        for i, m in enumerate(group):
+            if not first and (not compact or i == 0):
+                out.append("")
+            first = False
+            for c in _comment(ctx, m):
+                out.append(ctx.indent + c)
+            _format(ctx, m.lines, 1, out, tags)
+    out.append("}")

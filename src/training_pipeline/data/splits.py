@@ -1,0 +1,68 @@
+"""Grouped splits: a contract, its safe twin and its template siblings always land on the same side."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from training_pipeline.utils.errors import ConfigError
+
+STRATEGIES = ("random", "leave_families_out")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """How records become train/val/test. ``fold`` f of ``n_folds``: test = fold f, val = fold f+1."""
+
+    strategy: str = "random"
+    n_folds: int = 5
+    seed: int = 0
+    holdout_families: Sequence[str] = field(default_factory=lambda: ("lottery",))
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"data.split.strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if self.n_folds < 3:
+            raise ConfigError(f"data.split.n_folds={self.n_folds}: need at least 3 (train, val and test folds)")
+
+
+def assign_folds(groups: Sequence[str], strata: Sequence[str | None], n_folds: int, seed: int) -> dict[str, int]:
+    """Fold id per group, groups shuffled within each stratum (family) and dealt round robin."""
+    by_stratum: dict[str, set[str]] = defaultdict(set)
+    for group, stratum in zip(groups, strata, strict=True):
+        by_stratum[str(stratum)].add(group)
+    rng = random.Random(seed)
+    folds: dict[str, int] = {}
+    offset = 0
+    for stratum in sorted(by_stratum):
+        members = sorted(by_stratum[stratum])
+        rng.shuffle(members)
+        for i, group in enumerate(members):
+            folds.setdefault(group, (offset + i) % n_folds)
+        offset += len(members)
+    return folds
+
+
+def stable_fold(key: str, n_folds: int, seed: int) -> int:
+    """Fold from a hash: for records whose group set is not known in advance."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % n_folds
+
+
+def split_names(folds: Sequence[int], families: Sequence[str | None], cfg: SplitConfig, fold: int) -> list[str]:
+    """'train' | 'val' | 'test' per record for the chosen strategy and fold."""
+    if not 0 <= fold < cfg.n_folds:
+        raise ConfigError(f"data.fold={fold}: expected 0..{cfg.n_folds - 1}")
+    val_fold = (fold + 1) % cfg.n_folds
+    holdout = set(cfg.holdout_families)
+    names = []
+    for f, fam in zip(folds, families, strict=True):
+        if cfg.strategy == "leave_families_out":
+            # Held-out families are the test set; the rest trains, with one fold kept for validation.
+            names.append("test" if fam in holdout else ("val" if f == val_fold else "train"))
+        else:
+            names.append("test" if f == fold else ("val" if f == val_fold else "train"))
+    return names

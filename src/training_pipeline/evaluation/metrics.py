@@ -1,0 +1,70 @@
+"""Multi-label metrics shared by every classifier: F1 (macro, micro, per class), P/R, AUROC, AUPRC.
+
+Macro averages run over the classes the model was trained on (``metric_classes``); a class with no
+training example cannot be predicted and would only drag the average towards zero.
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MultilabelAUROC,
+    MultilabelAveragePrecision,
+    MultilabelF1Score,
+    MultilabelPrecision,
+    MultilabelRecall,
+)
+
+THRESHOLD_GRID = torch.linspace(0.05, 0.95, 19)
+
+
+def multilabel_metrics(num_labels: int) -> MetricCollection:
+    """Metrics on binarized predictions (per-class thresholds are applied before update)."""
+    kw = {"num_labels": num_labels, "threshold": 0.5, "zero_division": 0}
+    return MetricCollection(
+        {
+            "f1_macro": MultilabelF1Score(average="macro", **kw),
+            "f1_micro": MultilabelF1Score(average="micro", **kw),
+            "precision_macro": MultilabelPrecision(average="macro", **kw),
+            "recall_macro": MultilabelRecall(average="macro", **kw),
+            "f1": MultilabelF1Score(average="none", **kw),
+            "precision": MultilabelPrecision(average="none", **kw),
+            "recall": MultilabelRecall(average="none", **kw),
+        }
+    )
+
+
+def ranking_metrics(num_labels: int) -> MetricCollection:
+    """Threshold-free metrics on probabilities."""
+    return MetricCollection(
+        {
+            "auroc": MultilabelAUROC(num_labels=num_labels, average="macro"),
+            "auprc": MultilabelAveragePrecision(num_labels=num_labels, average="macro"),
+        }
+    )
+
+
+def tune_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5) -> torch.Tensor:
+    """Per-class threshold maximizing F1 on (validation) data; ``default`` for classes without positives."""
+    grid = THRESHOLD_GRID.to(probs.device)
+    pred = probs.unsqueeze(0) >= grid.view(-1, 1, 1)  # (T, N, C)
+    tgt = targets.bool().unsqueeze(0)
+    tp = (pred & tgt).sum(1).float()
+    fp = (pred & ~tgt).sum(1).float()
+    fn = (~pred & tgt).sum(1).float()
+    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    best = grid[f1.argmax(0)]
+    has_pos = targets.sum(0) > 0
+    return torch.where(has_pos, best, torch.full_like(best, default))
+
+
+def flatten(prefix: str, values: dict[str, torch.Tensor], class_names: list[str]) -> dict[str, float]:
+    """Scalar metrics as ``prefix/name``; per-class vectors as ``prefix/name/<class>``."""
+    out: dict[str, float] = {}
+    for name, value in values.items():
+        if value.ndim == 0:
+            out[f"{prefix}/{name}"] = float(value)
+        else:
+            out.update({f"{prefix}/{name}/{c}": float(v) for c, v in zip(class_names, value, strict=True)})
+    return out

@@ -1,0 +1,1 @@
+"""Shared helpers of the entrypoints: errors, provenance, instantiation, callbacks."""

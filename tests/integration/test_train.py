@@ -1,0 +1,72 @@
+"""End-to-end training, evaluation and resume on the tiny compiled corpus (in process, seconds each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import open_dict
+
+from conftest import compose_config, tiny_overrides
+from eval import evaluate
+from train import train
+
+
+def test_fast_dev_run_trains_and_tests(cfg_train) -> None:
+    with open_dict(cfg_train):
+        cfg_train.trainer.fast_dev_run = True
+    metrics, objects = train(cfg_train)
+    assert objects["trainer"].global_step == 1
+    assert 0.0 <= metrics["test/f1_macro"] <= 1.0
+    assert torch.isfinite(torch.tensor(metrics["train/loss"]))
+
+
+def test_run_dir_is_self_describing(cfg_train) -> None:
+    metrics, objects = train(cfg_train)
+    out = Path(cfg_train.paths.output_dir)
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test"]["test/f1_macro"] == pytest.approx(metrics["test/f1_macro"])
+    assert saved["epochs"] == 2
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["data_version"].startswith("sha256:") and prov["packages"]["torch"].startswith("2.13")
+    assert "commit" in prov["git"] and "dirty" in prov["git"]
+    assert "n_contracts: 80" in (out / "config_resolved.yaml").read_text()
+    assert "CONFIG" in (out / "config_tree.txt").read_text()
+    assert {p.name for p in (out / "checkpoints").iterdir()} >= {"last.ckpt"}
+    assert Path(saved["best_checkpoint"]).exists()
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    lines = (out / "test_predictions.jsonl").read_text().splitlines()
+    assert len(lines) == len(objects["datamodule"].splits["test"])
+    assert set(json.loads(lines[0])["probs"]) == set(objects["model"].class_names)
+
+
+def test_system_metrics_are_logged(cfg_train) -> None:
+    metrics, _ = train(cfg_train)
+    assert metrics["perf/epoch_time_s"] > 0
+    assert metrics["perf/train_samples_per_s"] > 0
+    assert metrics["system/process_rss_mb"] > 50
+
+
+def test_train_then_eval_gives_the_same_test_metric(cfg_train, tmp_path, data_dir) -> None:
+    metrics, objects = train(cfg_train)
+    best = objects["trainer"].checkpoint_callback.best_model_path
+    cfg_eval = compose_config("eval.yaml", [*tiny_overrides(data_dir)[:3], f"ckpt_path={best}",
+                                            "trainer.enable_progress_bar=false"], tmp_path / "eval")  # fmt: skip
+    eval_metrics, _ = evaluate(cfg_eval)
+    assert eval_metrics["test/f1_macro"] == pytest.approx(metrics["test/f1_macro"], abs=1e-6)
+    assert eval_metrics["test/auroc"] == pytest.approx(metrics["test/auroc"], abs=1e-6)
+    assert (tmp_path / "eval" / "predictions.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_resume_from_last_checkpoint_continues_the_epoch_count(cfg_train, tmp_path, data_dir) -> None:
+    train(cfg_train)
+    last = Path(cfg_train.paths.output_dir) / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    cfg2 = compose_config("train.yaml", [*tiny_overrides(data_dir), "trainer.max_epochs=3", f"ckpt_path={last}",
+                                         "~callbacks.rich_progress_bar"], tmp_path / "resumed")  # fmt: skip
+    _, objects = train(cfg2)
+    assert objects["trainer"].current_epoch == 3  # one more epoch, not three from scratch
+    assert torch.load(Path(cfg2.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
