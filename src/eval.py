@@ -40,6 +40,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from hydra.utils import instantiate
 
     from training_pipeline.evaluation.predictions import write_predictions
+    from training_pipeline.evaluation.report import print_metrics
     from training_pipeline.utils.checks import check_known_keys
     from training_pipeline.utils.instantiate import instantiate_loggers
     from training_pipeline.utils.run import write_json, write_provenance
@@ -54,8 +55,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule.setup("test")
     trainer = instantiate(cfg.trainer, logger=instantiate_loggers(cfg.get("logger")) or False, callbacks=[])
     write_provenance(cfg, output_dir, datamodule.data_version)
-    trainer.test(model, datamodule=datamodule)
+    trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    print_metrics(metrics, model.metric_classes)
     preds = model.test_predictions
     ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
     write_predictions(output_dir / "predictions.jsonl", ids, preds["probs"], model.thresholds.cpu(),

@@ -29,6 +29,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from hydra.utils import instantiate
 
     from training_pipeline.evaluation.predictions import write_predictions
+    from training_pipeline.evaluation.report import print_metrics
     from training_pipeline.utils.checks import check_known_keys, check_metric_names
     from training_pipeline.utils.instantiate import instantiate_callbacks, instantiate_loggers
     from training_pipeline.utils.run import write_json, write_provenance
@@ -43,9 +44,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     log.info("Instantiating model <%s>", cfg.model._target_)
-    model = instantiate(cfg.model, **datamodule.model_kwargs())
+    model = instantiate(cfg.model, _convert_="all", **datamodule.model_kwargs())  # plain hparams in checkpoints
     check_metric_names(cfg, model)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), progress_bar=cfg.trainer.get("enable_progress_bar", True))
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.is_global_zero:
@@ -62,8 +63,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.get("test"):
         if not best:
             log.warning("No best checkpoint (fast_dev_run or no checkpoint callback): testing the current weights")
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        if trainer.is_global_zero:
+            print_metrics(test_metrics, model.metric_classes)
         if trainer.is_global_zero and model.test_predictions:
             preds = model.test_predictions
             ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]

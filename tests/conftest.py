@@ -34,6 +34,7 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
         cfg = compose(config_name=name, overrides=overrides, return_hydra_config=True)
     HydraConfig().set_config(cfg)
     with open_dict(cfg):
+        del cfg["hydra"]  # entrypoints never see it; ${hydra:...} resolves from the HydraConfig set above
         cfg.paths.output_dir = str(output_dir)
         cfg.paths.log_dir = str(output_dir.parent / "logs")
     return cfg

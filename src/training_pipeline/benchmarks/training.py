@@ -49,7 +49,7 @@ def _model(cfg, dm):
     from hydra.utils import instantiate
 
     torch.manual_seed(0)
-    return instantiate(cfg.model, **dm.model_kwargs())
+    return instantiate(cfg.model, _convert_="all", **dm.model_kwargs())
 
 
 def plain_loop(model, batches, epochs: int) -> list[float]:

@@ -168,6 +168,7 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
     }
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    datasets.disable_progress_bars()
     datasets.Dataset.from_dict(columns, features=FEATURES).save_to_disk(str(tmp / "dataset"))
     seconds = time.perf_counter() - start
     manifest = {

@@ -58,8 +58,9 @@ class BytecodeDetector(LightningModule):
         self.family_head = nn.Linear(self.net.out_dim, len(family_names))
         self.register_buffer("pos_weight", torch.tensor(pos_weight or [1.0] * len(class_names)))
         self.register_buffer("thresholds", torch.full((len(class_names),), 0.5))
-        metric_classes = metric_classes or list(class_names)
-        self.metric_classes = [c for c in class_names if c in set(metric_classes)]
+        self.metric_classes = [c for c in class_names if c in set(metric_classes or class_names)]
+        if len(self.metric_classes) < 2:  # torchmetrics' multilabel metrics need two labels or more
+            self.metric_classes = list(class_names)
         self.register_buffer(
             "metric_index", torch.tensor([class_names.index(c) for c in self.metric_classes]), persistent=False
         )
@@ -150,15 +151,15 @@ class BytecodeDetector(LightningModule):
         self.val_family_acc.reset()
         if not self.trainer.sanity_checking:
             self.thresholds.copy_(tuned)  # saved with the checkpoint taken after this epoch
-        self.log_dict(values, sync_dist=False)
-        self.log("val/f1_macro", values["val/f1_macro"], prog_bar=True)
+        self.log("val/f1_macro", values.pop("val/f1_macro"), prog_bar=True)
+        self.log_dict(values)
 
     def on_test_epoch_end(self) -> None:
         probs, targets, index = self._gather("test")
         values = self._epoch_metrics("test", probs, targets, self.thresholds)
         values["test/family_acc"] = float(self.test_family_acc.compute())
         self.test_family_acc.reset()
-        self.log_dict(values, sync_dist=False)
+        self.log_dict(values)
         self.test_predictions = {"probs": probs.cpu(), "targets": targets.cpu(), "index": index.cpu()}
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:

@@ -23,9 +23,16 @@ def _instantiate_keyed(cfg: DictConfig | None, kind: str) -> list:
     return objects
 
 
-def instantiate_callbacks(cfg: DictConfig | None) -> list[Callback]:
-    """Callbacks from the ``callbacks`` group (one key per callback, so several combine)."""
-    return _instantiate_keyed(cfg, "callback")
+def instantiate_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> list[Callback]:
+    """Callbacks from the ``callbacks`` group (one key per callback, so several combine).
+
+    With ``progress_bar=False`` (``trainer.enable_progress_bar=false``) progress-bar callbacks are left out
+    instead of making the Trainer refuse the combination.
+    """
+    from lightning.pytorch.callbacks import ProgressBar
+
+    callbacks = _instantiate_keyed(cfg, "callback")
+    return [cb for cb in callbacks if progress_bar or not isinstance(cb, ProgressBar)]
 
 
 def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:

@@ -21,6 +21,8 @@ RESERVED: frozenset[str] = frozenset(
      "allowance", "Transfer", "Approval"}
 )  # fmt: skip
 
+PAIRS: dict[str, tuple[str, str]] = {"owner_pair": ("owner", "only_owner"), "token_maps": ("token_bal", "token_allow")}
+
 PREFIXES: tuple[str, ...] = (
     "Nova", "Orbit", "Harbor", "Cedar", "Summit", "Atlas", "Lumen", "Granite", "Maple", "Pioneer",
     "Silver", "Zenith", "Cobalt", "Aurora", "Beacon", "Crest", "Ember", "Falcon", "Glacier", "Horizon",
@@ -106,8 +108,8 @@ ROLES: dict[str, tuple[str, ...]] = {
     "fn_extend": ("increaseLockTime", "extendLock", "lockLonger", "addLockTime", "prolong"),
     "p_secs": ("extraSeconds", "secondsToAdd", "duration", "extra", "period"),
     # erc20
-    "token_bal": ("balances", "_balances", "balanceOf"),
-    "token_allow": ("allowed", "_allowances", "allowance"),
+    "token_maps": ("balances:allowed", "_balances:_allowances", "balanceOf:allowance", "balances:allowances",
+                   "balanceOf:allowed"),
     "p_spender": ("spender", "_spender", "delegate", "operator_"),
     "p_from": ("from", "_from", "src", "sender"),
     "p_value": ("value", "_value", "tokens", "amount", "numTokens"),
@@ -156,9 +158,10 @@ ROLES: dict[str, tuple[str, ...]] = {
     "seed_hash": ("seedHash", "sealedSeed", "commitment", "seedCommit", "hiddenSeed"),
     "fn_commit_seed": ("commitSeed", "sealSeed", "startRound", "openRound", "prepareDraw"),
     "p_seed": ("seed", "secret", "reveal", "preimage", "salt_"),
-    "p_seed_hash": ("hashedSeed", "sealed", "commitHash", "digest"),
+    "p_seed_hash": ("hashedSeed", "sealedValue", "seedDigest", "digest"),
     "private_seed": ("seed", "nonce", "entropy", "salt", "randSeed"),
     "l_rand": ("rand", "random", "r", "roll", "pick"),
+    "l_winner": ("chosen", "lucky", "picked", "drawn", "victor"),
     "credits": ("ticketCredits", "prepaid", "creditsOf", "ticketBalance"),
     "fn_buy_credits": ("buyTickets", "prepay", "buyCredits", "purchaseTickets"),
     "fn_use_credit": ("enterWithCredit", "redeemTicket", "useCredit", "enterPrepaid"),
@@ -317,15 +320,12 @@ def pick_names(family: str, rng: random.Random, taken: set[str] | None = None) -
             continue
         if role in out and not fam:
             continue
-        pool = used - RESERVED if role in ("token_bal", "token_allow") else used
-        choices = [c for c in ROLES[key] if c not in pool]
+        choices = [c for c in ROLES[key] if c not in used or role == "token_maps"]
         name = rng.choice(choices) if choices else rng.choice(ROLES[key]) + suffix
-        if role == "owner_pair":
-            owner, modifier = name.split(":")
-            if owner in used or modifier in used:  # pairs collide only with themselves; keep it simple
-                owner, modifier = owner + "_", modifier + "_"
-            out["owner"], out["only_owner"] = owner, modifier
-            used.update((owner, modifier, name))
+        if role in PAIRS:  # two names drawn together (owner + its modifier, token balances + allowances)
+            first, second = name.split(":")
+            out[PAIRS[role][0]], out[PAIRS[role][1]] = first, second
+            used.update((first, second))
             continue
         out[role] = name
         used.add(name)

@@ -377,6 +377,8 @@ def assemble(ctx: Ctx, members: list[Member], base: list[Member] | None, interfa
     elif style < 0.7:
         out.append(f"// {title}")
     head = f"contract {ctx['contract']}" + (f" is {ctx['base']}" if base is not None else "")
+    if ctx.safemath:
+        members = [Member("using", "using", [Line(f"using SafeMath for {ctx.u};", 0)]), *members]
     _contract(ctx, head, members, layout, r, out, tags, base is None)
     return "\n".join(out) + "\n", {k: sorted(set(v)) for k, v in sorted(tags.items())}
 

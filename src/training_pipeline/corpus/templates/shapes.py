@@ -152,7 +152,10 @@ class Plan:
         return s is not None and s.name == shape_name
 
     def has(self, site: str, p: float = 0.0) -> bool:
-        """Site present: slotted, needed by a slotted shape, or drawn present with probability ``p``."""
+        """Site present: slotted, needed by a slotted shape, or drawn present with probability ``p`` (unless a
+        slotted shape excludes it)."""
+        if any(site in s.shape.excludes for s in self.slots.values()):
+            return False
         if site in self.slots or any(site in s.shape.needs for s in self.slots.values()):
             return True
         if site not in self.extra:
@@ -176,10 +179,8 @@ class Privileged:
     body: Callable[[Ctx, W], None]
 
 
-def privileged(ctx: Ctx, slot: Slot | None, options: list[Privileged], modifier: str,
-               auth: Callable[[str], str]) -> Member:
+def privileged(ctx: Ctx, slot: Slot | None, p: Privileged, modifier: str, auth: Callable[[str], str]) -> Member:
     """A privileged function: modifier-guarded, or (tx_origin shape) guarded inline by the caller check."""
-    p = pick(ctx, "privileged", options)
     w = W()
     inline = (slot is not None and slot.name == "tx_origin") or (slot is None and pick(ctx, "inline", (0, 0, 1)))
     missing = slot is not None and slot.name == "missing_modifier" and slot.vuln

@@ -1,0 +1,282 @@
+"""Labelled Solidity contracts from templates: five families, three compiler eras, 24 vulnerability shapes.
+
+A *skeleton* fixes a family, an era, every name, the filler, the layout and formatting, and one or two *slots*
+(vulnerability shapes). Its variants differ only in which slots carry the flaw: each vulnerable variant comes
+with a *safe twin* (every slot repaired) in the same ``group``, so a model has to learn the pattern, not the
+template. Shapes, the families they fit and the lines they label are listed in ``templates/shapes.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from training_pipeline import taxonomy
+from training_pipeline.corpus.templates.families import BUILDERS
+from training_pipeline.corpus.templates.render import Ctx, assemble
+from training_pipeline.corpus.templates.shapes import SHAPES, Plan, Shape, Slot
+
+GENERATOR_VERSION = "1.0.0"  # bump when the output for a given seed changes: corpus caches key on it
+COMPILER_VERSIONS: tuple[str, ...] = ("0.4.26", "0.5.17", "0.8.26")
+
+
+@dataclass(frozen=True)
+class GeneratedContract:
+    """One generated contract with its labels (the corpus record before compilation)."""
+
+    id: str  # "gen-<seed>-<index>", stable for (seed, index)
+    group: str  # skeleton id shared by the vulnerable variants and the safe twin
+    family: str
+    compiler_version: str
+    contract_name: str  # the deployable (last, most derived) contract
+    source_code: str
+    labels: tuple[str, ...]  # sorted taxonomy classes; empty = no injected flaw
+    vulnerable_lines: dict[str, list[int]]  # label -> sorted 1-based lines holding the flaw
+    shapes: tuple[str, ...]  # injected flawed shapes, e.g. ("reentrancy/call_before_write",)
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """Everything a group shares: the key all draws derive from, family, era, slots and repaired-only slots."""
+
+    key: str
+    family: str
+    version: str
+    slots: tuple[str, ...]  # shapes flawed in some variant
+    fixed: tuple[str, ...] = ()  # shapes present only in repaired form (hard negatives)
+
+
+def coverage() -> list[tuple[str, str, str, str]]:
+    """Every (family, compiler_version, class, shape id) the generator can produce."""
+    return [
+        (fam, ver, shape.cls, shape.id)
+        for fam in taxonomy.FAMILIES
+        for ver in COMPILER_VERSIONS
+        for shape in SHAPES.values()
+        if fam in shape.sites and ver in shape.versions
+    ]
+
+
+def compatible(family: str, shapes: Sequence[str]) -> bool:
+    """True when the shapes can share one contract of ``family``: distinct sites, no excluded site taken."""
+    sites = [SHAPES[s].sites.get(family) for s in shapes]
+    if None in sites or len(set(sites)) != len(sites):
+        return False
+    return not any(ex in sites for s in shapes for ex in SHAPES[s].excludes)
+
+
+def render_group(skel: Skeleton, variants: Sequence[frozenset[str]], ids: Sequence[str],
+                 group: str) -> list[GeneratedContract]:
+    """Render each variant of a skeleton (the set of flawed shapes) into a labelled contract."""
+    ctx = Ctx(skel.key, skel.family, skel.version)
+    builder = BUILDERS[skel.family]
+    built = []
+    for flawed in variants:
+        slots = {
+            SHAPES[s].sites[skel.family]: Slot(SHAPES[s], s in flawed) for s in (*skel.slots, *skel.fixed)
+        }
+        built.append(builder(ctx, Plan(ctx, slots)))
+    out = []
+    for flawed, b, cid in zip(variants, built, ids, strict=True):
+        source, lines = assemble(ctx, b.members, b.base, b.interfaces)
+        labels = tuple(sorted({SHAPES[s].cls for s in flawed}))
+        if tuple(lines) != labels:  # every label needs its lines and no line may be tagged without a label
+            raise AssertionError(f"{skel}: labels {labels} but tagged lines for {sorted(lines)}")
+        out.append(GeneratedContract(cid, group, skel.family, skel.version, ctx["contract"], source, labels,
+                                     lines, tuple(sorted(flawed))))
+    return out
+
+
+def _resolve(spec: str | tuple[str, str]) -> str:
+    """A shape id from "cls/shape", ("cls", "shape") or ("cls", "cls/shape")."""
+    sid = spec if isinstance(spec, str) else (spec[1] if "/" in spec[1] else f"{spec[0]}/{spec[1]}")
+    if sid not in SHAPES:
+        raise ValueError(f"unknown shape {sid!r}; known: {', '.join(SHAPES)}")
+    return sid
+
+
+def _check(family: str, version: str, shapes: Sequence[str]) -> None:
+    if family not in taxonomy.FAMILIES:
+        raise ValueError(f"unknown family {family!r}; expected one of {', '.join(taxonomy.FAMILIES)}")
+    if version not in COMPILER_VERSIONS:
+        raise ValueError(f"unsupported compiler version {version!r}; expected one of {', '.join(COMPILER_VERSIONS)}")
+    for s in shapes:
+        if family not in SHAPES[s].sites or version not in SHAPES[s].versions:
+            raise ValueError(f"shape {s} does not fit {family} / {version}")
+    if not compatible(family, shapes):
+        raise ValueError(f"shapes {list(shapes)} cannot share one {family} contract")
+
+
+def generate_group(family: str, compiler_version: str, vulnerabilities: Sequence[str | tuple[str, str]],
+                   seed: int = 0, fixed: Sequence[str | tuple[str, str]] = ()) -> list[GeneratedContract]:
+    """One skeleton with the given shapes: [all flawed, safe twin]; ``fixed`` adds repaired-only shapes."""
+    vul, fix = [_resolve(v) for v in vulnerabilities], [_resolve(v) for v in fixed]
+    _check(family, compiler_version, vul + fix)
+    tag = "+".join(vul + fix) or "none"
+    group = f"one-{seed}-{family}-{compiler_version}-{tag}"
+    skel = Skeleton(f"one/{seed}/{family}/{compiler_version}/{tag}", family, compiler_version, tuple(vul), tuple(fix))
+    variants = [frozenset(vul), frozenset()] if vul else [frozenset()]
+    return render_group(skel, variants, [f"{group}-{i}" for i in range(len(variants))], group)
+
+
+def generate_one(family: str, compiler_version: str, vulnerabilities: Sequence[str | tuple[str, str]],
+                 seed: int = 0, safe_twin: bool = False) -> GeneratedContract:
+    """A contract of ``family`` carrying the given (class, shape) flaws, or (``safe_twin``) its repaired twin."""
+    group = generate_group(family, compiler_version, vulnerabilities, seed)
+    return group[-1] if safe_twin else group[0]
+
+
+# --- corpus scheduling -------------------------------------------------------------------------------------------
+# group kind -> variants over slots A (0) and B (1); records, safe and multi-label counts follow from them
+_KINDS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "single": ((0,), ()),
+    "split": ((0,), (1,), ()),
+    "multi": ((0, 1), ()),
+    "full": ((0, 1), (0,), (1,), ()),
+    "safe_only": ((),),
+    "single_v": ((0,),),
+    "split_v": ((0,), (1,)),
+    "multi_v": ((0, 1),),
+}
+
+
+def _kind_stats(kind: str) -> tuple[int, int, int]:
+    v = _KINDS[kind]
+    return len(v), sum(not x for x in v), sum(len(x) > 1 for x in v)
+
+
+class _Scheduler:
+    """Picks shapes so classes, then (family, era, shape) tuples, are used evenly."""
+
+    def __init__(self, rng: random.Random, families: Sequence[str], versions: Sequence[str]) -> None:
+        self.rng = rng
+        self.tuples = [(f, v, s) for f, v, _, s in coverage() if f in families and v in versions]
+        if not self.tuples:
+            raise ValueError(f"no vulnerability shape fits families {list(families)} × versions {list(versions)}")
+        self.fe = sorted({(f, v) for f in families for v in versions})
+        self.by_fe: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        for t in self.tuples:
+            self.by_fe.setdefault(t[:2], []).append(t)
+        self.use: Counter = Counter()
+        self.cls_use: Counter = Counter()
+        self.fe_use: Counter = Counter()
+
+    def _least(self, items: list, key) -> object:
+        best = min(key(x) for x in items)
+        return self.rng.choice([x for x in items if key(x) == best])
+
+    def primary(self) -> tuple[str, str, str]:
+        classes = sorted({SHAPES[s].cls for _, _, s in self.tuples})
+        cls = self._least(classes, lambda c: self.cls_use[c])
+        return self._least([t for t in self.tuples if SHAPES[t[2]].cls == cls],
+                           lambda t: (self.use[t], self.fe_use[t[:2]]))
+
+    def partner(self, first: tuple[str, str, str]) -> tuple[str, str, str] | None:
+        f, _, s = first
+        options = [t for t in self.by_fe.get(first[:2], []) if SHAPES[t[2]].cls != SHAPES[s].cls
+                   and compatible(f, (s, t[2]))]
+        if not options:
+            return None
+        return self._least(options, lambda t: (self.cls_use[SHAPES[t[2]].cls], self.use[t]))
+
+    def extras(self, fe: tuple[str, str], taken: list[str], k: int) -> list[str]:
+        """Up to k repaired-only shapes that fit next to ``taken``."""
+        out: list[str] = []
+        options = [t[2] for t in self.by_fe.get(fe, [])]
+        self.rng.shuffle(options)
+        for s in options:
+            if len(out) == k:
+                break
+            if compatible(fe[0], (*taken, *out, s)):
+                out.append(s)
+        return out
+
+    def count(self, fe: tuple[str, str], flawed: Sequence[str], n_variants: int) -> None:
+        self.fe_use[fe] += n_variants
+        for s in flawed:
+            self.use[(*fe, s)] += 1
+            self.cls_use[SHAPES[s].cls] += 1
+
+
+def _pick_kind(rng: random.Random, n: int, done: int, safe: int, multi: int, sf: float, mf: float) -> str:
+    remaining = n - done
+    if sf >= 1.0:
+        return "safe_only"
+    kinds = ["single", "split", "multi", "full", "safe_only"] if sf >= 0.2 else ["single_v", "split_v", "multi_v"]
+    if sf > 0 and sf < 0.2:
+        kinds += ["single", "split", "full", "safe_only"]
+    if mf <= 0:
+        kinds = [k for k in kinds if _kind_stats(k)[2] == 0]
+    fits = [k for k in kinds if _kind_stats(k)[0] <= remaining] or ["safe_only" if sf > 0 else "single_v"]
+
+    def err(k: str) -> float:
+        r, s, m = _kind_stats(k)
+        total = done + r
+        return (safe + s - sf * total) ** 2 + (multi + m - mf * total) ** 2
+
+    best = min(err(k) for k in fits)
+    return rng.choice([k for k in fits if err(k) <= best + 0.5])
+
+
+def generate_corpus(n_contracts: int, seed: int = 0, families: Sequence[str] | None = None,
+                    compiler_versions: Sequence[str] | None = None, safe_fraction: float = 0.4,
+                    multi_label_fraction: float = 0.15) -> list[GeneratedContract]:
+    """Exactly ``n_contracts`` labelled contracts in skeleton groups, deterministic for ``seed``."""
+    families = list(families or taxonomy.FAMILIES)
+    versions = list(compiler_versions or COMPILER_VERSIONS)
+    for f in families:
+        _check(f, COMPILER_VERSIONS[0], [])
+    for v in versions:
+        _check(taxonomy.FAMILIES[0], v, [])
+    if not 0.0 <= safe_fraction <= 1.0 or not 0.0 <= multi_label_fraction <= 1.0:
+        raise ValueError("safe_fraction and multi_label_fraction must lie in [0, 1]")
+    rng = random.Random(seed)
+    sched = _Scheduler(rng, families, versions)
+    out: list[GeneratedContract] = []
+    safe = multi = 0
+    g = 0
+    while len(out) < n_contracts:
+        kind = _pick_kind(rng, n_contracts, len(out), safe, multi, safe_fraction, multi_label_fraction)
+        slots: list[str] = []
+        if kind == "safe_only":
+            fe = sched._least(sched.fe, lambda x: sched.fe_use[x])
+            fixed = sched.extras(fe, [], rng.choice((0, 1, 2)))
+        else:
+            first = sched.primary()
+            fe, slots = first[:2], [first[2]]
+            if kind not in ("single", "single_v"):
+                second = sched.partner(first)
+                if second is None:
+                    kind = "single" if kind in ("split", "multi", "full") else "single_v"
+                    if _kind_stats(kind)[0] > n_contracts - len(out):
+                        kind = "single_v"
+                else:
+                    slots.append(second[2])
+            fixed = sched.extras(fe, slots, 1) if rng.random() < 0.3 else []
+        variants = [frozenset(slots[i] for i in v) for v in _KINDS[kind]]
+        sched.count(fe, [s for v in variants for s in v], len(variants))
+        ids = [f"gen-{seed}-{len(out) + i}" for i in range(len(variants))]
+        skel = Skeleton(f"{seed}/{g}", fe[0], fe[1], tuple(slots), tuple(fixed))
+        out.extend(render_group(skel, variants, ids, f"gen-{seed}-g{g}"))
+        safe += sum(not v for v in variants)
+        multi += sum(len(v) > 1 for v in variants)
+        g += 1
+    return out
+
+
+__all__ = [
+    "COMPILER_VERSIONS",
+    "GENERATOR_VERSION",
+    "GeneratedContract",
+    "SHAPES",
+    "Shape",
+    "Skeleton",
+    "compatible",
+    "coverage",
+    "generate_corpus",
+    "generate_group",
+    "generate_one",
+    "render_group",
+]
