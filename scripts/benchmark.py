@@ -1,8 +1,8 @@
 """Benchmarks, each measured side by side in this one run; printed and written to outputs/bench/.
 
-    python scripts/benchmark.py            # full
-    python scripts/benchmark.py --quick    # seconds: what the test suite runs
-    python scripts/benchmark.py --only tokenizer training
+python scripts/benchmark.py            # full
+python scripts/benchmark.py --quick    # seconds: what the test suite runs
+python scripts/benchmark.py --only tokenizer training
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ SECTIONS = ("tokenizer", "compile", "corpus", "training")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: numbers in seconds, not minutes")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench")
@@ -32,8 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     results: dict = {
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},  # fmt: skip
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
         "quick": args.quick,
     }
     for section in args.only:

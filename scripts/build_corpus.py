@@ -1,8 +1,8 @@
 """Build (or reuse) the generated contract corpus and print its manifest; optionally export it.
 
-    python scripts/build_corpus.py                                  # the default corpus of `make train`
-    python scripts/build_corpus.py data.corpus.n_contracts=5000     # any data.* override of train.yaml
-    python scripts/build_corpus.py --export corpus.jsonl            # interchange format (JSONL or parquet)
+python scripts/build_corpus.py                                  # the default corpus of `make train`
+python scripts/build_corpus.py data.corpus.n_contracts=5000     # any data.* override of train.yaml
+python scripts/build_corpus.py --export corpus.jsonl            # interchange format (JSONL or parquet)
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of train.yaml, e.g. data.corpus.seed=1")
-    parser.add_argument("--export", type=Path, help="write the corpus as interchange records (.jsonl/.parquet)")
+    parser.add_argument(
+        "--export", type=Path, help="write the corpus as interchange records (.jsonl/.parquet)"
+    )
     parser.add_argument("--force", action="store_true", help="overwrite the --export file if it exists")
     args = parser.parse_args(argv)
 

@@ -1,7 +1,7 @@
 """Evaluate a checkpoint on the test split, or on any contract file given by ``data=``.
 
-    python src/eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
-    python src/eval.py ckpt_path=... data=bytecode_file data.path=contracts.jsonl split=all
+python src/eval.py ckpt_path=outputs/train/runs/<run>/checkpoints/last.ckpt
+python src/eval.py ckpt_path=... data=bytecode_file data.path=contracts.jsonl split=all
 """
 
 from __future__ import annotations
@@ -17,8 +17,19 @@ from training_pipeline.utils.run import set_project_root, task_wrapper
 
 set_project_root()
 log = logging.getLogger("eval")
-TOP_LEVEL_KEYS = {"task_name", "tags", "ckpt_path", "split", "seed", "model", "data", "logger", "trainer", "paths",
-                  "extras"}  # fmt: skip
+TOP_LEVEL_KEYS = {
+    "task_name",
+    "tags",
+    "ckpt_path",
+    "split",
+    "seed",
+    "model",
+    "data",
+    "logger",
+    "trainer",
+    "paths",
+    "extras",
+}
 
 
 def load_checkpoint(model_target: str, ckpt_path: str | Path) -> Any:
@@ -33,7 +44,9 @@ def load_checkpoint(model_target: str, ckpt_path: str | Path) -> Any:
     try:
         return get_class(model_target).load_from_checkpoint(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # truncated zip, wrong model class, not a checkpoint at all
-        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise DataError(
+            f"{path}: cannot load checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None
 
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
@@ -60,10 +73,23 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     print_metrics(metrics, model.metric_classes)
     preds = model.test_predictions
     ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
-    write_predictions(output_dir / "predictions.jsonl", ids, preds["probs"], model.thresholds.cpu(),
-                      model.class_names, preds["targets"])  # fmt: skip
-    write_json(output_dir / "metrics.json", {"test": metrics, "checkpoint": str(cfg.ckpt_path), "split": cfg.split,
-                                             "data_version": datamodule.data_version})  # fmt: skip
+    write_predictions(
+        output_dir / "predictions.jsonl",
+        ids,
+        preds["probs"],
+        model.thresholds.cpu(),
+        model.class_names,
+        preds["targets"],
+    )
+    write_json(
+        output_dir / "metrics.json",
+        {
+            "test": metrics,
+            "checkpoint": str(cfg.ckpt_path),
+            "split": cfg.split,
+            "data_version": datamodule.data_version,
+        },
+    )
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 

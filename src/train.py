@@ -1,8 +1,8 @@
 """Train a model: compose the config → instantiate data, model, callbacks, loggers, trainer → fit → test.
 
-    python src/train.py                              # the default model (bytecode detector)
-    python src/train.py model=bytecode_detector experiment=bytecode_detector
-    python src/train.py -m hparams_search=bytecode_detector_optuna
+python src/train.py                              # the default model (bytecode detector)
+python src/train.py model=bytecode_detector experiment=bytecode_detector
+python src/train.py -m hparams_search=bytecode_detector_optuna
 """
 
 from __future__ import annotations
@@ -18,8 +18,22 @@ from training_pipeline.utils.run import set_project_root, task_wrapper
 
 set_project_root()
 log = logging.getLogger("train")
-TOP_LEVEL_KEYS = {"task_name", "tags", "train", "test", "ckpt_path", "seed", "optimized_metric", "model", "data",
-                  "callbacks", "logger", "trainer", "paths", "extras"}  # fmt: skip
+TOP_LEVEL_KEYS = {
+    "task_name",
+    "tags",
+    "train",
+    "test",
+    "ckpt_path",
+    "seed",
+    "optimized_metric",
+    "model",
+    "data",
+    "callbacks",
+    "logger",
+    "trainer",
+    "paths",
+    "extras",
+}
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -44,9 +58,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     log.info("Instantiating model <%s>", cfg.model._target_)
-    model = instantiate(cfg.model, _convert_="all", **datamodule.model_kwargs())  # plain hparams in checkpoints
+    model = instantiate(
+        cfg.model, _convert_="all", **datamodule.model_kwargs()
+    )  # plain hparams in checkpoints
     check_metric_names(cfg, model)
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), progress_bar=cfg.trainer.get("enable_progress_bar", True))
+    callbacks = instantiate_callbacks(
+        cfg.get("callbacks"), progress_bar=cfg.trainer.get("enable_progress_bar", True)
+    )
     loggers = instantiate_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if trainer.is_global_zero:
@@ -62,7 +80,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if cfg.get("test"):
         if not best:
-            log.warning("No best checkpoint (fast_dev_run or no checkpoint callback): testing the current weights")
+            log.warning(
+                "No best checkpoint (fast_dev_run or no checkpoint callback): testing the current weights"
+            )
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
@@ -70,24 +90,38 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         if trainer.is_global_zero and model.test_predictions:
             preds = model.test_predictions
             ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
-            write_predictions(output_dir / "test_predictions.jsonl", ids, preds["probs"], model.thresholds.cpu(),
-                              model.class_names, preds["targets"])  # fmt: skip
+            write_predictions(
+                output_dir / "test_predictions.jsonl",
+                ids,
+                preds["probs"],
+                model.thresholds.cpu(),
+                model.class_names,
+                preds["targets"],
+            )
 
     metrics = {**fit_metrics, **test_metrics}
     monitor = cfg.get("optimized_metric")
     ckpt_cb = trainer.checkpoint_callback
-    if monitor and ckpt_cb is not None and ckpt_cb.monitor == monitor and ckpt_cb.best_model_score is not None:
+    if (
+        monitor
+        and ckpt_cb is not None
+        and ckpt_cb.monitor == monitor
+        and ckpt_cb.best_model_score is not None
+    ):
         metrics[monitor] = float(ckpt_cb.best_model_score)  # the best epoch's value, not the last one's
     if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", {
-            "optimized_metric": monitor,
-            "value": metrics.get(monitor),
-            "test": test_metrics,
-            "fit": fit_metrics,
-            "epochs": trainer.current_epoch,
-            "best_checkpoint": best or None,
-            "data_version": datamodule.data_version,
-        })  # fmt: skip
+        write_json(
+            output_dir / "metrics.json",
+            {
+                "optimized_metric": monitor,
+                "value": metrics.get(monitor),
+                "test": test_metrics,
+                "fit": fit_metrics,
+                "epochs": trainer.current_epoch,
+                "best_checkpoint": best or None,
+                "data_version": datamodule.data_version,
+            },
+        )
     torch.set_grad_enabled(True)
     return metrics, {"datamodule": datamodule, "model": model, "trainer": trainer, "cfg": cfg}
 
@@ -99,15 +133,17 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     if name not in metrics:
         from training_pipeline.utils.errors import ConfigError
 
-        raise ConfigError(f"optimized_metric={name!r} was not produced by this run; got {sorted(metrics)[:12]}")
+        raise ConfigError(
+            f"optimized_metric={name!r} was not produced by this run; got {sorted(metrics)[:12]}"
+        )
     return float(metrics[name])
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 @task_wrapper
 def main(cfg: DictConfig) -> float | None:
-    from training_pipeline.utils.run import quiet_known_warnings
     from training_pipeline.utils.rich_tree import print_config_tree
+    from training_pipeline.utils.run import quiet_known_warnings
 
     if cfg.extras.get("ignore_warnings"):
         quiet_known_warnings()

@@ -16,6 +16,10 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+sys.path.insert(0, str(ROOT / "src"))
+from training_pipeline.utils.run import set_project_root  # noqa: E402
+
+set_project_root()  # the resolvers the entrypoints register
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 TINY_CORPUS = 80  # contracts: enough for 5 grouped folds, compiles in seconds
@@ -40,10 +44,10 @@ def compose_config(name: str, overrides: list[str], output_dir: Path) -> DictCon
     return cfg
 
 
-def tiny_overrides(data_dir: Path) -> list[str]:
+def tiny_overrides(data_dir: Path, corpus: bool = True) -> list[str]:
     return [
         f"paths.data_dir={data_dir}",
-        f"data.corpus.n_contracts={TINY_CORPUS}",
+        *([f"data.corpus.n_contracts={TINY_CORPUS}"] if corpus else []),
         "data.batch_size=8",
         "model.channels=16",
         "model.embed_dim=16",
@@ -57,15 +61,26 @@ def tiny_overrides(data_dir: Path) -> list[str]:
 @pytest.fixture
 def cfg_train(tmp_path: Path, data_dir: Path) -> DictConfig:
     """train.yaml for a 2-epoch run on the tiny corpus, outputs in tmp_path."""
-    cfg = compose_config("train.yaml", [*tiny_overrides(data_dir), "trainer.max_epochs=2", "~callbacks.rich_progress_bar"],
-                         tmp_path / "run")  # fmt: skip
+    cfg = compose_config(
+        "train.yaml",
+        [*tiny_overrides(data_dir), "trainer.max_epochs=2", "~callbacks.rich_progress_bar"],
+        tmp_path / "run",
+    )
     yield cfg
     GlobalHydra.instance().clear()
 
 
 def run_cli(script: str, *args: str, tmp_path: Path, data_dir: Path | None = None, timeout: int = 300):
     """Run an entrypoint as a user would (a new process); outputs and data stay under tmp_path."""
-    cmd = [sys.executable, str(ROOT / "src" / script), f"paths.log_dir={tmp_path / 'outputs'}", *args]
+    flags = [a for a in args if a.startswith("-")]  # Hydra's flags (-m) must precede the overrides
+    overrides = [a for a in args if not a.startswith("-")]
+    cmd = [
+        sys.executable,
+        str(ROOT / "src" / script),
+        *flags,
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        *overrides,
+    ]
     if data_dir is not None:
         cmd.append(f"paths.data_dir={data_dir}")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}

@@ -7,11 +7,17 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from conftest import TINY_CORPUS, run_cli
 
-TINY = [f"data.corpus.n_contracts={TINY_CORPUS}", "data.batch_size=8", "model.channels=16", "model.embed_dim=16",
-        "model.depth=2", "extras.print_config=false", "trainer.enable_progress_bar=false"]  # fmt: skip
+FAST = [
+    "data.batch_size=8",
+    "model.channels=16",
+    "model.embed_dim=16",
+    "model.depth=2",
+    "extras.print_config=false",
+    "trainer.enable_progress_bar=false",
+]
+TINY = [f"data.corpus.n_contracts={TINY_CORPUS}", *FAST]
 
 
 def assert_one_line_failure(result, *needles: str) -> None:
@@ -35,8 +41,14 @@ def assert_failed_run_dir(tmp_path: Path) -> None:
 
 
 def test_missing_data_file(tmp_path, data_dir) -> None:
-    r = run_cli("train.py", "data=bytecode_file", f"data.path={tmp_path}/nope.jsonl", *TINY, tmp_path=tmp_path,
-                data_dir=data_dir)  # fmt: skip
+    r = run_cli(
+        "train.py",
+        "data=bytecode_file",
+        f"data.path={tmp_path}/nope.jsonl",
+        *FAST,
+        tmp_path=tmp_path,
+        data_dir=data_dir,
+    )
     assert_one_line_failure(r, "nope.jsonl", "no such")
     assert_failed_run_dir(tmp_path)
 
@@ -44,7 +56,9 @@ def test_missing_data_file(tmp_path, data_dir) -> None:
 def test_invalid_hex_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c1", "bytecode": "0x6080zz", "labels": []}) + "\n")
-    r = run_cli("train.py", "data=bytecode_file", f"data.path={bad}", *TINY, tmp_path=tmp_path, data_dir=data_dir)
+    r = run_cli(
+        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST, tmp_path=tmp_path, data_dir=data_dir
+    )
     assert_one_line_failure(r, "contracts.jsonl", "c1")
     assert_failed_run_dir(tmp_path)
 
@@ -52,7 +66,9 @@ def test_invalid_hex_in_contract_file(tmp_path, data_dir) -> None:
 def test_unknown_label_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c7", "bytecode": "0x6080604052", "labels": ["reentrance"]}) + "\n")
-    r = run_cli("train.py", "data=bytecode_file", f"data.path={bad}", *TINY, tmp_path=tmp_path, data_dir=data_dir)
+    r = run_cli(
+        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST, tmp_path=tmp_path, data_dir=data_dir
+    )
     assert_one_line_failure(r, "reentrance", "c7")
 
 
@@ -85,11 +101,18 @@ def test_corrupted_checkpoint(tmp_path, data_dir) -> None:
 
 @pytest.mark.slow
 def test_optuna_sweep_resumes_its_study(tmp_path, data_dir) -> None:
-    args = ["-m", "hparams_search=bytecode_detector_optuna", "hydra.sweeper.n_trials=2", "trainer.max_epochs=1",
-            "callbacks=none", "logger=csv", *TINY]  # fmt: skip
+    args = [
+        "-m",
+        "hparams_search=bytecode_detector_optuna",
+        "hydra.sweeper.n_trials=2",
+        "trainer.max_epochs=1",
+        "callbacks=none",
+        "logger=csv",
+        *TINY,
+    ]
     first = run_cli("train.py", *args, tmp_path=tmp_path, data_dir=data_dir, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
-    db = tmp_path / "outputs" / "optuna.db"
+    db = tmp_path / "outputs" / "optuna" / "studies.db"
 
     def n_trials() -> int:
         with sqlite3.connect(db) as con:
@@ -107,8 +130,18 @@ def test_optuna_sweep_resumes_its_study(tmp_path, data_dir) -> None:
 
 @pytest.mark.slow
 def test_cross_validation_summary(tmp_path, data_dir) -> None:
-    r = run_cli("train.py", "-m", "data.fold=0,1", "trainer.max_epochs=1", "logger=csv", "callbacks=none", *TINY,
-                tmp_path=tmp_path, data_dir=data_dir, timeout=600)  # fmt: skip
+    r = run_cli(
+        "train.py",
+        "-m",
+        "data.fold=0,1",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "callbacks=none",
+        *TINY,
+        tmp_path=tmp_path,
+        data_dir=data_dir,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     sweep = next((tmp_path / "outputs" / "train" / "multiruns").iterdir())
     summary = json.loads((sweep / "summary.json").read_text())
@@ -119,8 +152,17 @@ def test_cross_validation_summary(tmp_path, data_dir) -> None:
 
 @pytest.mark.slow
 def test_ddp_cpu_two_processes(tmp_path, data_dir) -> None:
-    r = run_cli("train.py", "trainer=ddp_cpu", "trainer.max_epochs=1", "callbacks=none", "logger=csv", *TINY,
-                tmp_path=tmp_path, data_dir=data_dir, timeout=600)  # fmt: skip
+    r = run_cli(
+        "train.py",
+        "trainer=ddp_cpu",
+        "trainer.max_epochs=1",
+        "callbacks=none",
+        "logger=csv",
+        *TINY,
+        tmp_path=tmp_path,
+        data_dir=data_dir,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     runs = run_dirs(tmp_path)
     assert len(runs) == 1, runs  # no stray run dir from the second process

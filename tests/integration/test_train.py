@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 from omegaconf import open_dict
 
-from conftest import compose_config, tiny_overrides
 from eval import evaluate
 from train import train
 
@@ -52,8 +52,11 @@ def test_system_metrics_are_logged(cfg_train) -> None:
 def test_train_then_eval_gives_the_same_test_metric(cfg_train, tmp_path, data_dir) -> None:
     metrics, objects = train(cfg_train)
     best = objects["trainer"].checkpoint_callback.best_model_path
-    cfg_eval = compose_config("eval.yaml", [*tiny_overrides(data_dir)[:3], f"ckpt_path={best}",
-                                            "trainer.enable_progress_bar=false"], tmp_path / "eval")  # fmt: skip
+    cfg_eval = compose_config(
+        "eval.yaml",
+        [*tiny_overrides(data_dir)[:3], f"ckpt_path={best}", "trainer.enable_progress_bar=false"],
+        tmp_path / "eval",
+    )
     eval_metrics, _ = evaluate(cfg_eval)
     assert eval_metrics["test/f1_macro"] == pytest.approx(metrics["test/f1_macro"], abs=1e-6)
     assert eval_metrics["test/auroc"] == pytest.approx(metrics["test/auroc"], abs=1e-6)
@@ -65,8 +68,19 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(cfg_train, tmp_pa
     train(cfg_train)
     last = Path(cfg_train.paths.output_dir) / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1
-    cfg2 = compose_config("train.yaml", [*tiny_overrides(data_dir), "trainer.max_epochs=3", f"ckpt_path={last}",
-                                         "~callbacks.rich_progress_bar"], tmp_path / "resumed")  # fmt: skip
+    cfg2 = compose_config(
+        "train.yaml",
+        [
+            *tiny_overrides(data_dir),
+            "trainer.max_epochs=3",
+            f"ckpt_path={last}",
+            "~callbacks.rich_progress_bar",
+        ],
+        tmp_path / "resumed",
+    )
     _, objects = train(cfg2)
     assert objects["trainer"].current_epoch == 3  # one more epoch, not three from scratch
-    assert torch.load(Path(cfg2.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert (
+        torch.load(Path(cfg2.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
+        == 2
+    )

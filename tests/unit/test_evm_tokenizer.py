@@ -30,8 +30,15 @@ from training_pipeline.data.evm import (
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "evm"
 VERSIONS = ("0.4.26", "0.5.17", "0.6.12", "0.7.6", "0.8.26")
 # Opcodes newer than pyevmasm's last fork (Istanbul): it decodes these bytes as INVALID.
-POST_ISTANBUL = {0x48: "BASEFEE", 0x49: "BLOBHASH", 0x4A: "BLOBBASEFEE", 0x5C: "TLOAD", 0x5D: "TSTORE",
-                 0x5E: "MCOPY", 0x5F: "PUSH0"}  # fmt: skip
+POST_ISTANBUL = {
+    0x48: "BASEFEE",
+    0x49: "BLOBHASH",
+    0x4A: "BLOBBASEFEE",
+    0x5C: "TLOAD",
+    0x5D: "TSTORE",
+    0x5E: "MCOPY",
+    0x5F: "PUSH0",
+}
 PRE_SHANGHAI_BYTES = [b for b in range(256) if b not in POST_ISTANBUL]
 
 
@@ -57,13 +64,32 @@ def as_pyevmasm_sees_it(names: list[str]) -> list[str]:
 @pytest.mark.parametrize(
     ("byte", "name"),
     [
-        (0x1B, "SHL"), (0x1C, "SHR"), (0x1D, "SAR"), (0x3F, "EXTCODEHASH"), (0xF5, "CREATE2"),
-        (0x46, "CHAINID"), (0x47, "SELFBALANCE"), (0x48, "BASEFEE"), (0x5F, "PUSH0"), (0x5C, "TLOAD"),
-        (0x5D, "TSTORE"), (0x5E, "MCOPY"), (0x49, "BLOBHASH"), (0x4A, "BLOBBASEFEE"), (0x44, "DIFFICULTY"),
-        (0x20, "SHA3"), (0x58, "GETPC"), (0x00, "STOP"), (0xFE, "INVALID"), (0xFF, "SELFDESTRUCT"),
-        (0xFA, "STATICCALL"), (0xFD, "REVERT"), (0xF4, "DELEGATECALL"), (0x3D, "RETURNDATASIZE"),
+        (0x1B, "SHL"),
+        (0x1C, "SHR"),
+        (0x1D, "SAR"),
+        (0x3F, "EXTCODEHASH"),
+        (0xF5, "CREATE2"),
+        (0x46, "CHAINID"),
+        (0x47, "SELFBALANCE"),
+        (0x48, "BASEFEE"),
+        (0x5F, "PUSH0"),
+        (0x5C, "TLOAD"),
+        (0x5D, "TSTORE"),
+        (0x5E, "MCOPY"),
+        (0x49, "BLOBHASH"),
+        (0x4A, "BLOBBASEFEE"),
+        (0x44, "DIFFICULTY"),
+        (0x20, "SHA3"),
+        (0x58, "GETPC"),
+        (0x00, "STOP"),
+        (0xFE, "INVALID"),
+        (0xFF, "SELFDESTRUCT"),
+        (0xFA, "STATICCALL"),
+        (0xFD, "REVERT"),
+        (0xF4, "DELEGATECALL"),
+        (0x3D, "RETURNDATASIZE"),
     ],
-)  # fmt: skip
+)
 def test_opcode_decodes_to_its_mnemonic(byte: int, name: str) -> None:
     assert OPCODES[byte] == (name, 0)
     assert disassemble(bytes([byte])) == [name]
@@ -309,10 +335,13 @@ def test_push_buckets_follow_each_push_with_its_operand_magnitude() -> None:
         + b"\x60\x01"  # PUSH1 1          -> 1 bit
         + b"\x61\x01\x00"  # PUSH2 0x0100 -> 9 bits
         + b"\x63\x00\x00\x00\xff"  # PUSH4 0xff: leading zero bytes do not count -> 8 bits
-        + b"\x73" + b"\xff" * 20  # PUSH20 address mask -> 160 bits
-        + b"\x7f" + b"\x80" + bytes(31)  # PUSH32 2**255 -> 256 bits
+        + b"\x73"
+        + b"\xff" * 20  # PUSH20 address mask -> 160 bits
+        + b"\x7f"
+        + b"\x80"
+        + bytes(31)  # PUSH32 2**255 -> 256 bits
         + b"\x5f\x01"  # PUSH0 has no operand and no bucket
-    )  # fmt: skip
+    )
     exact = EvmTokenizer(push_buckets=257)  # one bucket per bit length
     pushes = ["PUSH1", "PUSH1", "PUSH2", "PUSH4", "PUSH20", "PUSH32"]
     bits = [0, 1, 9, 8, 160, 256]
@@ -320,8 +349,13 @@ def test_push_buckets_follow_each_push_with_its_operand_magnitude() -> None:
     assert exact.decode(exact.encode(code)) == expected
     by_bytes = EvmTokenizer(push_buckets=33)  # zero, then significant byte count
     assert [t for t in by_bytes.decode(by_bytes.encode(code)) if t.startswith("<")] == [
-        "<arg:0>", "<arg:1>", "<arg:2>", "<arg:1>", "<arg:20>", "<arg:32>",
-    ]  # fmt: skip
+        "<arg:0>",
+        "<arg:1>",
+        "<arg:2>",
+        "<arg:1>",
+        "<arg:20>",
+        "<arg:32>",
+    ]
     coarse = EvmTokenizer(push_buckets=2)  # zero / non-zero
     coarse_buckets = [t for t in coarse.decode(coarse.encode(code)) if t.startswith("<")]
     assert coarse_buckets == ["<arg:0>"] + ["<arg:1>"] * 5

@@ -10,13 +10,22 @@ from training_pipeline.data.records import read_records, write_records
 from training_pipeline.taxonomy import UnknownLabelError
 from training_pipeline.utils.errors import DataError
 
-RECORD = {"id": "c1", "source_code": "contract A {}", "bytecode": "0x6080604052", "labels": ["reentrancy"],
-          "vulnerable_lines": {"reentrancy": [3]}, "compiler_version": "0.8.26", "family": "vault"}  # fmt: skip
+RECORD = {
+    "id": "c1",
+    "source_code": "contract A {}",
+    "bytecode": "0x6080604052",
+    "labels": ["reentrancy"],
+    "vulnerable_lines": {"reentrancy": [3]},
+    "compiler_version": "0.8.26",
+    "family": "vault",
+}
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
 def test_round_trip(tmp_path, suffix) -> None:
-    path = write_records([RECORD, {**RECORD, "id": "c2", "labels": [], "vulnerable_lines": None}], tmp_path / f"r{suffix}")
+    path = write_records(
+        [RECORD, {**RECORD, "id": "c2", "labels": [], "vulnerable_lines": None}], tmp_path / f"r{suffix}"
+    )
     back = read_records(path)
     assert [r["id"] for r in back] == ["c1", "c2"]
     assert back[0]["vulnerable_lines"] == {"reentrancy": [3]} and back[1]["labels"] == []

@@ -17,7 +17,6 @@ from training_pipeline.corpus.solc import (
     _Worker,
 )
 
-
 PUSH0 = 0x5F
 
 

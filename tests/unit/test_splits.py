@@ -30,8 +30,14 @@ def test_random_split_is_disjoint_by_group(fold: int) -> None:
 
 def test_each_group_is_tested_exactly_once_across_folds() -> None:
     folds = assign_folds(GROUPS, FAMILIES, 5, 0)
-    tested = [g for f in range(5) for g, n in zip(GROUPS, split_names([folds[g] for g in GROUPS], FAMILIES,
-                                                                      SplitConfig(), f), strict=True) if n == "test"]  # fmt: skip
+    tested = [
+        g
+        for f in range(5)
+        for g, n in zip(
+            GROUPS, split_names([folds[g] for g in GROUPS], FAMILIES, SplitConfig(), f), strict=True
+        )
+        if n == "test"
+    ]
     assert sorted(set(tested)) == sorted(set(GROUPS)) and len(tested) == len(GROUPS)
 
 

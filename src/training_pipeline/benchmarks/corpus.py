@@ -8,8 +8,8 @@ import time
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_manifest
 
 
-def run(quick: bool = False) -> dict:
-    n = 60 if quick else 400
+def run(quick: bool = False, n_contracts: int | None = None) -> dict:
+    n = n_contracts or (60 if quick else 400)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         path = build_corpus(CorpusConfig(n_contracts=n, seed=7), tmp)  # fresh dir: nothing cached

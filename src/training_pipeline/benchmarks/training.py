@@ -36,8 +36,10 @@ def _setup(data_dir: str, n_contracts: int, overrides: list[str]):
 
     os.environ.setdefault("PROJECT_ROOT", str(ROOT))
     with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train.yaml", overrides=[f"paths.data_dir={data_dir}", f"data.corpus.n_contracts={n_contracts}",
-                                               *overrides])  # fmt: skip
+        cfg = compose(
+            "train.yaml",
+            overrides=[f"paths.data_dir={data_dir}", f"data.corpus.n_contracts={n_contracts}", *overrides],
+        )
     dm = instantiate(cfg.data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
@@ -70,28 +72,44 @@ def plain_loop(model, batches, epochs: int) -> list[float]:
 
 
 def lightning_loop(model, batches, epochs: int, out_dir: str) -> list[float]:
-    """Trainer as the default config runs it (TensorBoard logger, step logging, grad clipping), no validation."""
+    """Trainer as the default config runs it (TensorBoard, step logging, grad clipping), no validation."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     model.configure_optimizers = lambda: torch.optim.AdamW(  # same optimizer, no scheduler, as the plain loop
         model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay
     )
     timer = _EpochTimer()
-    trainer = Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=TensorBoardLogger(out_dir),
-                      callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, limit_val_batches=0, gradient_clip_val=1.0,
-                      log_every_n_steps=10, num_sanity_val_steps=0)  # fmt: skip
+    trainer = Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=TensorBoardLogger(out_dir),
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        gradient_clip_val=1.0,
+        log_every_n_steps=10,
+        num_sanity_val_steps=0,
+    )
     trainer.fit(model, train_dataloaders=DataLoader(batches, batch_size=None, shuffle=False))
     return timer.times
 
 
-def run(quick: bool = False) -> dict:
+def run(
+    quick: bool = False,
+    data_dir: str | None = None,
+    n_contracts: int | None = None,
+    overrides: tuple[str, ...] = (),
+) -> dict:
+    """Median epoch time of each loop; ``data_dir`` reuses a built corpus (default: the project's data/)."""
     epochs = 3 if quick else 4
-    n_contracts = 120 if quick else 600
+    n_contracts = n_contracts or (120 if quick else 600)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, dm, batches = _setup(os.environ.get("BENCH_DATA_DIR", tmp), n_contracts, [])
+        cfg, dm, batches = _setup(data_dir or str(ROOT / "data"), n_contracts, list(overrides))
         if quick:
-            batches = batches[:8]
+            batches = batches[:6]
         samples = sum(len(b["labels"]) for b in batches)
         torch.set_num_threads(max(1, torch.get_num_threads()))
         # Alternate the two so drift in machine load hits both sides alike.

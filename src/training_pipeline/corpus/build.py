@@ -14,7 +14,7 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
@@ -104,8 +104,12 @@ def content_hash(ids: Sequence[str], bytecodes: Sequence[str], labels: Sequence[
     return h.hexdigest()
 
 
-def manifest_counts(families: Sequence[str | None], versions: Sequence[str | None],
-                    labels: Sequence[Sequence[str]], folds: Sequence[int]) -> dict:  # fmt: skip
+def manifest_counts(
+    families: Sequence[str | None],
+    versions: Sequence[str | None],
+    labels: Sequence[Sequence[str]],
+    folds: Sequence[int],
+) -> dict:
     """Counts per label, family, compiler version and fold (the manifest and the data report share it)."""
     per_label = Counter(lbl for lbls in labels for lbl in lbls)
     per_label["(none)"] = sum(1 for lbls in labels if not lbls)
@@ -136,14 +140,18 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
 
     start = time.perf_counter()
     contracts = generate_corpus(
-        cfg.n_contracts, seed=cfg.seed, families=cfg.families, compiler_versions=cfg.compiler_versions,
-        safe_fraction=cfg.safe_fraction, multi_label_fraction=cfg.multi_label_fraction,
-    )  # fmt: skip
+        cfg.n_contracts,
+        seed=cfg.seed,
+        families=cfg.families,
+        compiler_versions=cfg.compiler_versions,
+        safe_fraction=cfg.safe_fraction,
+        multi_label_fraction=cfg.multi_label_fraction,
+    )
     gen_seconds = time.perf_counter() - start
     jobs = [CompileJob(c.source_code, c.compiler_version, c.contract_name) for c in contracts]
     log.info("Compiling %d generated contracts with %d solc-js workers", len(jobs), cfg.n_workers)
     with SolcPool(n_workers=cfg.n_workers, cache_dir=Path(data_dir) / "solc_cache") as pool:
-        results = pool.compile(jobs)
+        results = pool.compile(jobs, progress=_progress_logger(time.perf_counter()))
         compile_stats = dict(pool.stats)
     failures = [(c, r) for c, r in zip(contracts, results, strict=True) if not r.ok]
     if failures:
@@ -186,13 +194,26 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
             "generate_seconds": round(gen_seconds, 3),
             "contracts_per_s": round(len(contracts) / seconds, 2),
             "compile": compile_stats,
-        },  # fmt: skip
+        },
     }
     write_json(tmp / "manifest.json", manifest)  # written last: a dir without it is never reused
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     log.info("Built corpus %s: %d contracts in %.1f s", out, len(contracts), seconds)
     return out
+
+
+def _progress_logger(start: float):
+    """Log compile progress every 10% (a cold build of the default corpus takes about a minute)."""
+    state = {"next": 0.1}
+
+    def report(done: int, total: int) -> None:
+        if total and done / total >= state["next"]:
+            state["next"] = done / total + 0.1
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            log.info("compiled %d/%d contracts (%.1f/s)", done, total, rate)
+
+    return report
 
 
 def load_manifest(path: str | Path) -> dict:

@@ -39,7 +39,7 @@ class GeneratedContract:
 
 @dataclass(frozen=True)
 class Skeleton:
-    """Everything a group shares: the key all draws derive from, family, era, slots and repaired-only slots."""
+    """What a group shares: the key every draw derives from, family, era, slots, repaired-only slots."""
 
     key: str
     family: str
@@ -67,8 +67,9 @@ def compatible(family: str, shapes: Sequence[str]) -> bool:
     return not any(ex in sites for s in shapes for ex in SHAPES[s].excludes)
 
 
-def render_group(skel: Skeleton, variants: Sequence[frozenset[str]], ids: Sequence[str],
-                 group: str) -> list[GeneratedContract]:
+def render_group(
+    skel: Skeleton, variants: Sequence[frozenset[str]], ids: Sequence[str], group: str
+) -> list[GeneratedContract]:
     """Render each variant of a skeleton (the set of flawed shapes) into a labelled contract."""
     ctx = Ctx(skel.key, skel.family, skel.version)
     builder = BUILDERS[skel.family]
@@ -80,12 +81,23 @@ def render_group(skel: Skeleton, variants: Sequence[frozenset[str]], ids: Sequen
         built.append(builder(ctx, Plan(ctx, slots)))
     out = []
     for flawed, b, cid in zip(variants, built, ids, strict=True):
-        source, lines = assemble(ctx, b.members, b.base, b.interfaces)
+        source, lines = assemble(ctx, b.members, b.base, b.interfaces, b.parents)
         labels = tuple(sorted({SHAPES[s].cls for s in flawed}))
         if tuple(lines) != labels:  # every label needs its lines and no line may be tagged without a label
             raise AssertionError(f"{skel}: labels {labels} but tagged lines for {sorted(lines)}")
-        out.append(GeneratedContract(cid, group, skel.family, skel.version, ctx["contract"], source, labels,
-                                     lines, tuple(sorted(flawed))))
+        out.append(
+            GeneratedContract(
+                cid,
+                group,
+                skel.family,
+                skel.version,
+                ctx["contract"],
+                source,
+                labels,
+                lines,
+                tuple(sorted(flawed)),
+            )
+        )
     return out
 
 
@@ -101,7 +113,9 @@ def _check(family: str, version: str, shapes: Sequence[str]) -> None:
     if family not in taxonomy.FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(taxonomy.FAMILIES)}")
     if version not in COMPILER_VERSIONS:
-        raise ValueError(f"unsupported compiler version {version!r}; expected one of {', '.join(COMPILER_VERSIONS)}")
+        raise ValueError(
+            f"unsupported compiler version {version!r}; expected one of {', '.join(COMPILER_VERSIONS)}"
+        )
     for s in shapes:
         if family not in SHAPES[s].sites or version not in SHAPES[s].versions:
             raise ValueError(f"shape {s} does not fit {family} / {version}")
@@ -109,26 +123,38 @@ def _check(family: str, version: str, shapes: Sequence[str]) -> None:
         raise ValueError(f"shapes {list(shapes)} cannot share one {family} contract")
 
 
-def generate_group(family: str, compiler_version: str, vulnerabilities: Sequence[str | tuple[str, str]],
-                   seed: int = 0, fixed: Sequence[str | tuple[str, str]] = ()) -> list[GeneratedContract]:
+def generate_group(
+    family: str,
+    compiler_version: str,
+    vulnerabilities: Sequence[str | tuple[str, str]],
+    seed: int = 0,
+    fixed: Sequence[str | tuple[str, str]] = (),
+) -> list[GeneratedContract]:
     """One skeleton with the given shapes: [all flawed, safe twin]; ``fixed`` adds repaired-only shapes."""
     vul, fix = [_resolve(v) for v in vulnerabilities], [_resolve(v) for v in fixed]
     _check(family, compiler_version, vul + fix)
     tag = "+".join(vul + fix) or "none"
     group = f"one-{seed}-{family}-{compiler_version}-{tag}"
-    skel = Skeleton(f"one/{seed}/{family}/{compiler_version}/{tag}", family, compiler_version, tuple(vul), tuple(fix))
+    skel = Skeleton(
+        f"one/{seed}/{family}/{compiler_version}/{tag}", family, compiler_version, tuple(vul), tuple(fix)
+    )
     variants = [frozenset(vul), frozenset()] if vul else [frozenset()]
     return render_group(skel, variants, [f"{group}-{i}" for i in range(len(variants))], group)
 
 
-def generate_one(family: str, compiler_version: str, vulnerabilities: Sequence[str | tuple[str, str]],
-                 seed: int = 0, safe_twin: bool = False) -> GeneratedContract:
-    """A contract of ``family`` carrying the given (class, shape) flaws, or (``safe_twin``) its repaired twin."""
+def generate_one(
+    family: str,
+    compiler_version: str,
+    vulnerabilities: Sequence[str | tuple[str, str]],
+    seed: int = 0,
+    safe_twin: bool = False,
+) -> GeneratedContract:
+    """A ``family`` contract carrying the given (class, shape) flaws, or (``safe_twin``) its repaired twin."""
     group = generate_group(family, compiler_version, vulnerabilities, seed)
     return group[-1] if safe_twin else group[0]
 
 
-# --- corpus scheduling -------------------------------------------------------------------------------------------
+# --- corpus scheduling --------------------------------------------------------------------------------------
 # group kind -> variants over slots A (0) and B (1); records, safe and multi-label counts follow from them
 _KINDS: dict[str, tuple[tuple[int, ...], ...]] = {
     "single": ((0,), ()),
@@ -154,32 +180,42 @@ class _Scheduler:
         self.rng = rng
         self.tuples = [(f, v, s) for f, v, _, s in coverage() if f in families and v in versions]
         if not self.tuples:
-            raise ValueError(f"no vulnerability shape fits families {list(families)} × versions {list(versions)}")
+            raise ValueError(
+                f"no vulnerability shape fits families {list(families)} × versions {list(versions)}"
+            )
         self.fe = sorted({(f, v) for f in families for v in versions})
         self.by_fe: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+        self.by_cls: dict[str, list[tuple[str, str, str]]] = {}
+        self.cls_of = {t: SHAPES[t[2]].cls for t in self.tuples}
         for t in self.tuples:
             self.by_fe.setdefault(t[:2], []).append(t)
+            self.by_cls.setdefault(self.cls_of[t], []).append(t)
         self.use: Counter = Counter()
         self.cls_use: Counter = Counter()
         self.fe_use: Counter = Counter()
+        self.fam_use: Counter = Counter()
 
     def _least(self, items: list, key) -> object:
         best = min(key(x) for x in items)
         return self.rng.choice([x for x in items if key(x) == best])
 
     def primary(self) -> tuple[str, str, str]:
-        classes = sorted({SHAPES[s].cls for _, _, s in self.tuples})
-        cls = self._least(classes, lambda c: self.cls_use[c])
-        return self._least([t for t in self.tuples if SHAPES[t[2]].cls == cls],
-                           lambda t: (self.use[t], self.fe_use[t[:2]]))
+        """Least-used class; within it the tuple that is least used, counting its family's use too, so that
+        families a class shares with others are favoured over the family that every class can use."""
+        cls = self._least(sorted(self.by_cls), lambda c: self.cls_use[c])
+        total = 1 + sum(self.fam_use.values())
+        return self._least(self.by_cls[cls], lambda t: self.use[t] + 40 * self.fam_use[t[0]] // total)
 
     def partner(self, first: tuple[str, str, str]) -> tuple[str, str, str] | None:
         f, _, s = first
-        options = [t for t in self.by_fe.get(first[:2], []) if SHAPES[t[2]].cls != SHAPES[s].cls
-                   and compatible(f, (s, t[2]))]
+        options = [
+            t
+            for t in self.by_fe.get(first[:2], [])
+            if self.cls_of[t] != self.cls_of[first] and compatible(f, (s, t[2]))
+        ]
         if not options:
             return None
-        return self._least(options, lambda t: (self.cls_use[SHAPES[t[2]].cls], self.use[t]))
+        return self._least(options, lambda t: (self.cls_use[self.cls_of[t]], self.use[t]))
 
     def extras(self, fe: tuple[str, str], taken: list[str], k: int) -> list[str]:
         """Up to k repaired-only shapes that fit next to ``taken``."""
@@ -195,6 +231,7 @@ class _Scheduler:
 
     def count(self, fe: tuple[str, str], flawed: Sequence[str], n_variants: int) -> None:
         self.fe_use[fe] += n_variants
+        self.fam_use[fe[0]] += n_variants
         for s in flawed:
             self.use[(*fe, s)] += 1
             self.cls_use[SHAPES[s].cls] += 1
@@ -204,7 +241,9 @@ def _pick_kind(rng: random.Random, n: int, done: int, safe: int, multi: int, sf:
     remaining = n - done
     if sf >= 1.0:
         return "safe_only"
-    kinds = ["single", "split", "multi", "full", "safe_only"] if sf >= 0.2 else ["single_v", "split_v", "multi_v"]
+    kinds = (
+        ["single", "split", "multi", "full", "safe_only"] if sf >= 0.2 else ["single_v", "split_v", "multi_v"]
+    )
     if sf > 0 and sf < 0.2:
         kinds += ["single", "split", "full", "safe_only"]
     if mf <= 0:
@@ -220,9 +259,14 @@ def _pick_kind(rng: random.Random, n: int, done: int, safe: int, multi: int, sf:
     return rng.choice([k for k in fits if err(k) <= best + 0.5])
 
 
-def generate_corpus(n_contracts: int, seed: int = 0, families: Sequence[str] | None = None,
-                    compiler_versions: Sequence[str] | None = None, safe_fraction: float = 0.4,
-                    multi_label_fraction: float = 0.15) -> list[GeneratedContract]:
+def generate_corpus(
+    n_contracts: int,
+    seed: int = 0,
+    families: Sequence[str] | None = None,
+    compiler_versions: Sequence[str] | None = None,
+    safe_fraction: float = 0.4,
+    multi_label_fraction: float = 0.15,
+) -> list[GeneratedContract]:
     """Exactly ``n_contracts`` labelled contracts in skeleton groups, deterministic for ``seed``."""
     families = list(families or taxonomy.FAMILIES)
     versions = list(compiler_versions or COMPILER_VERSIONS)

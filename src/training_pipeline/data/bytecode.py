@@ -51,14 +51,21 @@ def truncate(ids: np.ndarray, max_length: int, strategy: str) -> np.ndarray:
 class TokenizedContracts(Dataset):
     """Token ids, multi-hot labels and family index per contract."""
 
-    def __init__(self, ids: list[np.ndarray], labels: np.ndarray, families: np.ndarray, index: np.ndarray) -> None:
+    def __init__(
+        self, ids: list[np.ndarray], labels: np.ndarray, families: np.ndarray, index: np.ndarray
+    ) -> None:
         self.ids, self.labels, self.families, self.index = ids, labels, families, index
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.ids[i], "labels": self.labels[i], "family": self.families[i], "index": self.index[i]}
+        return {
+            "input_ids": self.ids[i],
+            "labels": self.labels[i],
+            "family": self.families[i],
+            "index": self.index[i],
+        }
 
     def lengths(self) -> list[int]:
         return [len(x) for x in self.ids]
@@ -83,7 +90,13 @@ class LengthBucketSampler(Sampler[list[int]]):
     """Shuffled batches of similar length: sorts within random pools of 50 batches, then shuffles batches."""
 
     def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool: int = 50) -> None:
-        self.lengths, self.batch_size, self.seed, self.pool, self.epoch = list(lengths), batch_size, seed, pool, 0
+        self.lengths, self.batch_size, self.seed, self.pool, self.epoch = (
+            list(lengths),
+            batch_size,
+            seed,
+            pool,
+            0,
+        )
 
     def __iter__(self) -> Iterator[list[int]]:
         rng = random.Random(self.seed + self.epoch)
@@ -133,7 +146,7 @@ class ContractBytecodeDataModule(LightningDataModule):
             self.split_cfg = SplitConfig(**dict(split or {}))
             self.tokenizer_cfg = TokenizerConfig(**dict(tokenizer or {}))
         except TypeError as exc:  # an unexpected keyword: a misspelled config key
-            raise ConfigError(f"data config: {exc}".replace("__init__() ", "")) from None
+            raise ConfigError(f"data config: {exc}".replace(".__init__()", ":")) from None
         if truncation not in TRUNCATIONS:
             raise ConfigError(f"data.truncation={truncation!r}: expected one of {TRUNCATIONS}")
         if eval_split not in ("test", "val", "train", "all"):
@@ -174,7 +187,9 @@ class ContractBytecodeDataModule(LightningDataModule):
             self.data_version = "sha256:" + hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
             for r in records:
                 if "fold" not in r:
-                    r["fold"] = stable_fold(str(r.get("group") or r["id"]), self.split_cfg.n_folds, self.split_cfg.seed)
+                    r["fold"] = stable_fold(
+                        str(r.get("group") or r["id"]), self.split_cfg.n_folds, self.split_cfg.seed
+                    )
             return records
         from training_pipeline.corpus.build import build_corpus, load_corpus, load_manifest
 
@@ -206,7 +221,9 @@ class ContractBytecodeDataModule(LightningDataModule):
             idx = np.arange(len(self.records)) if split == "all" else np.flatnonzero(np.array(names) == split)
             self.splits[split] = TokenizedContracts([ids[i] for i in idx], labels[idx], families[idx], idx)
         sizes = {s: len(d) for s, d in self.splits.items()}
-        log.info("Data %s: %s (fold %d, %s split)", self.data_version, sizes, self.fold, self.split_cfg.strategy)
+        log.info(
+            "Data %s: %s (fold %d, %s split)", self.data_version, sizes, self.fold, self.split_cfg.strategy
+        )
         if self.path is None or self.eval_split != "all":
             empty = [s for s in ("train", "val", "test") if sizes[s] == 0]
             if empty:
@@ -244,11 +261,17 @@ class ContractBytecodeDataModule(LightningDataModule):
     # -- loaders ----------------------------------------------------------------------------------------
     def _loader(self, split: str, train: bool = False) -> DataLoader:
         data = self.splits[split]
-        common = {"collate_fn": collate, "num_workers": self.num_workers, "pin_memory": self.pin_memory,
-                  "persistent_workers": self.num_workers > 0}  # fmt: skip
+        common = {
+            "collate_fn": collate,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
         distributed = self.trainer is not None and self.trainer.world_size > 1
         if train and self.length_buckets and not distributed:
-            return DataLoader(data, batch_sampler=LengthBucketSampler(data.lengths(), self.batch_size), **common)
+            return DataLoader(
+                data, batch_sampler=LengthBucketSampler(data.lengths(), self.batch_size), **common
+            )
         return DataLoader(data, batch_size=self.batch_size, shuffle=train, **common)
 
     def train_dataloader(self) -> DataLoader:

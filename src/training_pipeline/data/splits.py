@@ -20,16 +20,22 @@ class SplitConfig:
     strategy: str = "random"
     n_folds: int = 5
     seed: int = 0
-    holdout_families: Sequence[str] = field(default_factory=lambda: ("lottery",))
+    holdout_families: Sequence[str] = field(default_factory=lambda: ("auction",))
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise ConfigError(f"data.split.strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+            raise ConfigError(
+                f"data.split.strategy={self.strategy!r}: expected one of {', '.join(STRATEGIES)}"
+            )
         if self.n_folds < 3:
-            raise ConfigError(f"data.split.n_folds={self.n_folds}: need at least 3 (train, val and test folds)")
+            raise ConfigError(
+                f"data.split.n_folds={self.n_folds}: need at least 3 (train, val and test folds)"
+            )
 
 
-def assign_folds(groups: Sequence[str], strata: Sequence[str | None], n_folds: int, seed: int) -> dict[str, int]:
+def assign_folds(
+    groups: Sequence[str], strata: Sequence[str | None], n_folds: int, seed: int
+) -> dict[str, int]:
     """Fold id per group, groups shuffled within each stratum (family) and dealt round robin."""
     by_stratum: dict[str, set[str]] = defaultdict(set)
     for group, stratum in zip(groups, strata, strict=True):
@@ -52,7 +58,9 @@ def stable_fold(key: str, n_folds: int, seed: int) -> int:
     return int.from_bytes(digest[:8], "little") % n_folds
 
 
-def split_names(folds: Sequence[int], families: Sequence[str | None], cfg: SplitConfig, fold: int) -> list[str]:
+def split_names(
+    folds: Sequence[int], families: Sequence[str | None], cfg: SplitConfig, fold: int
+) -> list[str]:
     """'train' | 'val' | 'test' per record for the chosen strategy and fold."""
     if not 0 <= fold < cfg.n_folds:
         raise ConfigError(f"data.fold={fold}: expected 0..{cfg.n_folds - 1}")

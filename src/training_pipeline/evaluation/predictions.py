@@ -9,8 +9,14 @@ from pathlib import Path
 import torch
 
 
-def write_predictions(path: str | Path, ids: Sequence[str], probs: torch.Tensor, thresholds: torch.Tensor,
-                      class_names: Sequence[str], targets: torch.Tensor | None = None) -> Path:  # fmt: skip
+def write_predictions(
+    path: str | Path,
+    ids: Sequence[str],
+    probs: torch.Tensor,
+    thresholds: torch.Tensor,
+    class_names: Sequence[str],
+    targets: torch.Tensor | None = None,
+) -> Path:
     """One JSON line per contract: probabilities, predicted and (when known) true labels."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

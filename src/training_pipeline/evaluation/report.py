@@ -16,10 +16,18 @@ def metrics_table(metrics: Mapping[str, float], class_names: Sequence[str], stag
         if f"{stage}/f1/{c}" in metrics:
             table.add_row(c, *(f"{metrics[f'{stage}/{m}/{c}']:.3f}" for m in ("precision", "recall", "f1")))
     table.add_section()
-    table.add_row("macro", *(f"{metrics.get(f'{stage}/{m}', float('nan')):.3f}"
-                             for m in ("precision_macro", "recall_macro", "f1_macro")))  # fmt: skip
-    extras = ", ".join(f"{m} {metrics[f'{stage}/{m}']:.3f}" for m in ("f1_micro", "auroc", "auprc", "family_acc")
-                       if f"{stage}/{m}" in metrics)  # fmt: skip
+    table.add_row(
+        "macro",
+        *(
+            f"{metrics.get(f'{stage}/{m}', float('nan')):.3f}"
+            for m in ("precision_macro", "recall_macro", "f1_macro")
+        ),
+    )
+    extras = ", ".join(
+        f"{m} {metrics[f'{stage}/{m}']:.3f}"
+        for m in ("f1_micro", "auroc", "auprc", "family_acc")
+        if f"{stage}/{m}" in metrics
+    )
     table.caption = extras
     return table
 

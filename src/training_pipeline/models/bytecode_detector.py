@@ -32,12 +32,13 @@ class BytecodeDetector(LightningModule):
         pos_weight: list[float] | None = None,
         metric_classes: list[str] | None = None,
         tokenizer_state: dict[str, Any] | None = None,
-        embed_dim: int = 64,
-        channels: int = 128,
+        embed_dim: int = 32,
+        channels: int = 96,
         depth: int = 4,
         kernel_size: int = 5,
         dilation_base: int = 2,
         dropout: float = 0.1,
+        downsample: int = 4,
         lr: float = 2e-3,
         weight_decay: float = 0.01,
         scheduler: str = "cosine",
@@ -52,7 +53,9 @@ class BytecodeDetector(LightningModule):
             raise ValueError(f"model.loss={loss!r}: expected 'bce' or 'focal'")
         self.save_hyperparameters()
         self.class_names = list(class_names)
-        self.net = BytecodeCNN(vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout)
+        self.net = BytecodeCNN(
+            vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
+        )
         self.dropout = nn.Dropout(dropout)
         self.vuln_head = nn.Linear(self.net.out_dim, len(class_names))
         self.family_head = nn.Linear(self.net.out_dim, len(family_names))
@@ -62,7 +65,9 @@ class BytecodeDetector(LightningModule):
         if len(self.metric_classes) < 2:  # torchmetrics' multilabel metrics need two labels or more
             self.metric_classes = list(class_names)
         self.register_buffer(
-            "metric_index", torch.tensor([class_names.index(c) for c in self.metric_classes]), persistent=False
+            "metric_index",
+            torch.tensor([class_names.index(c) for c in self.metric_classes]),
+            persistent=False,
         )
         n = len(self.metric_classes)
         self.val_metrics = multilabel_metrics(n)
@@ -77,7 +82,16 @@ class BytecodeDetector(LightningModule):
     # -- names the module logs (checked against optimized_metric before training) ---------------------
     @staticmethod
     def logged_metric_names() -> set[str]:
-        scalars = ("f1_macro", "f1_micro", "precision_macro", "recall_macro", "auroc", "auprc", "family_acc", "loss")
+        scalars = (
+            "f1_macro",
+            "f1_micro",
+            "precision_macro",
+            "recall_macro",
+            "auroc",
+            "auprc",
+            "family_acc",
+            "loss",
+        )
         names = {f"{stage}/{m}" for stage in ("val", "test") for m in scalars}
         return names | {"train/loss", "val/f1_macro_tuned"}
 
@@ -93,24 +107,44 @@ class BytecodeDetector(LightningModule):
 
     def _shared_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         vuln_logits, fam_logits = self(batch["input_ids"])
-        loss = multilabel_loss(vuln_logits, batch["labels"], self.pos_weight, self.hparams.loss, self.hparams.focal_gamma)
+        loss = multilabel_loss(
+            vuln_logits, batch["labels"], self.pos_weight, self.hparams.loss, self.hparams.focal_gamma
+        )
         if (batch["family"] >= 0).any():
-            loss = loss + self.hparams.family_loss_weight * F.cross_entropy(fam_logits, batch["family"], ignore_index=-100)
+            loss = loss + self.hparams.family_loss_weight * F.cross_entropy(
+                fam_logits, batch["family"], ignore_index=-100
+            )
         return loss, vuln_logits, fam_logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _, _ = self._shared_step(batch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"]))
+        self.log(
+            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"])
+        )
         return loss
 
     def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
         loss, vuln_logits, fam_logits = self._shared_step(batch)
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True,
-                 batch_size=len(batch["labels"]))  # fmt: skip
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_epoch=True,
+            prog_bar=stage == "val",
+            sync_dist=True,
+            batch_size=len(batch["labels"]),
+        )
         (self.val_family_acc if stage == "val" else self.test_family_acc).update(fam_logits, batch["family"])
         out = self._outputs.setdefault(stage, [])
-        out.append(torch.cat([torch.sigmoid(vuln_logits.float()), batch["labels"].float(),
-                              batch["index"].float().unsqueeze(1)], dim=1))  # fmt: skip
+        out.append(
+            torch.cat(
+                [
+                    torch.sigmoid(vuln_logits.float()),
+                    batch["labels"].float(),
+                    batch["index"].float().unsqueeze(1),
+                ],
+                dim=1,
+            )
+        )
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch)
@@ -119,13 +153,18 @@ class BytecodeDetector(LightningModule):
         self._eval_step("test", batch)
 
     def _gather(self, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = torch.cat(self._outputs.pop(stage, []) or [torch.zeros(0, 2 * len(self.class_names) + 1, device=self.device)])
+        rows = torch.cat(
+            self._outputs.pop(stage, [])
+            or [torch.zeros(0, 2 * len(self.class_names) + 1, device=self.device)]
+        )
         if self.trainer.world_size > 1:
             rows = self.all_gather(rows).flatten(0, 1)
         c = len(self.class_names)
         return rows[:, :c], rows[:, c : 2 * c], rows[:, 2 * c].long()
 
-    def _epoch_metrics(self, stage: str, probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor) -> dict:
+    def _epoch_metrics(
+        self, stage: str, probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor
+    ) -> dict:
         idx = self.metric_index
         p, t = probs[:, idx], targets[:, idx].long()
         cls_metrics, rank_metrics = (

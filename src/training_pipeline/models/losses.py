@@ -6,8 +6,13 @@ import torch
 import torch.nn.functional as F
 
 
-def multilabel_loss(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None,
-                    kind: str = "bce", gamma: float = 2.0) -> torch.Tensor:  # fmt: skip
+def multilabel_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    pos_weight: torch.Tensor | None,
+    kind: str = "bce",
+    gamma: float = 2.0,
+) -> torch.Tensor:
     """``bce``: BCE with per-class ``pos_weight``; ``focal``: the same, scaled by (1 - p_t)^gamma."""
     bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction="none")
     if kind == "focal":

@@ -24,7 +24,9 @@ def summarize_multirun(sweep_dir: str | Path, direction: str = "maximize") -> di
     sweep_dir = Path(sweep_dir)
     jobs: list[dict[str, Any]] = []
     failed: list[str] = []
-    for job_dir in sorted((p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)):
+    for job_dir in sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name)
+    ):
         metrics_file = job_dir / "metrics.json"
         if not metrics_file.exists():
             failed.append(job_dir.name)
@@ -32,8 +34,15 @@ def summarize_multirun(sweep_dir: str | Path, direction: str = "maximize") -> di
         m = json.loads(metrics_file.read_text())
         overrides_file = job_dir / ".hydra" / "overrides.yaml"
         overrides = overrides_file.read_text().strip() if overrides_file.exists() else ""
-        jobs.append({"job": job_dir.name, "value": m.get("value"), "optimized_metric": m.get("optimized_metric"),
-                     "test": m.get("test", {}), "overrides": overrides})  # fmt: skip
+        jobs.append(
+            {
+                "job": job_dir.name,
+                "value": m.get("value"),
+                "optimized_metric": m.get("optimized_metric"),
+                "test": m.get("test", {}),
+                "overrides": overrides,
+            }
+        )
     names = sorted({k for j in jobs for k in j["test"]})
     aggregate = {}
     for name in names:
@@ -45,8 +54,14 @@ def summarize_multirun(sweep_dir: str | Path, direction: str = "maximize") -> di
         }
     scored = [j for j in jobs if j["value"] is not None]
     best = (max if direction == "maximize" else min)(scored, key=lambda j: j["value"]) if scored else None
-    summary = {"sweep_dir": str(sweep_dir), "n_jobs": len(jobs), "failed_jobs": failed, "test": aggregate,
-               "best_job": best, "direction": direction}  # fmt: skip
+    summary = {
+        "sweep_dir": str(sweep_dir),
+        "n_jobs": len(jobs),
+        "failed_jobs": failed,
+        "test": aggregate,
+        "best_job": best,
+        "direction": direction,
+    }
     write_json(sweep_dir / "summary.json", summary)
     (sweep_dir / "summary.md").write_text(render_markdown(summary))
     return summary
@@ -58,8 +73,14 @@ def render_markdown(summary: dict[str, Any]) -> str:
         lines += [f"Failed jobs (no metrics.json): {', '.join(summary['failed_jobs'])}", ""]
     best = summary["best_job"]
     if best:
-        lines += [f"Best job {best['job']}: {best['optimized_metric']} = {best['value']:.4f}", "",
-                  "```", best["overrides"], "```", ""]  # fmt: skip
+        lines += [
+            f"Best job {best['job']}: {best['optimized_metric']} = {best['value']:.4f}",
+            "",
+            "```",
+            best["overrides"],
+            "```",
+            "",
+        ]
     lines += ["| test metric | mean | std | n |", "|---|---|---|---|"]
     for name, agg in summary["test"].items():
         if name.count("/") == 1:  # per-class metrics stay in summary.json

@@ -16,7 +16,7 @@ def _instantiate_keyed(cfg: DictConfig | None, kind: str) -> list:
     objects: list = []
     if not cfg:
         return objects
-    for name, sub in cfg.items():
+    for sub in cfg.values():
         if isinstance(sub, DictConfig) and "_target_" in sub:
             log.info("Instantiating %s <%s>", kind, sub._target_)
             objects.append(instantiate(sub))

@@ -23,14 +23,29 @@ log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 TRACKED_PACKAGES = (
-    "torch", "lightning", "torchmetrics", "hydra-core", "omegaconf", "hydra-optuna-sweeper", "optuna",
-    "datasets", "transformers", "tokenizers", "numpy", "tensorboard",
-)  # fmt: skip
+    "torch",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "hydra-optuna-sweeper",
+    "optuna",
+    "datasets",
+    "transformers",
+    "tokenizers",
+    "numpy",
+    "tensorboard",
+)
 
 
 def set_project_root() -> Path:
-    """Point ``PROJECT_ROOT`` (used by conf/paths) at the repository unless the user set it."""
+    """Point ``PROJECT_ROOT`` (conf/paths) at the repository unless the user set it; register resolvers."""
     os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
+    if not OmegaConf.has_resolver("mkdir"):
+        # ${mkdir:path} creates the folder and returns it: SQLite (Optuna's storage) will not create folders.
+        OmegaConf.register_new_resolver(
+            "mkdir", lambda p: (Path(p).mkdir(parents=True, exist_ok=True), str(p))[1]
+        )
     return Path(os.environ["PROJECT_ROOT"])
 
 
@@ -108,8 +123,14 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from training_pipeline.data.evm import InvalidBytecodeError
     from training_pipeline.taxonomy import UnknownLabelError
 
-    return (UserError, InvalidBytecodeError, UnknownLabelError, HydraException, OmegaConfBaseException,
-            FileNotFoundError)  # fmt: skip
+    return (
+        UserError,
+        InvalidBytecodeError,
+        UnknownLabelError,
+        HydraException,
+        OmegaConfBaseException,
+        FileNotFoundError,
+    )
 
 
 def task_wrapper(task: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -147,6 +168,12 @@ def _exit_with(message: str, code: int) -> None:
 
 def quiet_known_warnings() -> None:
     """Known-harmless warnings from our dependencies (see STACK-NOTES.md)."""
-    for pattern in (".*LeafSpec.*", ".*does not have many workers.*", ".*Invalid asm.js.*", ".*torch.cuda.amp.*",
-                    ".*on_epoch=True.*sync_dist.*", ".*Checkpoint directory.*exists and is not empty.*"):  # fmt: skip
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*does not have many workers.*",
+        ".*Invalid asm.js.*",
+        ".*torch.cuda.amp.*",
+        ".*on_epoch=True.*sync_dist.*",
+        ".*Checkpoint directory.*exists and is not empty.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)

@@ -1,1 +1,1 @@
-"""Templates of the contract generator: names, era idioms and layout, vulnerability shapes, family skeletons."""
+"""Contract generator templates: names, era idioms and layout, vulnerability shapes, family skeletons."""

@@ -22,6 +22,7 @@ class Built:
     members: list[Member] = field(default_factory=list)
     base: list[Member] | None = None
     interfaces: list[list[Line]] = field(default_factory=list)
+    parents: list[str] = field(default_factory=list)  # interfaces the main contract implements
 
 
 class Body:
@@ -41,7 +42,9 @@ class Body:
         self.one("event", key, f"event {self.ctx[key]}({params});")
 
     @contextmanager
-    def fn(self, key: str, header: str, *tags: str, doc: str | None = None, kind: str = "func") -> Iterator[W]:
+    def fn(
+        self, key: str, header: str, *tags: str, doc: str | None = None, kind: str = "func"
+    ) -> Iterator[W]:
         w = W()
         w.decl(header, *tags)
         yield w
@@ -59,11 +62,11 @@ class Body:
         self.members.append(m)
 
 
-# --- the owner block shared by four families -------------------------------------------------------------------
+# --- the owner block shared by four families ----------------------------------------------------------------
 def _p_ownership(ctx: Ctx) -> Privileged:
     def body(c: Ctx, w: W) -> None:
         new = c["p_new_owner"]
-        c.req(w, f"{new} != address(0)", "zero address", "err_input")
+        c.req(w, f"{new} != address(0)", "zero address", "err_zero")
         w(c.emit(c["evt_owner"], f"{c['owner']}, {new}"))
         w(f"{c['owner']} = {new};")
 
@@ -71,8 +74,12 @@ def _p_ownership(ctx: Ctx) -> Privileged:
 
 
 def _p_sweep(ctx: Ctx) -> Privileged:
-    return Privileged("fn_sweep", "sweep", lambda c: f"{c.pay_t} {c['p_sweep_to']}",
-                      lambda c, w: w(f"{c['p_sweep_to']}.transfer({c.this_balance});"))
+    return Privileged(
+        "fn_sweep",
+        "sweep",
+        lambda c: f"{c.pay_t} {c['p_sweep_to']}",
+        lambda c, w: w(f"{c['p_sweep_to']}.transfer({c.this_balance});"),
+    )
 
 
 def _p_fee(ctx: Ctx) -> Privileged:
@@ -84,12 +91,16 @@ def _p_fee(ctx: Ctx) -> Privileged:
 
 
 def _p_collector(ctx: Ctx) -> Privileged:
-    return Privileged("fn_set_collector", "set_collector", lambda c: f"address {c['p_collector']}",
-                      lambda c, w: w(f"{c['collector']} = {c['p_collector']};"))
+    return Privileged(
+        "fn_set_collector",
+        "set_collector",
+        lambda c: f"address {c['p_collector']}",
+        lambda c, w: w(f"{c['collector']} = {c['p_collector']};"),
+    )
 
 
 class Owned:
-    """Owner state, modifier, event, ownership transfer, pause switch, privileged/kill/init sites, constructor."""
+    """Owner state, modifier, event, ownership transfer, pause switch, privileged/kill/init sites, ctor."""
 
     def __init__(self, ctx: Ctx, plan: Plan, body: Body, privileged: list[Privileged]) -> None:
         self.ctx, self.plan, self.b = ctx, plan, body
@@ -102,15 +113,23 @@ class Owned:
         ob = self.base or body
         ob.state("owner", ctx.state(ctx.pay_t, ctx["owner"]), doc="owner")
         ob.event("evt_owner", "address indexed previousOwner, address indexed newOwner")
-        ob.modifier("only_owner", f"msg.sender == {ctx['owner']}", "caller is not the owner", "err_auth",
-                    doc="only_owner")
+        ob.modifier(
+            "only_owner",
+            f"msg.sender == {ctx['owner']}",
+            "caller is not the owner",
+            "err_auth",
+            doc="only_owner",
+        )
         if in_base:
             with ob.fn("ctor", ctx.ctor("", contract=ctx["base"]), doc="ctor", kind="ctor") as w:
                 w(self.owner_from_sender())
         if self.priv.role != "fn_transfer_owner":
             p = _p_ownership(ctx)
-            with ob.fn("transfer_owner", ctx.func(ctx[p.role], p.params(ctx), mods=(ctx["only_owner"],)),
-                       doc="transfer_owner") as w:
+            with ob.fn(
+                "transfer_owner",
+                ctx.func(ctx[p.role], p.params(ctx), mods=(ctx["only_owner"],)),
+                doc="transfer_owner",
+            ) as w:
                 p.body(ctx, w)
         if self.priv.role == "fn_set_fee":
             body.state("fee", ctx.state(ctx.u, ctx["fee"]))
@@ -120,8 +139,9 @@ class Owned:
     def owner_from_sender(self) -> str:
         return f"{self.ctx['owner']} = {self.ctx.sender_pay};"
 
-    def finish(self, ctor_params: str = "", ctor_body: Callable[[W], None] | None = None,
-               kill_p: float = 0.3) -> Built:
+    def finish(
+        self, ctor_params: str = "", ctor_body: Callable[[W], None] | None = None, kill_p: float = 0.3
+    ) -> Built:
         """Add the pause switch, sites and constructor; return the built contract."""
         ctx, plan, b = self.ctx, self.plan, self.b
         oo = ctx["only_owner"]
@@ -131,14 +151,19 @@ class Owned:
             for key, value in (("fn_pause", "true"), ("fn_unpause", "false")):
                 with b.fn(key, ctx.func(ctx[key], mods=(oo,)), doc=key[3:]) as w:
                     w(f"{ctx['paused']} = {value};")
-        b.add(S.privileged(ctx, plan.slot("privileged"), self.priv, oo, lambda who: f"{who} == {ctx['owner']}"))
+        b.add(
+            S.privileged(ctx, plan.slot("privileged"), self.priv, oo, lambda who: f"{who} == {ctx['owner']}")
+        )
         if plan.has("kill", kill_p):
             b.add(S.kill(ctx, plan.slot("kill"), oo, "", ctx["owner"]))
         if self.init:
             b.state("initialized", ctx.state("bool", ctx["initialized"]))
             p = ctx["p_init_owner"]
-            b.add(S.initializer(ctx, plan.slot("init"), f"{ctx.pay_t} {p}",
-                                lambda w: w(f"{ctx['owner']} = {p};")))
+            b.add(
+                S.initializer(
+                    ctx, plan.slot("init"), f"{ctx.pay_t} {p}", lambda w: w(f"{ctx['owner']} = {p};")
+                )
+            )
 
         def full_ctor(w: W) -> None:
             if not self.init and self.base is None:
@@ -149,8 +174,9 @@ class Owned:
         if ctor_body or (not self.init and self.base is None):
             b.add(S.constructor(ctx, plan.slot("ctor"), ctor_params, full_ctor))
         if pick(ctx, "has_balance_view", (0, 1)):
-            with b.fn("balance", ctx.func(ctx["fn_balance"], mut="view", returns=ctx.u), doc="balance",
-                      kind="view") as w:
+            with b.fn(
+                "balance", ctx.func(ctx["fn_balance"], mut="view", returns=ctx.u), doc="balance", kind="view"
+            ) as w:
                 w(f"return {ctx.this_balance};")
         return Built(b.members, self.base.members if self.base else None)
 
@@ -165,7 +191,9 @@ def _payees(ctx: Ctx, b: Body, oo: str) -> str:
     b.state("payees", f"{ctx.pay_t}[] public {payees};")
     b.state("max_payees", f"{ctx.u} public constant {cap} = {pick(ctx, 'cap', ('20', '50', '100', '200'))};")
     who = ctx["p_who"]
-    with b.fn("add_payee", ctx.func(ctx["fn_add_payee"], f"{ctx.pay_t} {who}", mods=(oo,)), doc="add_payee") as w:
+    with b.fn(
+        "add_payee", ctx.func(ctx["fn_add_payee"], f"{ctx.pay_t} {who}", mods=(oo,)), doc="add_payee"
+    ) as w:
         ctx.req(w, f"{payees}.length < {cap}", "list is full", "err_full")
         w(f"{payees}.push({who});")
     return payees
@@ -186,7 +214,7 @@ def _fallback(ctx: Ctx, b: Body, stmt: str) -> None:
         w(stmt)
 
 
-# --- vault -----------------------------------------------------------------------------------------------------
+# --- vault --------------------------------------------------------------------------------------------------
 def build_vault(ctx: Ctx, plan: Plan) -> Built:
     b = Body(ctx)
     own = Owned(ctx, plan, b, [_p_ownership(ctx), _p_sweep(ctx), _p_fee(ctx), _p_collector(ctx)])
@@ -209,24 +237,30 @@ def build_vault(ctx: Ctx, plan: Plan) -> Built:
         if total:
             ctx.inc(w, ctx["total"], "msg.value")
         if lock:
-            w(f"{ctx['lock']}[msg.sender] = {ctx.now} + {pick(ctx, 'lock_for', ('1 weeks', '30 days', '1 days'))};")
+            period = pick(ctx, "lock_for", ("1 weeks", "30 days", "1 days"))
+            w(f"{ctx['lock']}[msg.sender] = {ctx.now} + {period};")
         w(ctx.emit(ctx["evt_deposit"], "msg.sender, msg.value"))
     if pick(ctx, "vault_fallback", (0, 1)):
         _fallback(ctx, b, f"{ctx['fn_deposit']}();")
 
     def pre(w: W) -> None:
-        ctx.req(w, f"{ctx.now} >= {ctx['lock']}[msg.sender]", "funds are locked", "err_time")
+        ctx.req(w, f"{ctx.now} >= {ctx['lock']}[msg.sender]", "funds are locked", "err_early")
 
     def after(w: W, value: str) -> None:
         ctx.dec(w, ctx["total"], value)
 
-    b.add(S.ledger_withdraw(ctx, plan.slot("withdraw"), pre if lock else None, after if total else None,
-                            mods=own.live))
+    b.add(
+        S.ledger_withdraw(
+            ctx, plan.slot("withdraw"), pre if lock else None, after if total else None, mods=own.live
+        )
+    )
     if move:
         to, amt = ctx["p_to"], ctx["p_amount"]
         b.event("evt_move", f"address indexed from, address indexed to, {u} amount")
-        with b.fn("move", ctx.func(ctx["fn_move"], f"address {to}, {u} {amt}", mods=own.live), doc="move") as w:
-            ctx.req(w, f"{to} != address(0)", "zero address", "err_input")
+        with b.fn(
+            "move", ctx.func(ctx["fn_move"], f"address {to}, {u} {amt}", mods=own.live), doc="move"
+        ) as w:
+            ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
             S.subtract(ctx, w, plan.slot("move"), f"{L}[msg.sender]", amt)
             ctx.inc(w, f"{L}[{to}]", amt)
             w(ctx.emit(ctx["evt_move"], f"msg.sender, {to}, {amt}"))
@@ -239,13 +273,21 @@ def build_vault(ctx: Ctx, plan: Plan) -> Built:
     return own.finish()
 
 
-# --- auction ---------------------------------------------------------------------------------------------------
+# --- auction ------------------------------------------------------------------------------------------------
 def build_auction(ctx: Ctx, plan: Plan) -> Built:
     b = Body(ctx)
-    extend = Privileged("fn_extend_auction", "extend_auction", lambda c: f"{c.u} {c['p_secs']}",
-                        lambda c, w: c.inc(w, c["auction_end"], c["p_secs"]))
-    set_ben = Privileged("fn_set_beneficiary", "set_beneficiary", lambda c: f"{c.pay_t} {c['p_beneficiary']}",
-                         lambda c, w: w(f"{c['beneficiary']} = {c['p_beneficiary']};"))
+    extend = Privileged(
+        "fn_extend_auction",
+        "extend_auction",
+        lambda c: f"{c.u} {c['p_secs']}",
+        lambda c, w: c.inc(w, c["auction_end"], c["p_secs"]),
+    )
+    set_ben = Privileged(
+        "fn_set_beneficiary",
+        "set_beneficiary",
+        lambda c: f"{c.pay_t} {c['p_beneficiary']}",
+        lambda c, w: w(f"{c['beneficiary']} = {c['p_beneficiary']};"),
+    )
     own = Owned(ctx, plan, b, [_p_ownership(ctx), extend, set_ben])
     u, L, now = ctx.u, ctx["ledger"], ctx.now
     bid_slot, end_slot = plan.slot("bid"), plan.slot("finalize")
@@ -258,8 +300,11 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
     b.state("auction_end", ctx.state(u, end, immutable=_immutable(ctx, own.priv is extend)))
     b.state("highest_bidder", ctx.state(ctx.pay_t, hb))
     b.state("highest_bid", ctx.state(u, hbid))
-    b.state("ledger", f"mapping(address => {u}) {'public ' if pick(ctx, 'pub_ledger', (0, 1)) else ''}{L};",
-            doc="ledger")
+    b.state(
+        "ledger",
+        f"mapping(address => {u}) {'public ' if pick(ctx, 'pub_ledger', (0, 1)) else ''}{L};",
+        doc="ledger",
+    )
     b.state("ended", ctx.state("bool", ended))
     if short:
         b.state("last_bid_at", ctx.state(u, ctx["last_bid_at"]))
@@ -268,9 +313,9 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
 
     with b.fn("bid", ctx.func(ctx["fn_bid"], mut="payable", mods=own.live), doc="bid") as w:
-        ctx.req(w, f"{now} <= {end}", "auction already ended", "err_time")
+        ctx.req(w, f"{now} <= {end}", "auction already ended", "err_late")
         if short:
-            ctx.req(w, f"{now} <= {ctx['last_bid_at']} + {win}", "bidding closed", "err_time", wtag)
+            ctx.req(w, f"{now} <= {ctx['last_bid_at']} + {win}", "bidding closed", "err_late", wtag)
         ctx.req(w, f"msg.value > {hbid}", "bid too low", "err_input")
         w.open(f"if ({hbid} != 0) {{")
         S.refund_previous(ctx, w, bid_slot, hb, hbid)
@@ -283,17 +328,30 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
     b.add(S.ledger_withdraw(ctx, plan.slot("withdraw")))
     with b.fn("end", ctx.func(ctx["fn_end"]), doc="end") as w:
         if short:
-            ctx.req(w, f"{now} > {ctx['last_bid_at']} + {win} || {now} >= {end}", "auction still running",
-                    "err_time", wtag)
+            ctx.req(
+                w,
+                f"{now} > {ctx['last_bid_at']} + {win} || {now} >= {end}",
+                "auction still running",
+                "err_early",
+                wtag,
+            )
         else:
-            ctx.req(w, f"{now} >= {end}", "auction still running", "err_time")
+            ctx.req(w, f"{now} >= {end}", "auction still running", "err_early")
         ctx.req(w, f"!{ended}", "already ended", "err_state")
         w(ctx.emit(ctx["evt_end"], f"{hb}, {hbid}"))
-        S.pay_then_flag(ctx, w, end_slot, ben, hbid, f"{ended} = true;",
-                        default=pick(ctx, "end_pay", ("transfer", "call")))
+        S.pay_then_flag(
+            ctx,
+            w,
+            end_slot,
+            ben,
+            hbid,
+            f"{ended} = true;",
+            default=pick(ctx, "end_pay", ("transfer", "call")),
+        )
     if pick(ctx, "time_left", (0, 1)):
-        with b.fn("time_left", ctx.func(ctx["fn_time_left"], mut="view", returns=u), doc="time_left",
-                  kind="view") as w:
+        with b.fn(
+            "time_left", ctx.func(ctx["fn_time_left"], mut="view", returns=u), doc="time_left", kind="view"
+        ) as w:
             w.open(f"if ({now} >= {end}) {{")
             w("return 0;")
             w.close()
@@ -309,15 +367,18 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
     return own.finish(f"{u} {bt}, {ctx.pay_t} {pb}", ctor_body)
 
 
-# --- lottery ---------------------------------------------------------------------------------------------------
+# --- lottery ------------------------------------------------------------------------------------------------
 def _draw(ctx: Ctx, b: Body, slot: Slot | None, own: Owned, pick_winner: Callable[[W, str], None]) -> None:
     """Winner selection: commit-reveal seed (default and repaired form) or entropy from the chain (flawed)."""
     players, oo, r, tag = ctx["players"], ctx["only_owner"], ctx["l_rand"], slot.tag if slot else ""
     if slot is None or not slot.vuln:
         sh, seed = ctx["seed_hash"], ctx["p_seed"]
         b.state("seed_hash", ctx.state("bytes32", sh))
-        with b.fn("commit_seed", ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
-                  doc="commit_seed") as w:
+        with b.fn(
+            "commit_seed",
+            ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
+            doc="commit_seed",
+        ) as w:
             ctx.req(w, f"{players}.length == 0", "round in progress", "err_state")
             w(f"{sh} = {ctx['p_seed_hash']};")
         with b.fn("draw", ctx.func(ctx["fn_draw"], f"uint256 {seed}", mods=(oo,)), doc="draw") as w:
@@ -334,9 +395,22 @@ def _draw(ctx: Ctx, b: Body, slot: Slot | None, own: Owned, pick_winner: Callabl
             ctx.req(w, f"{players}.length > 0", "no players", "err_state")
         n = f"{players}.length"
         if slot.name == "block_attributes":
-            diff = "block.prevrandao" if ctx.major >= 8 and pick(ctx, "prevrandao", (0, 1, 1)) else "block.difficulty"
-            src = pick(ctx, "entropy", ((ctx.now, diff), (diff, ctx.now, n), (ctx.now, "msg.sender", n),
-                                        ("block.coinbase", ctx.now), ("block.number", ctx.now, diff)))
+            diff = (
+                "block.prevrandao"
+                if ctx.major >= 8 and pick(ctx, "prevrandao", (0, 1, 1))
+                else "block.difficulty"
+            )
+            src = pick(
+                ctx,
+                "entropy",
+                (
+                    (ctx.now, diff),
+                    (diff, ctx.now, n),
+                    (ctx.now, "msg.sender", n),
+                    ("block.coinbase", ctx.now),
+                    ("block.number", ctx.now, diff),
+                ),
+            )
             w(f"{ctx.u} {r} = uint256({ctx.hash(*src)}) % {n};", tag)
         elif slot.name == "blockhash":
             bh = "block.blockhash" if ctx.major == 4 and pick(ctx, "old_blockhash", (0, 1)) else "blockhash"
@@ -354,14 +428,23 @@ def _draw(ctx: Ctx, b: Body, slot: Slot | None, own: Owned, pick_winner: Callabl
 
 def build_lottery(ctx: Ctx, plan: Plan) -> Built:
     b = Body(ctx)
+
     def set_price_body(c: Ctx, w: W) -> None:
         c.req(w, f"{c['players']}.length == 0", "round in progress", "err_state")
         w(f"{c['ticket_price']} = {c['p_price']};")
 
-    set_price = Privileged("fn_set_price", "set_price", lambda c: f"{c.u} {c['p_price']}", set_price_body)
+    set_price = Privileged(
+        "fn_set_price", "set_ticket_price", lambda c: f"{c.u} {c['p_price']}", set_price_body
+    )
     own = Owned(ctx, plan, b, [_p_ownership(ctx), set_price, _p_fee(ctx)])
     u, L, now, oo = ctx.u, ctx["ledger"], ctx.now, ctx["only_owner"]
-    players, price, pot, rnd, cap = ctx["players"], ctx["ticket_price"], ctx["pot"], ctx["round"], ctx["max_players"]
+    players, price, pot, rnd, cap = (
+        ctx["players"],
+        ctx["ticket_price"],
+        ctx["pot"],
+        ctx["round"],
+        ctx["max_players"],
+    )
     credits = plan.has("price", 0.2)
     last = plan.has("window", 0.2)
     instant = plan.has("instant", 0.2)
@@ -411,7 +494,9 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
     if credits:
         cr, cnt, cost = ctx["credits"], ctx["p_count"], ctx["l_due"]
         b.state("credits", f"mapping(address => {u}) public {cr};")
-        with b.fn("buy_credits", ctx.func(ctx["fn_buy_credits"], f"{u} {cnt}", mut="payable"), doc="buy_credits") as w:
+        with b.fn(
+            "buy_credits", ctx.func(ctx["fn_buy_credits"], f"{u} {cnt}", mut="payable"), doc="buy_credits"
+        ) as w:
             ctx.req(w, f"{cnt} > 0", "zero tickets", "err_input")
             S.product(ctx, w, plan.slot("price"), cost, cnt, price)
             ctx.req(w, f"msg.value == {cost}", "wrong payment", "err_input")
@@ -428,8 +513,13 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
         b.state("last_entry_at", ctx.state(u, la))
         with b.fn("claim_pot", ctx.func(ctx["fn_claim_pot"]), doc="claim_pot") as w:
             ctx.req(w, f"{le} != address(0)", "no entrant", "err_state")
-            ctx.req(w, f"{now} > {la} + {S.window(ctx, slot, 'pot')}", "round still active", "err_time",
-                    slot.tag if slot else "")
+            ctx.req(
+                w,
+                f"{now} > {la} + {S.window(ctx, slot, 'pot')}",
+                "round still active",
+                "err_early",
+                slot.tag if slot else "",
+            )
             ctx.inc(w, f"{L}[{le}]", pot)
             w(ctx.emit(ctx["evt_winner"], f"{le}, {pot}"))
             w(f"{pot} = 0;")
@@ -471,8 +561,11 @@ def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
     b.state("bounty", ctx.state(ctx.u, bounty))
     b.state("solved", ctx.state("bool", solved))
     b.event("evt_solved", "address indexed solver")
-    with b.fn("set_puzzle", ctx.func(ctx["fn_set_puzzle"], f"bytes32 {ctx['p_commit']}", mut="payable", mods=(oo,)),
-              doc="set_puzzle") as w:
+    with b.fn(
+        "set_puzzle",
+        ctx.func(ctx["fn_set_puzzle"], f"bytes32 {ctx['p_commit']}", mut="payable", mods=(oo,)),
+        doc="set_puzzle",
+    ) as w:
         w(f"{ah} = {ctx['p_commit']};")
         ctx.inc(w, bounty, "msg.value")
         w(f"{solved} = false;")
@@ -481,8 +574,11 @@ def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
         cm, cb = ctx["answer_commits"], ctx["commit_block"]
         b.state("answer_commits", f"mapping(address => bytes32) public {cm};")
         b.state("commit_block", f"mapping(address => {ctx.u}) public {cb};")
-        with b.fn("commit_answer", ctx.func(ctx["fn_commit_answer"], f"bytes32 {ctx['p_commit']}"),
-                  doc="commit_answer") as w:
+        with b.fn(
+            "commit_answer",
+            ctx.func(ctx["fn_commit_answer"], f"bytes32 {ctx['p_commit']}"),
+            doc="commit_answer",
+        ) as w:
             w(f"{cm}[msg.sender] = {ctx['p_commit']};")
             w(f"{cb}[msg.sender] = block.number;")
     params = f"string{ctx.mem} {ans}" + ("" if vuln else f", bytes32 {salt}")
@@ -491,9 +587,13 @@ def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
         if not vuln:
             cm, cb = ctx["answer_commits"], ctx["commit_block"]
             ctx.req(w, f"{cb}[msg.sender] > 0", "no commitment", "err_state")
-            ctx.req(w, f"block.number > {cb}[msg.sender]", "reveal too early", "err_time")
-            ctx.req(w, f"{ctx.hash('msg.sender', ans, salt)} == {cm}[msg.sender]", "commitment mismatch",
-                    "err_input")
+            ctx.req(w, f"block.number > {cb}[msg.sender]", "reveal too early", "err_early")
+            ctx.req(
+                w,
+                f"{ctx.hash('msg.sender', ans, salt)} == {cm}[msg.sender]",
+                "commitment mismatch",
+                "err_input",
+            )
         ctx.req(w, f"{ctx.hash(ans)} == {ah}", "wrong answer", "err_input", tag)
         w(f"{solved} = true;")
         ctx.inc(w, f"{L}[msg.sender]", bounty)
@@ -501,7 +601,7 @@ def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
         w(ctx.emit(ctx["evt_solved"], "msg.sender"))
 
 
-# --- ERC20 token -----------------------------------------------------------------------------------------------
+# --- ERC20 token --------------------------------------------------------------------------------------------
 def build_erc20(ctx: Ctx, plan: Plan) -> Built:
     b = Body(ctx)
     bal, alw = ctx["token_bal"], ctx["token_allow"]
@@ -516,19 +616,39 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
     b.state("decimals", f"uint8 public {'constant ' if pick(ctx, 'dec_const', (0, 1)) else ''}decimals = 18;")
     b.state("total_supply", f"{u} public totalSupply;")
     b.state("token_bal", f"mapping(address => {u}) {'public' if pub_maps else 'internal'} {bal};")
-    b.state("token_allow", f"mapping(address => mapping(address => {u})) {'public' if pub_maps else 'internal'} {alw};")
-    b.one("event", "transfer_evt", f"event Transfer(address indexed from, address indexed to, {u} value);")
-    b.one("event", "approval_evt", f"event Approval(address indexed holder, address indexed spender, {u} value);")
+    b.state(
+        "token_allow",
+        f"mapping(address => mapping(address => {u})) {'public' if pub_maps else 'internal'} {alw};",
+    )
+    events = (
+        "event Transfer(address indexed from, address indexed to, uint256 value);",
+        "event Approval(address indexed holder, address indexed spender, uint256 value);",
+    )
+    itf = _erc20_interface(ctx, pub_maps) if pick(ctx, "erc20_interface", (0, 0, 1)) else None
+    if itf is None:  # with an interface the events are inherited from it
+        b.one("event", "transfer_evt", events[0])
+        b.one("event", "approval_evt", events[1])
     if not pub_maps:
-        with b.fn("balance_of", ctx.func("balanceOf", f"address {who}", mut="view", returns=u), doc="balance_of",
-                  kind="view") as w:
+        with b.fn(
+            "balance_of",
+            ctx.func("balanceOf", f"address {who}", mut="view", returns=u),
+            doc="balance_of",
+            kind="view",
+        ) as w:
             w(f"return {bal}[{who}];")
-        with b.fn("allowance", ctx.func("allowance", f"address {who}, address {sp}", mut="view", returns=u),
-                  doc="allowance", kind="view") as w:
+        with b.fn(
+            "allowance",
+            ctx.func("allowance", f"address {who}, address {sp}", mut="view", returns=u),
+            doc="allowance",
+            kind="view",
+        ) as w:
             w(f"return {alw}[{who}][{sp}];")
-    with b.fn("transfer", ctx.func("transfer", f"address {to}, {u} {val}", mods=own.live, returns="bool"),
-              doc="transfer") as w:
-        ctx.req(w, f"{to} != address(0)", "zero address", "err_input")
+    with b.fn(
+        "transfer",
+        ctx.func("transfer", f"address {to}, {u} {val}", mods=own.live, returns="bool"),
+        doc="transfer",
+    ) as w:
+        ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
         S.subtract(ctx, w, plan.slot("move"), f"{bal}[msg.sender]", val)
         ctx.inc(w, f"{bal}[{to}]", val)
         w(ctx.emit("Transfer", f"msg.sender, {to}, {val}"))
@@ -536,13 +656,18 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
     approve = plan.slot("approve")
     with b.fn("approve", ctx.func("approve", f"address {sp}, {u} {val}", returns="bool"), doc="approve") as w:
         if approve is None or not approve.vuln:
-            ctx.req(w, f"{val} == 0 || {alw}[msg.sender][{sp}] == 0", "reset allowance to zero first", "err_state")
+            ctx.req(
+                w, f"{val} == 0 || {alw}[msg.sender][{sp}] == 0", "reset allowance to zero first", "err_state"
+            )
         w(f"{alw}[msg.sender][{sp}] = {val};", approve.tag if approve else "")
         w(ctx.emit("Approval", f"msg.sender, {sp}, {val}"))
         w("return true;")
-    with b.fn("transfer_from", ctx.func("transferFrom", f"address {frm}, address {to}, {u} {val}", mods=own.live,
-                                        returns="bool"), doc="transfer_from") as w:
-        ctx.req(w, f"{to} != address(0)", "zero address", "err_input")
+    with b.fn(
+        "transfer_from",
+        ctx.func("transferFrom", f"address {frm}, address {to}, {u} {val}", mods=own.live, returns="bool"),
+        doc="transfer_from",
+    ) as w:
+        ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
         ctx.req(w, f"{val} <= {bal}[{frm}]", "insufficient balance", "err_funds")
         ctx.req(w, f"{val} <= {alw}[{frm}][msg.sender]", "allowance exceeded", "err_funds")
         ctx.dec(w, f"{bal}[{frm}]", val)
@@ -583,7 +708,43 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
             w(f"{ctx['price']} = {ctx['p_price']};")
 
     params = f"{u} {supply}" + (f", {u} {ctx['p_price']}" if price_in_ctor else "")
-    return own.finish(params, ctor_body)
+    built = own.finish(params, ctor_body)
+    if itf is not None:
+        built.interfaces.append(itf[1])
+        built.parents.append(itf[0])
+    return built
+
+
+def _erc20_interface(ctx: Ctx, pub_maps: bool) -> tuple[str, list[Line]]:
+    """``interface IERC20`` (0.5+), or the 0.4-era abstract ``ERC20Basic`` that lists only real functions
+    (0.4 does not let a public state variable implement an abstract function)."""
+    old = ctx.major == 4
+    name = pick(
+        ctx, "erc20_itf_name", ("ERC20Basic", "ERC20Interface") if old else ("IERC20", "ERC20Interface")
+    )
+    vis = "public" if old else "external"
+    sigs = [
+        ("totalSupply", "", "view", "uint256"),
+        ("balanceOf", "address who", "view", "uint256"),
+        ("allowance", "address holder, address spender", "view", "uint256"),
+        ("transfer", "address to, uint256 value", "", "bool"),
+        ("approve", "address spender, uint256 value", "", "bool"),
+        ("transferFrom", "address from, address to, uint256 value", "", "bool"),
+    ]
+    getters = {"totalSupply"} | ({"balanceOf", "allowance"} if pub_maps else set())
+    if pub_maps and ctx["token_allow"] != "allowance":
+        sigs = [s for s in sigs if s[0] != "allowance"]
+    w = W()
+    w.decl(f"{'contract' if old else 'interface'} {name}")
+    for fn, params, mut, ret in sigs:
+        if old and fn in getters:
+            continue
+        mut = ctx.view_kw if mut and old else mut
+        w(" ".join(p for p in (f"function {fn}({params})", vis, mut, f"returns ({ret});") if p))
+    w("event Transfer(address indexed from, address indexed to, uint256 value);")
+    w("event Approval(address indexed holder, address indexed spender, uint256 value);")
+    w.close()
+    return name, w.lines
 
 
 def _mint_body(ctx: Ctx, w: W) -> None:
@@ -594,14 +755,17 @@ def _mint_body(ctx: Ctx, w: W) -> None:
 
 
 def _token_sale(ctx: Ctx, b: Body, slot: Slot | None, form: str, oo: str, live: tuple[str, ...]) -> None:
-    """Tokens for ether: pay amount × price (overflow_mul site) or receive value / price (price_change site)."""
+    """Tokens for ether: pay amount × price (overflow_mul site) or get value / price (price_change site)."""
     u, price = ctx.u, ctx["price"]
     fixed_price = form == "overflow_mul"
     if fixed_price and ctx.major >= 8:
         b.state("price", ctx.state(u, price, immutable=True))
     else:
-        inits = ("0.001 ether", "10 gwei", "1000000000000000") if ctx.major >= 8 else ("1 finney", "10 szabo",
-                                                                                      "1000000000000")
+        inits = (
+            ("0.001 ether", "10 gwei", "1000000000000000")
+            if ctx.major >= 8
+            else ("1 finney", "10 szabo", "1000000000000")
+        )
         b.state("price", ctx.state(u, price, init=pick(ctx, "price_init", inits)))
     b.event("evt_buy", f"address indexed buyer, {u} amount")
     amt, tokens = ctx["p_amount"], ctx["l_due"]
@@ -619,8 +783,9 @@ def _token_sale(ctx: Ctx, b: Body, slot: Slot | None, form: str, oo: str, live: 
             if not vuln:
                 ctx.req(w, f"{tokens} >= {ctx['p_min_out']}", "price moved", "err_input")
             _credit_tokens(ctx, w, tokens)
-        with b.fn("set_price", ctx.func(ctx["fn_set_price"], f"{u} {ctx['p_price']}", mods=(oo,)),
-                  doc="set_price") as w:
+        with b.fn(
+            "set_price", ctx.func(ctx["fn_set_price"], f"{u} {ctx['p_price']}", mods=(oo,)), doc="set_price"
+        ) as w:
             ctx.req(w, f"{ctx['p_price']} > 0", "zero price", "err_input")
             w(f"{price} = {ctx['p_price']};")
 
@@ -633,12 +798,14 @@ def _credit_tokens(ctx: Ctx, w: W, amount: str) -> None:
 
 
 def _airdrop(ctx: Ctx, b: Body, slot: Slot | None) -> None:
-    """A launch airdrop: a claim window (short_window site) or a doubled claim on a remainder (timestamp_modulo)."""
+    """A launch airdrop: a claim window (short_window site) or a doubled claim on a remainder (modulo)."""
     u, now = ctx.u, ctx.now
     launch, amount, claimed, count = ctx["launch"], ctx["drop_amount"], ctx["drop_claimed"], ctx["drop_count"]
     form = slot.name if slot else pick(ctx, "drop_form", ("short_window", "timestamp_modulo"))
     b.state("launch", ctx.state(u, launch))
-    b.state("drop_amount", f"{u} public constant {amount} = {pick(ctx, 'drop', ('100', '500', '1000'))} * 10**18;")
+    b.state(
+        "drop_amount", f"{u} public constant {amount} = {pick(ctx, 'drop', ('100', '500', '1000'))} * 10**18;"
+    )
     b.state("drop_claimed", f"mapping(address => bool) public {claimed};")
     b.state("drop_count", ctx.state(u, count))
     b.event("evt_drop", f"address indexed {ctx['p_who']}, {u} amount")
@@ -647,7 +814,9 @@ def _airdrop(ctx: Ctx, b: Body, slot: Slot | None) -> None:
     with b.fn("drop", ctx.func(ctx["fn_drop"]), doc="drop") as w:
         ctx.req(w, f"!{claimed}[msg.sender]", "already claimed", "err_state")
         if form == "short_window":
-            ctx.req(w, f"{now} <= {launch} + {S.window(ctx, slot, 'drop')}", "airdrop is over", "err_time", tag)
+            ctx.req(
+                w, f"{now} <= {launch} + {S.window(ctx, slot, 'drop')}", "airdrop is over", "err_late", tag
+            )
         w(f"{claimed}[msg.sender] = true;")
         ctx.inc(w, count, "1")
         w(f"{u} {got} = {amount};")
@@ -660,12 +829,13 @@ def _airdrop(ctx: Ctx, b: Body, slot: Slot | None) -> None:
         w(ctx.emit(ctx["evt_drop"], f"msg.sender, {got}"))
 
 
-# --- multisig wallet -------------------------------------------------------------------------------------------
+# --- multisig wallet ----------------------------------------------------------------------------------------
 def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     b = Body(ctx)
-    u, now = ctx.u, ctx.now
-    owners, is_owner, req_n, txs, confs, cnt = (ctx[k] for k in ("owners", "is_owner", "required", "txs",
-                                                                   "confirmations", "tx_count"))
+    u = ctx.u
+    owners, is_owner, req_n, txs, confs, cnt = (
+        ctx[k] for k in ("owners", "is_owner", "required", "txs", "confirmations", "tx_count")
+    )
     st, t, i, tid = ctx["tx_struct"], ctx["l_tx"], ctx["l_idx"], ctx["p_tx_id"]
     ow, sg = ctx["only_wallet"], ctx["only_signer"]
     limit = plan.has("limit", 0.3)
@@ -682,11 +852,18 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     b.state("owners", f"address[] public {owners};")
     b.state("required", ctx.state(u, req_n))
     b.state("tx_count", ctx.state(u, cnt))
-    for key, params in (("evt_deposit", f"address indexed sender, {u} value"), ("evt_submit", f"{u} indexed id"),
-                        ("evt_confirm", f"address indexed sender, {u} indexed id"), ("evt_exec", f"{u} indexed id"),
-                        ("evt_owner_add", "address indexed account"), ("evt_req_change", f"{u} value")):
+    for key, params in (
+        ("evt_deposit", f"address indexed sender, {u} value"),
+        ("evt_submit", f"{u} indexed id"),
+        ("evt_confirm", f"address indexed sender, {u} indexed id"),
+        ("evt_exec", f"{u} indexed id"),
+        ("evt_owner_add", "address indexed account"),
+        ("evt_req_change", f"{u} value"),
+    ):
         b.event(key, params)
-    b.modifier("only_wallet", "msg.sender == address(this)", "only via the wallet", "err_auth", doc="only_wallet")
+    b.modifier(
+        "only_wallet", "msg.sender == address(this)", "only via the wallet", "err_auth", doc="only_wallet"
+    )
     b.modifier("only_signer", f"{is_owner}[msg.sender]", "not an owner", "err_auth", doc="only_signer")
     _fallback(ctx, b, ctx.emit(ctx["evt_deposit"], "msg.sender, msg.value"))
     po, pr = ctx["p_owners"], ctx["p_required"]
@@ -697,7 +874,7 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         ctx.req(w, f"{pr} > 0", "bad threshold", "err_input")
         ctx.req(w, f"{pr} <= {po}.length", "bad threshold", "err_input")
         w.open(f"for ({u} {i} = 0; {i} < {po}.length; {i}++) {{")
-        ctx.req(w, f"{po}[{i}] != address(0)", "zero address", "err_input")
+        ctx.req(w, f"{po}[{i}] != address(0)", "zero address", "err_zero")
         w(f"{is_owner}[{po}[{i}]] = true;")
         w.close()
         w(f"{owners} = {po};")
@@ -709,8 +886,16 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     else:
         b.add(S.constructor(ctx, plan.slot("ctor"), params, setup))
     dest, val, data = ctx["p_dest"], ctx["p_amount"], ctx["p_data"]
-    with b.fn("submit", ctx.func(ctx["fn_submit"], f"{ctx.pay_t} {dest}, {u} {val}, bytes{ctx.mem} {data}",
-                                 mods=(sg,), returns=f"{u} {tid}"), doc="submit") as w:
+    with b.fn(
+        "submit",
+        ctx.func(
+            ctx["fn_submit"],
+            f"{ctx.pay_t} {dest}, {u} {val}, bytes{ctx.mem} {data}",
+            mods=(sg,),
+            returns=f"{u} {tid}",
+        ),
+        doc="submit",
+    ) as w:
         w(f"{tid} = {cnt};")
         w(f"{txs}[{tid}] = {st}({{destination: {dest}, value: {val}, data: {data}, executed: false}});")
         ctx.inc(w, cnt, "1")
@@ -731,12 +916,23 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         ctx.req(w, f"{ctx['fn_is_confirmed']}({tid})", "not enough confirmations", "err_state")
         w(f"{st} storage {t} = {txs}[{tid}];")
         ctx.req(w, f"!{t}.executed", "already executed", "err_state")
-        S.pay_then_flag(ctx, w, plan.slot("withdraw"), f"{t}.destination", f"{t}.value", f"{t}.executed = true;",
-                        data=f"{t}.data")
+        S.pay_then_flag(
+            ctx,
+            w,
+            plan.slot("withdraw"),
+            f"{t}.destination",
+            f"{t}.value",
+            f"{t}.executed = true;",
+            data=f"{t}.data",
+        )
         w(ctx.emit(ctx["evt_exec"], tid))
-    with b.fn("is_confirmed", ctx.func(ctx["fn_is_confirmed"], f"{u} {tid}", mut="view", returns="bool"),
-              doc="is_confirmed", kind="view") as w:
-        c = ctx["l_due"]
+    with b.fn(
+        "is_confirmed",
+        ctx.func(ctx["fn_is_confirmed"], f"{u} {tid}", mut="view", returns="bool"),
+        doc="is_confirmed",
+        kind="view",
+    ) as w:
+        c = ctx["l_count"]
         w(f"{u} {c} = 0;")
         w.open(f"for ({u} {i} = 0; {i} < {owners}.length; {i}++) {{")
         w.open(f"if ({confs}[{tid}][{owners}[{i}]]) {{")
@@ -748,8 +944,12 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         w.close()
         w("return false;")
     if pick(ctx, "get_owners", (0, 1)):
-        with b.fn("get_owners", ctx.func(ctx["fn_get_owners"], mut="view", returns=f"address[]{ctx.mem}"),
-                  doc="get_owners", kind="view") as w:
+        with b.fn(
+            "get_owners",
+            ctx.func(ctx["fn_get_owners"], mut="view", returns=f"address[]{ctx.mem}"),
+            doc="get_owners",
+            kind="view",
+        ) as w:
             w(f"return {owners};")
 
     def add_owner(c: Ctx, w: W) -> None:
@@ -766,10 +966,19 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         w(f"{req_n} = {r};")
         w(c.emit(c["evt_req_change"], r))
 
-    options = [Privileged("fn_add_owner", "add_owner", lambda c: f"address {c['p_who']}", add_owner),
-               Privileged("fn_change_req", "change_req", lambda c: f"{c.u} {c['p_required']}", change_req)]
-    b.add(S.privileged(ctx, plan.slot("privileged"), pick(ctx, "privileged", options), ow,
-                       lambda who: f"{is_owner}[{who}]"))
+    options = [
+        Privileged("fn_add_owner", "add_owner", lambda c: f"address {c['p_who']}", add_owner),
+        Privileged("fn_change_req", "change_req", lambda c: f"{c.u} {c['p_required']}", change_req),
+    ]
+    b.add(
+        S.privileged(
+            ctx,
+            plan.slot("privileged"),
+            pick(ctx, "privileged", options),
+            ow,
+            lambda who: f"{is_owner}[{who}]",
+        )
+    )
     if plan.has("kill", 0.25):
         b.add(S.kill(ctx, plan.slot("kill"), ow, f"{ctx.pay_t} {ctx['p_to']}", ctx["p_to"]))
     if limit:
@@ -782,10 +991,14 @@ def _daily_limit(ctx: Ctx, b: Body, slot: Slot | None, sg: str) -> None:
     u, now = ctx.u, ctx.now
     lim, spent, day = ctx["daily_limit"], ctx["spent_today"], ctx["last_day"]
     to, amt = ctx["p_to"], ctx["p_amount"]
-    b.state("daily_limit", ctx.state(u, lim, init=pick(ctx, "limit_value", ("1 ether", "5 ether", "10 ether"))))
+    b.state(
+        "daily_limit", ctx.state(u, lim, init=pick(ctx, "limit_value", ("1 ether", "5 ether", "10 ether")))
+    )
     b.state("spent_today", ctx.state(u, spent))
     b.state("last_day", ctx.state(u, day))
-    with b.fn("daily", ctx.func(ctx["fn_daily"], f"{ctx.pay_t} {to}, {u} {amt}", mods=(sg,)), doc="daily") as w:
+    with b.fn(
+        "daily", ctx.func(ctx["fn_daily"], f"{ctx.pay_t} {to}, {u} {amt}", mods=(sg,)), doc="daily"
+    ) as w:
         w.open(f"if ({now} > {day} + 24 hours) {{")
         w(f"{day} = {now};")
         w(f"{spent} = 0;")

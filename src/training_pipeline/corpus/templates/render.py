@@ -1,16 +1,17 @@
 """Code model the templates write into, and the per-era Solidity idioms they write with.
 
-A template writes ``Line``s (text, nesting depth, label tags) into members; ``Ctx`` holds the skeleton's names and
-style choices and renders each idiom for its compiler era (0.4 / 0.5 / 0.8); ``assemble`` lays the members out,
-adds comments and formatting, and turns tags into 1-based ``vulnerable_lines``.
+A template writes ``Line``s (text, nesting depth, label tags) into members; ``Ctx`` holds the skeleton's names
+and style choices and renders each idiom for its compiler era (0.4 / 0.5 / 0.8); ``assemble`` lays the members
+out, adds comments and formatting, and turns tags into 1-based ``vulnerable_lines``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from training_pipeline.corpus.templates import names as N
 
@@ -78,6 +79,8 @@ def negate(cond: str) -> str:
     """Logical negation of a simple condition: one comparison, a ``!x`` or a plain operand."""
     hits = [op for op in _CMP if op in cond]
     if len(hits) == 1 and cond.count(hits[0]) == 1 and "&&" not in cond and "||" not in cond:
+        if hits[0] == " > " and cond.endswith(" > 0"):  # unsigned: nothing is below zero
+            return cond[: -len(" > 0")] + " == 0"
         return cond.replace(hits[0], _NEG[hits[0]])
     if cond.startswith("!") and _SIMPLE.match(cond[1:]):
         return cond[1:]
@@ -98,17 +101,24 @@ class Ctx:
         self.allman = r.random() < 0.2
         self.u = r.choice(("uint256", "uint"))
         self.safemath = self.major < 8
-        self.now = {4: r.choices(("now", "block.timestamp"), (4, 1))[0], 5: r.choice(("now", "block.timestamp"))}.get(
-            self.major, "block.timestamp"
+        self.now = {
+            4: r.choices(("now", "block.timestamp"), (4, 1))[0],
+            5: r.choice(("now", "block.timestamp")),
+        }.get(self.major, "block.timestamp")
+        self.req_style = r.choice(
+            {4: ("plain", "msg", "throw"), 5: ("plain", "msg")}.get(self.major, ("msg", "custom"))
         )
-        self.req_style = r.choice({4: ("plain", "msg", "throw"), 5: ("plain", "msg")}.get(self.major, ("msg", "custom")))
         self.emit_kw = self.major > 4 or r.random() < 0.75
         self.ctor_named = self.major == 4 and r.random() < 0.4
         self.view_kw = "constant" if self.major == 4 and r.random() < 0.35 else "view"
         self.omit_public = self.major == 4 and r.random() < 0.15
         self.hash_style = r.choice(("packed", "multi", "sha3")) if self.major == 4 else "packed"
         self.old_balance = self.major == 4 and r.random() < 0.3
-        self.spdx = r.choice(("MIT", "GPL-3.0", "UNLICENSED", "Apache-2.0")) if self.major >= 8 or r.random() < 0.2 else ""
+        self.spdx = (
+            r.choice(("MIT", "GPL-3.0", "UNLICENSED", "Apache-2.0"))
+            if self.major >= 8 or r.random() < 0.2
+            else ""
+        )
         self.call_assign = r.random() < 0.5  # unchecked low-level calls written as `(bool ok, ) = ...;`
         self.inline_unchecked = r.random() < 0.5
         self.errors: dict[str, str] = {}  # custom errors used by any variant of the skeleton (0.8)
@@ -117,6 +127,15 @@ class Ctx:
     def rng(self, what: str) -> random.Random:
         """A generator keyed by the skeleton and ``what``: identical across a skeleton's variants."""
         return random.Random(f"{self.key}/{what}")
+
+    def draw(self, what: str) -> float:
+        """A uniform [0, 1) number keyed by the skeleton and ``what`` (cheaper than a seeded generator)."""
+        digest = hashlib.blake2b(f"{self.key}/{what}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64
+
+    def choose(self, what: str, options: tuple | list):
+        """A variant-stable choice among options."""
+        return options[int(self.draw(what) * len(options))]
 
     def __getitem__(self, role: str) -> str:
         return self.n[role]
@@ -145,8 +164,15 @@ class Ctx:
     def zero_addr(self) -> str:
         return "address(0)"
 
-    def func(self, name: str, params: str = "", vis: str = "public", mut: str = "", mods: Iterable[str] = (),
-             returns: str = "") -> str:
+    def func(
+        self,
+        name: str,
+        params: str = "",
+        vis: str = "public",
+        mut: str = "",
+        mods: Iterable[str] = (),
+        returns: str = "",
+    ) -> str:
         """A function header; 0.4 code sometimes leaves ``public`` implicit."""
         if vis == "public" and self.omit_public and mut not in ("view", "pure"):
             vis = ""
@@ -161,7 +187,11 @@ class Ctx:
         """A constructor header in the era's spelling (0.4: contract-named function or ``constructor``)."""
         named = self.ctor_named if named is None else named
         if self.major == 4:
-            return f"function {contract or self['contract']}({params}) public" if named else f"constructor({params}) public"
+            return (
+                f"function {contract or self['contract']}({params}) public"
+                if named
+                else f"constructor({params}) public"
+            )
         return f"constructor({params}) public" if self.major == 5 else f"constructor({params})"
 
     def fallback(self) -> str:
@@ -266,12 +296,15 @@ class Ctx:
 
 # --- layout -----------------------------------------------------------------------------------------------
 SAFEMATH_FUNCS = (
-    ("mul", ["if (a == 0) {", "    return 0;", "}", "uint256 c = a * b;", "{chk}(c / a == b);", "return c;"],
-     "Multiplies two numbers."),
+    (
+        "mul",
+        ["if (a == 0) {", "    return 0;", "}", "uint256 c = a * b;", "{chk}(c / a == b);", "return c;"],
+        "Multiplies two numbers.",
+    ),
     ("div", ["uint256 c = a / b;", "return c;"], "Integer division of two numbers, truncating the quotient."),
     ("sub", ["{chk}(b <= a);", "return a - b;"], "Subtracts two numbers."),
     ("add", ["uint256 c = a + b;", "{chk}(c >= a);", "return c;"], "Adds two numbers."),
-)  # fmt: skip
+)
 
 
 def safemath_library(ctx: Ctx) -> list[Line]:
@@ -313,19 +346,41 @@ SECTION_LAYOUTS = (
 def _comment(ctx: Ctx, m: Member) -> list[str]:
     if not m.doc or m.doc not in N.DOCS:
         return []
-    r = ctx.rng("doc/" + m.key)
-    text = r.choice(N.DOCS[m.doc])
-    text = re.sub(r"\{(\w+)\}", lambda mt: ctx.n.get(mt.group(1), mt.group(1)), text)
-    p = r.random()
+    p = ctx.draw("doc/" + m.key)
+    if p >= (0.2 if m.kind in ("state", "event", "struct") else 0.7):
+        return []
+    text = ctx.choose("doc-text/" + m.key, N.DOCS[m.doc])
+    if "{" in text:
+        text = re.sub(r"\{(\w+)\}", lambda mt: ctx.n.get(mt.group(1), mt.group(1)), text)
     if m.kind in ("state", "event", "struct"):
-        return [f"// {text}"] if p < 0.2 else []
+        return [f"// {text}"]
     if p < 0.4:
-        return [f"/// @notice {text}"] if r.random() < 0.7 else [f"/// @dev {text}"]
+        return [f"/// @notice {text}"] if p < 0.28 else [f"/// @dev {text}"]
     if p < 0.55:
         return ["/**", f" * @notice {text}", " */"]
     if p < 0.7:
         return [f"// {text}"]
     return []
+
+
+BODY_COMMENTS = {
+    "emit ": ("// notify listeners", "// log it", "// let off-chain indexers know", "// record the event"),
+    "for (": ("// walk the list", "// one pass over every entry", "// go through all of them"),
+}
+
+
+def _body_comment(ctx: Ctx, m: Member) -> list[Line]:
+    """Now and then an ordinary comment above an event emission or a loop (same place in every variant)."""
+    if m.kind not in ("func", "ctor") or ctx.draw("body-comment/" + m.key) >= 0.12:
+        return m.lines
+    for i, ln in enumerate(m.lines):
+        for start, phrases in BODY_COMMENTS.items():
+            if ln.text.startswith(start) or (
+                start == "emit " and not ctx.emit_kw and ln.text.endswith(");") and ln.text[:1].isupper()
+            ):
+                text = ctx.choose("body-comment-text/" + m.key, phrases)
+                return [*m.lines[:i], Line(text, ln.depth), *m.lines[i:]]
+    return m.lines
 
 
 def _format(ctx: Ctx, lines: list[Line], base_depth: int, out: list[str], tags: dict[str, list[int]]) -> None:
@@ -344,7 +399,13 @@ def _format(ctx: Ctx, lines: list[Line], base_depth: int, out: list[str], tags: 
             out.append(pad + ln.text if ln.text else "")
 
 
-def assemble(ctx: Ctx, members: list[Member], base: list[Member] | None, interfaces: list[list[Line]]) -> tuple[str, dict[str, list[int]]]:
+def assemble(
+    ctx: Ctx,
+    members: list[Member],
+    base: list[Member] | None,
+    interfaces: list[list[Line]],
+    parents: Iterable[str] = (),
+) -> tuple[str, dict[str, list[int]]]:
     """Lay out one contract file: header, SafeMath, interfaces, optional base contract, the main contract."""
     r = ctx.rng("layout")
     out: list[str] = []
@@ -352,7 +413,9 @@ def assemble(ctx: Ctx, members: list[Member], base: list[Member] | None, interfa
     if ctx.spdx:
         out.append(f"// SPDX-License-Identifier: {ctx.spdx}")
     pragma = {
-        4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25") if not ctx.ctor_named else ("^0.4.18", "^0.4.21", "^0.4.24"),
+        4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25")
+        if not ctx.ctor_named
+        else ("^0.4.18", "^0.4.21", "^0.4.24"),
         5: ("^0.5.0", "^0.5.16", "0.5.17", ">=0.5.0 <0.6.0", "^0.5.12"),
         8: ("^0.8.20", "^0.8.19", "0.8.26", ">=0.8.19 <0.9.0", "^0.8.24"),
     }[ctx.major]
@@ -376,15 +439,24 @@ def assemble(ctx: Ctx, members: list[Member], base: list[Member] | None, interfa
         out.append(f"/// @title {title}")
     elif style < 0.7:
         out.append(f"// {title}")
-    head = f"contract {ctx['contract']}" + (f" is {ctx['base']}" if base is not None else "")
+    bases = ([ctx["base"]] if base is not None else []) + list(parents)
+    head = f"contract {ctx['contract']}" + (f" is {', '.join(bases)}" if bases else "")
     if ctx.safemath:
         members = [Member("using", "using", [Line(f"using SafeMath for {ctx.u};", 0)]), *members]
     _contract(ctx, head, members, layout, r, out, tags, base is None)
     return "\n".join(out) + "\n", {k: sorted(set(v)) for k, v in sorted(tags.items())}
 
 
-def _contract(ctx: Ctx, head: str, members: list[Member], layout: tuple[str, ...], r: random.Random,
-              out: list[str], tags: dict[str, list[int]], with_errors: bool) -> None:
+def _contract(
+    ctx: Ctx,
+    head: str,
+    members: list[Member],
+    layout: tuple[str, ...],
+    r: random.Random,
+    out: list[str],
+    tags: dict[str, list[int]],
+    with_errors: bool,
+) -> None:
     _format(ctx, [Line(head, 0, decl=True)], 0, out, tags)
     if ctx.errors and with_errors:  # custom errors go in the first contract so a base can use them too
         members = members + [Member("error", "err/" + n, [Line(d, 0)]) for n, d in sorted(ctx.errors.items())]
@@ -395,9 +467,8 @@ def _contract(ctx: Ctx, head: str, members: list[Member], layout: tuple[str, ...
     for kind in layout:
         group = sections.get(kind, [])
         if kind in ("func", "view", "event", "modifier") and len(group) > 1:
-            order = list(range(len(group)))
-            r.shuffle(order)
-            group = [group[i] for i in order]
+            # a keyed draw per member: members shared by two variants keep their relative order
+            group = sorted(group, key=lambda m: ctx.draw("order/" + m.key))
         compact = kind in ("state", "event", "error", "using")
         for i, m in enumerate(group):
             if not first and (not compact or i == 0):
@@ -405,5 +476,5 @@ def _contract(ctx: Ctx, head: str, members: list[Member], layout: tuple[str, ...
             first = False
             for c in _comment(ctx, m):
                 out.append(ctx.indent + c)
-            _format(ctx, m.lines, 1, out, tags)
+            _format(ctx, _body_comment(ctx, m), 1, out, tags)
     out.append("}")

@@ -1,9 +1,9 @@
 """Vulnerability shapes: the registry (class, site per family, labelled lines) and the shared site renderers.
 
-Each shape is written once here and rendered for every era through ``Ctx``'s idioms; a family decides where its
-site lives (which function, which names) and calls these renderers. A ``Slot`` is a shape placed in a skeleton;
-``slot.vuln`` says whether this variant carries the flaw or its repair. Lines tagged with the class name become
-the record's ``vulnerable_lines``.
+Each shape is written once here and rendered for every era through ``Ctx``'s idioms; a family decides where
+its site lives (which function, which names) and calls these renderers. A ``Slot`` is a shape placed in a
+skeleton; ``slot.vuln`` says whether this variant carries the flaw or its repair. Lines tagged with the class
+name become the record's ``vulnerable_lines``.
 
 Compatibility (family columns; ``-`` = the shape does not fit that family; 0.4 = compiler 0.4 only)::
 
@@ -72,51 +72,116 @@ def _on(families: tuple[str, ...], site: str) -> dict[str, str]:
 
 
 _SHAPES = (
-    Shape("reentrancy/call_before_write", _on(LEDGER_FAMILIES, "withdraw"),
-          "the external call, and the balance write after it"),
-    Shape("reentrancy/withdraw_all", _on(LEDGER_FAMILIES, "withdraw"),
-          "the external call, and the zeroing of the balance after it"),
-    Shape("reentrancy/cross_function", {"vault": "withdraw"},
-          "the external call, and the zeroing after it (the internal transfer reads the stale balance)",
-          needs=("move",)),
-    Shape("reentrancy/flag_after_call", {"auction": "finalize", "multisig_wallet": "withdraw"},
-          "the external call, and the done-flag write after it"),
-    Shape("access_control/missing_modifier", _on(ALL_FAMILIES, "privileged"),
-          "the header of the privileged function that lacks the access modifier"),
+    Shape(
+        "reentrancy/call_before_write",
+        _on(LEDGER_FAMILIES, "withdraw"),
+        "the external call, and the balance write after it",
+    ),
+    Shape(
+        "reentrancy/withdraw_all",
+        _on(LEDGER_FAMILIES, "withdraw"),
+        "the external call, and the zeroing of the balance after it",
+    ),
+    Shape(
+        "reentrancy/cross_function",
+        {"vault": "withdraw"},
+        "the external call, and the zeroing after it (the internal transfer reads the stale balance)",
+        needs=("move",),
+    ),
+    Shape(
+        "reentrancy/flag_after_call",
+        {"auction": "finalize", "multisig_wallet": "withdraw"},
+        "the external call, and the done-flag write after it",
+    ),
+    Shape(
+        "access_control/missing_modifier",
+        _on(ALL_FAMILIES, "privileged"),
+        "the header of the privileged function that lacks the access modifier",
+    ),
     Shape("access_control/tx_origin", _on(ALL_FAMILIES, "privileged"), "the tx.origin check"),
-    Shape("access_control/unprotected_selfdestruct", _on(ALL_FAMILIES, "kill"),
-          "the header of the unguarded function and its selfdestruct line"),
-    Shape("access_control/unprotected_initializer", _on(ALL_FAMILIES, "init"),
-          "the header of the initializer that can be called again", excludes=("ctor",)),
-    Shape("access_control/misnamed_constructor", _on(ALL_FAMILIES, "ctor"),
-          "the header of the function meant as constructor", versions=("0.4.26",), excludes=("init",)),
+    Shape(
+        "access_control/unprotected_selfdestruct",
+        _on(ALL_FAMILIES, "kill"),
+        "the header of the unguarded function and its selfdestruct line",
+    ),
+    Shape(
+        "access_control/unprotected_initializer",
+        _on(ALL_FAMILIES, "init"),
+        "the header of the initializer that can be called again",
+        excludes=("ctor",),
+    ),
+    Shape(
+        "access_control/misnamed_constructor",
+        _on(ALL_FAMILIES, "ctor"),
+        "the header of the function meant as constructor",
+        versions=("0.4.26",),
+        excludes=("init",),
+    ),
     Shape("arithmetic/underflow_sub", {"erc20_token": "move", "vault": "move"}, "the wrapping subtraction"),
-    Shape("arithmetic/overflow_mul", {"erc20_token": "price", "lottery": "price"}, "the wrapping multiplication"),
-    Shape("arithmetic/overflow_add", {"vault": "limit", "multisig_wallet": "limit"}, "the wrapping addition(s)"),
-    Shape("unchecked_low_level_calls/ignored_call", _on(ALL_FAMILIES, "withdraw"),
-          "the low-level call whose result is dropped"),
-    Shape("unchecked_low_level_calls/ignored_send", _on(LEDGER_FAMILIES, "withdraw"),
-          "the send whose result is dropped"),
-    Shape("bad_randomness/block_attributes", {"lottery": "draw"},
-          "the line deriving the winner from block attributes", adds_identifiers=True),
-    Shape("bad_randomness/blockhash", {"lottery": "draw"},
-          "the line deriving the winner from a block hash", adds_identifiers=True),
-    Shape("bad_randomness/private_seed", {"lottery": "draw"},
-          "the line deriving the winner from a stored (readable) seed", adds_identifiers=True),
-    Shape("time_manipulation/short_window", {"erc20_token": "bonus", "auction": "bid", "lottery": "window"},
-          "the timestamp comparison with a window of seconds"),
-    Shape("time_manipulation/timestamp_modulo", {"erc20_token": "bonus", "lottery": "instant"},
-          "the condition on the timestamp's remainder"),
+    Shape(
+        "arithmetic/overflow_mul", {"erc20_token": "price", "lottery": "price"}, "the wrapping multiplication"
+    ),
+    Shape(
+        "arithmetic/overflow_add", {"vault": "limit", "multisig_wallet": "limit"}, "the wrapping addition(s)"
+    ),
+    Shape(
+        "unchecked_low_level_calls/ignored_call",
+        _on(ALL_FAMILIES, "withdraw"),
+        "the low-level call whose result is dropped",
+    ),
+    Shape(
+        "unchecked_low_level_calls/ignored_send",
+        _on(LEDGER_FAMILIES, "withdraw"),
+        "the send whose result is dropped",
+    ),
+    Shape(
+        "bad_randomness/block_attributes",
+        {"lottery": "draw"},
+        "the line deriving the winner from block attributes",
+        adds_identifiers=True,
+    ),
+    Shape(
+        "bad_randomness/blockhash",
+        {"lottery": "draw"},
+        "the line deriving the winner from a block hash",
+        adds_identifiers=True,
+    ),
+    Shape(
+        "bad_randomness/private_seed",
+        {"lottery": "draw"},
+        "the line deriving the winner from a stored (readable) seed",
+        adds_identifiers=True,
+    ),
+    Shape(
+        "time_manipulation/short_window",
+        {"erc20_token": "bonus", "auction": "bid", "lottery": "window"},
+        "the timestamp comparison with a window of seconds",
+    ),
+    Shape(
+        "time_manipulation/timestamp_modulo",
+        {"erc20_token": "bonus", "lottery": "instant"},
+        "the condition on the timestamp's remainder",
+    ),
     Shape("denial_of_service/refund_push", {"auction": "bid"}, "the push refund to the previous bidder"),
-    Shape("denial_of_service/loop_push", {"erc20_token": "distribute", "vault": "distribute",
-                                          "lottery": "distribute"},
-          "the loop header and the push payment inside it"),
+    Shape(
+        "denial_of_service/loop_push",
+        {"erc20_token": "distribute", "vault": "distribute", "lottery": "distribute"},
+        "the loop header and the push payment inside it",
+    ),
     Shape("front_running/approve_race", {"erc20_token": "approve"}, "the allowance overwrite"),
-    Shape("front_running/price_change", {"erc20_token": "price"},
-          "the amount computed from the owner-settable price", adds_identifiers=True),
-    Shape("front_running/public_answer", {"lottery": "answer"},
-          "the comparison with the published answer hash", adds_identifiers=True),
-)  # fmt: skip
+    Shape(
+        "front_running/price_change",
+        {"erc20_token": "price"},
+        "the amount computed from the owner-settable price",
+        adds_identifiers=True,
+    ),
+    Shape(
+        "front_running/public_answer",
+        {"lottery": "answer"},
+        "the comparison with the published answer hash",
+        adds_identifiers=True,
+    ),
+)
 SHAPES: dict[str, Shape] = {s.id: s for s in _SHAPES}
 
 
@@ -138,7 +203,7 @@ class Slot:
 
 @dataclass
 class Plan:
-    """Which sites carry which slots, and which optional features a skeleton has (keyed draws, variant-stable)."""
+    """Which sites carry which slots, and which optional features a skeleton has (variant-stable draws)."""
 
     ctx: Ctx
     slots: dict[str, Slot]
@@ -159,16 +224,16 @@ class Plan:
         if site in self.slots or any(site in s.shape.needs for s in self.slots.values()):
             return True
         if site not in self.extra:
-            self.extra[site] = self.ctx.rng("present/" + site).random() < p
+            self.extra[site] = self.ctx.draw("present/" + site) < p
         return self.extra[site]
 
 
 def pick(ctx: Ctx, what: str, options: tuple | list):
     """A variant-stable choice among options."""
-    return ctx.rng("pick/" + what).choice(options)
+    return ctx.choose("pick/" + what, options)
 
 
-# --- access control -------------------------------------------------------------------------------------------
+# --- access control -----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Privileged:
     """A privileged function a family offers: its name role, params and body writer."""
@@ -179,10 +244,14 @@ class Privileged:
     body: Callable[[Ctx, W], None]
 
 
-def privileged(ctx: Ctx, slot: Slot | None, p: Privileged, modifier: str, auth: Callable[[str], str]) -> Member:
+def privileged(
+    ctx: Ctx, slot: Slot | None, p: Privileged, modifier: str, auth: Callable[[str], str]
+) -> Member:
     """A privileged function: modifier-guarded, or (tx_origin shape) guarded inline by the caller check."""
     w = W()
-    inline = (slot is not None and slot.name == "tx_origin") or (slot is None and pick(ctx, "inline", (0, 0, 1)))
+    inline = (slot is not None and slot.name == "tx_origin") or (
+        slot is None and pick(ctx, "inline", (0, 0, 1))
+    )
     missing = slot is not None and slot.name == "missing_modifier" and slot.vuln
     mods = () if inline or missing else (modifier,)
     w.decl(ctx.func(ctx[p.role], p.params(ctx), mods=mods), slot.tag if missing else "")
@@ -233,16 +302,25 @@ def constructor(ctx: Ctx, slot: Slot | None, params: str, body: Callable[[W], No
     return Member("ctor", "ctor", w.lines, "ctor")
 
 
-# --- ether out ------------------------------------------------------------------------------------------------
-def ledger_withdraw(ctx: Ctx, slot: Slot | None, pre: Callable[[W], None] | None = None,
-                    after_write: Callable[[W, str], None] | None = None, mods: tuple[str, ...] = ()) -> Member:
+# --- ether out ----------------------------------------------------------------------------------------------
+def ledger_withdraw(
+    ctx: Ctx,
+    slot: Slot | None,
+    pre: Callable[[W], None] | None = None,
+    after_write: Callable[[W, str], None] | None = None,
+    mods: tuple[str, ...] = (),
+) -> Member:
     """Pull payment from the ledger mapping: checks, the balance write, the ether transfer, in shape order."""
     ledger, me = ctx["ledger"], "msg.sender"
     name = slot.name if slot else None
     form = {"call_before_write": "amount", "withdraw_all": "all", "cross_function": "all"}.get(
         name or "", pick(ctx, "withdraw_form", ("amount", "all"))
     )
-    kind = {"ignored_send": "send"}.get(name or "", "call") if slot else pick(ctx, "withdraw_kind", ("transfer", "call", "send"))
+    kind = (
+        {"ignored_send": "send"}.get(name or "", "call")
+        if slot
+        else pick(ctx, "withdraw_kind", ("transfer", "call", "send"))
+    )
     w = W()
     tag = slot.tag if slot else ""
     if form == "amount":
@@ -291,10 +369,18 @@ def ledger_withdraw(ctx: Ctx, slot: Slot | None, pre: Callable[[W], None] | None
     return Member("func", "withdraw", w.lines, "withdraw")
 
 
-def pay_then_flag(ctx: Ctx, w: W, slot: Slot | None, target: str, amount: str, flag: str, data: str = "",
-                  default: str = "call") -> None:
-    """Send ether and set a done-flag: flag first unless the flag_after_call shape is flawed; ignored_call drops
-    the call's result."""
+def pay_then_flag(
+    ctx: Ctx,
+    w: W,
+    slot: Slot | None,
+    target: str,
+    amount: str,
+    flag: str,
+    data: str = "",
+    default: str = "call",
+) -> None:
+    """Send ether and set a done-flag: the flag goes first unless flag_after_call is flawed; a flawed
+    ignored_call drops the call's result."""
     tag = slot.tag if slot else ""
     if slot is not None and slot.name == "flag_after_call" and slot.vuln:
         ctx.checked_call(w, target, amount, tag, data=data)
@@ -334,9 +420,11 @@ def refund_previous(ctx: Ctx, w: W, slot: Slot | None, who: str, amount: str) ->
         ctx.inc(w, f"{ctx['ledger']}[{who}]", amount)
 
 
-# --- arithmetic -----------------------------------------------------------------------------------------------
-def subtract(ctx: Ctx, w: W, slot: Slot | None, lhs: str, rhs: str, msg: str = "insufficient balance") -> None:
-    """``lhs -= rhs``: wrapping (flawed), or SafeMath / checked, or guarded then wrapping (a hard negative)."""
+# --- arithmetic ---------------------------------------------------------------------------------------------
+def subtract(
+    ctx: Ctx, w: W, slot: Slot | None, lhs: str, rhs: str, msg: str = "insufficient balance"
+) -> None:
+    """``lhs -= rhs``: wrapping (flawed), or SafeMath / checked, or guarded then wrapping (hard negative)."""
     if slot is not None and slot.vuln:
         if ctx.major < 8 and pick(ctx, "sub_guard", (0, 0, 1)):
             ctx.req(w, f"{lhs} - {rhs} >= 0", msg, "err_funds", slot.tag)
@@ -371,7 +459,7 @@ def product(ctx: Ctx, w: W, slot: Slot | None, local: str, a: str, b: str) -> No
         w(f"{ctx.u} {local} = {ctx.mul(a, b)};")
 
 
-# --- time -----------------------------------------------------------------------------------------------------
+# --- time ---------------------------------------------------------------------------------------------------
 SHORT = ("15 seconds", "30 seconds", "45 seconds", "1 minutes", "60 seconds", "20 seconds")
 LONG = ("1 days", "12 hours", "2 days", "6 hours", "3 days", "1 weeks")
 

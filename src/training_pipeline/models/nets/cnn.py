@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -26,10 +27,12 @@ class ResidualDilatedBlock(nn.Module):
 
 
 class BytecodeCNN(nn.Module):
-    """Embeds opcode ids, runs ``depth`` residual blocks with dilations 1, b, b², …, pools max and mean.
+    """Embeds opcode ids, convolves, max-pools by ``downsample``, then runs ``depth`` residual blocks with
+    dilations 1, b, b², …, and pools max and mean over the sequence.
 
-    The receptive field grows exponentially with depth, so a few blocks see patterns spanning hundreds of
-    opcodes (a CALL and the SSTORE that follows it in the same function) at linear cost in length.
+    The stem sees every opcode; pooling keeps the strongest local detections (a CALL, an SSTORE) while
+    cutting the cost of the blocks by ``downsample``. The receptive field grows exponentially with depth,
+    so a few blocks relate patterns hundreds of opcodes apart at linear cost in length.
     """
 
     def __init__(
@@ -41,12 +44,13 @@ class BytecodeCNN(nn.Module):
         kernel_size: int = 5,
         dilation_base: int = 2,
         dropout: float = 0.1,
+        downsample: int = 4,
         pad_id: int = 0,
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size}: must be odd to keep the sequence length")
-        self.pad_id = pad_id
+        self.pad_id, self.downsample = pad_id, downsample
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.stem = nn.Conv1d(embed_dim, channels, kernel_size, padding=kernel_size // 2)
         self.blocks = nn.ModuleList(
@@ -59,6 +63,11 @@ class BytecodeCNN(nn.Module):
         """(batch, length) ids → (batch, 2·channels) pooled features."""
         mask = (input_ids != self.pad_id).unsqueeze(1).to(self.embed.weight.dtype)  # (B, 1, L)
         x = self.stem(self.embed(input_ids).transpose(1, 2)) * mask
+        if self.downsample > 1:
+            neg = torch.finfo(x.dtype).min
+            x = F.max_pool1d(x.masked_fill(mask == 0, neg), self.downsample, ceil_mode=True)
+            mask = F.max_pool1d(mask, self.downsample, ceil_mode=True)
+            x = x * mask  # windows of padding only: back to zero
         for block in self.blocks:
             x = block(x, mask)
         neg = torch.finfo(x.dtype).min

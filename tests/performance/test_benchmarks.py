@@ -1,0 +1,33 @@
+"""Benchmarks in quick mode: they must run and produce sane numbers (speed is reported, never asserted)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import TINY_CORPUS
+
+from training_pipeline.benchmarks import corpus, tokenizer, training
+
+
+def test_tokenizer_benchmark_compares_with_pyevmasm() -> None:
+    out = tokenizer.run(quick=True)["tokenizer"]
+    assert out["same_instructions_as_pyevmasm"] is True
+    assert out["pyevmasm_ms_per_10kb"] > 0 and out["ours_ms_per_10kb"] > 0
+    ratio = out["pyevmasm_ms_per_10kb"] / out["ours_ms_per_10kb"]
+    assert out["speedup_vs_pyevmasm"] == pytest.approx(ratio, rel=0.02)
+
+
+def test_corpus_build_benchmark(tmp_path) -> None:
+    out = corpus.run(quick=True, n_contracts=20)["corpus_build"]
+    assert out["contracts"] == 20 and out["contracts_per_s"] > 0
+    assert out["cached_reuse_seconds"] < out["seconds"]  # the second build is a cache hit
+
+
+def test_training_benchmark_runs_both_loops(data_dir) -> None:
+    out = training.run(
+        quick=True,
+        data_dir=str(data_dir),
+        n_contracts=TINY_CORPUS,
+        overrides=("model.channels=16", "model.embed_dim=16", "model.depth=2", "data.batch_size=8"),
+    )["training"]
+    assert out["plain_pytorch_samples_per_s"] > 0 and out["lightning_samples_per_s"] > 0
+    assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4
