@@ -83,7 +83,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             log.warning(
                 "No best checkpoint (fast_dev_run or no checkpoint callback): testing the current weights"
             )
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=False, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             print_metrics(test_metrics, model.metric_classes)

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
 from filelock import FileLock
 
 from training_pipeline import taxonomy
@@ -27,21 +26,27 @@ from training_pipeline.utils.run import write_json
 log = logging.getLogger(__name__)
 
 BUILD_FORMAT = 1  # bump when the stored columns change
-FEATURES = datasets.Features(
-    {
-        "id": datasets.Value("string"),
-        "group": datasets.Value("string"),
-        "family": datasets.Value("string"),
-        "compiler_version": datasets.Value("string"),
-        "contract_name": datasets.Value("string"),
-        "source_code": datasets.Value("string"),
-        "bytecode": datasets.Value("string"),
-        "labels": datasets.Sequence(datasets.Value("string")),
-        "vulnerable_lines": datasets.Value("string"),  # JSON map label -> 1-based lines
-        "shapes": datasets.Sequence(datasets.Value("string")),
-        "fold": datasets.Value("int32"),
-    }
-)
+
+
+def _features():
+    """Column types of the stored corpus (``datasets`` is imported only where a corpus is built or read)."""
+    import datasets
+
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "group": datasets.Value("string"),
+            "family": datasets.Value("string"),
+            "compiler_version": datasets.Value("string"),
+            "contract_name": datasets.Value("string"),
+            "source_code": datasets.Value("string"),
+            "bytecode": datasets.Value("string"),
+            "labels": datasets.Sequence(datasets.Value("string")),
+            "vulnerable_lines": datasets.Value("string"),  # JSON map label -> 1-based lines
+            "shapes": datasets.Sequence(datasets.Value("string")),
+            "fold": datasets.Value("int32"),
+        }
+    )
 
 
 class CorpusBuildError(RuntimeError):
@@ -176,8 +181,10 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
     }
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    import datasets
+
     datasets.disable_progress_bars()
-    datasets.Dataset.from_dict(columns, features=FEATURES).save_to_disk(str(tmp / "dataset"))
+    datasets.Dataset.from_dict(columns, features=_features()).save_to_disk(str(tmp / "dataset"))
     seconds = time.perf_counter() - start
     manifest = {
         "key": out.name,
@@ -220,5 +227,8 @@ def load_manifest(path: str | Path) -> dict:
     return json.loads((Path(path) / "manifest.json").read_text())
 
 
-def load_corpus(path: str | Path) -> datasets.Dataset:
+def load_corpus(path: str | Path):
+    """The stored corpus as a ``datasets.Dataset``."""
+    import datasets
+
     return datasets.load_from_disk(str(Path(path) / "dataset"))
