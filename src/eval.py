@@ -52,7 +52,7 @@ def load_checkpoint(model_target: str, ckpt_path: str | Path) -> Any:
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     from hydra.utils import instantiate
 
-    from training_pipeline.evaluation.predictions import write_predictions
+    from training_pipeline.evaluation.predictions import write_model_predictions
     from training_pipeline.evaluation.report import print_metrics
     from training_pipeline.utils.checks import check_known_keys
     from training_pipeline.utils.instantiate import instantiate_loggers
@@ -71,16 +71,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     print_metrics(metrics, model.metric_classes)
-    preds = model.test_predictions
-    ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
-    write_predictions(
-        output_dir / "predictions.jsonl",
-        ids,
-        preds["probs"],
-        model.thresholds.cpu(),
-        model.class_names,
-        preds["targets"],
-    )
+    write_model_predictions(output_dir / "predictions.jsonl", model, datamodule)
     write_json(
         output_dir / "metrics.json",
         {

@@ -42,7 +42,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
     from hydra.utils import instantiate
 
-    from training_pipeline.evaluation.predictions import write_predictions
+    from training_pipeline.evaluation.predictions import write_model_predictions
     from training_pipeline.evaluation.report import print_metrics
     from training_pipeline.utils.checks import check_known_keys, check_metric_names
     from training_pipeline.utils.instantiate import instantiate_callbacks, instantiate_loggers
@@ -87,17 +87,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             print_metrics(test_metrics, model.metric_classes)
-        if trainer.is_global_zero and model.test_predictions:
-            preds = model.test_predictions
-            ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
-            write_predictions(
-                output_dir / "test_predictions.jsonl",
-                ids,
-                preds["probs"],
-                model.thresholds.cpu(),
-                model.class_names,
-                preds["targets"],
-            )
+            write_model_predictions(output_dir / "test_predictions.jsonl", model, datamodule)
 
     metrics = {**fit_metrics, **test_metrics}
     monitor = cfg.get("optimized_metric")

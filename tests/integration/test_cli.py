@@ -7,17 +7,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CORPUS, run_cli
+from conftest import FAST_OVERRIDES, TINY_CORPUS, run_cli
 
-FAST = [
-    "data.batch_size=8",
-    "model.channels=16",
-    "model.embed_dim=16",
-    "model.depth=2",
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-]
-TINY = [f"data.corpus.n_contracts={TINY_CORPUS}", *FAST]
+TINY = [f"data.corpus.n_contracts={TINY_CORPUS}", *FAST_OVERRIDES]
 
 
 def assert_one_line_failure(result, *needles: str) -> None:
@@ -45,7 +37,7 @@ def test_missing_data_file(tmp_path, data_dir) -> None:
         "train.py",
         "data=bytecode_file",
         f"data.path={tmp_path}/nope.jsonl",
-        *FAST,
+        *FAST_OVERRIDES,
         tmp_path=tmp_path,
         data_dir=data_dir,
     )
@@ -57,7 +49,7 @@ def test_invalid_hex_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c1", "bytecode": "0x6080zz", "labels": []}) + "\n")
     r = run_cli(
-        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST, tmp_path=tmp_path, data_dir=data_dir
+        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST_OVERRIDES, tmp_path=tmp_path, data_dir=data_dir
     )
     assert_one_line_failure(r, "contracts.jsonl", "c1")
     assert_failed_run_dir(tmp_path)
@@ -67,7 +59,7 @@ def test_unknown_label_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c7", "bytecode": "0x6080604052", "labels": ["reentrance"]}) + "\n")
     r = run_cli(
-        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST, tmp_path=tmp_path, data_dir=data_dir
+        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST_OVERRIDES, tmp_path=tmp_path, data_dir=data_dir
     )
     assert_one_line_failure(r, "reentrance", "c7")
 

@@ -33,3 +33,13 @@ def write_predictions(
             fh.write(json.dumps(rec) + "\n")
     tmp.replace(path)
     return path
+
+
+def write_model_predictions(path: str | Path, model, datamodule) -> Path | None:
+    """Write what ``model`` predicted in its last test epoch, keyed by the datamodule's record ids."""
+    preds = getattr(model, "test_predictions", None)
+    if not preds:
+        return None
+    ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
+    thresholds = model.thresholds.cpu()
+    return write_predictions(path, ids, preds["probs"], thresholds, model.class_names, preds["targets"])
