@@ -49,7 +49,12 @@ def test_invalid_hex_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c1", "bytecode": "0x6080zz", "labels": []}) + "\n")
     r = run_cli(
-        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST_OVERRIDES, tmp_path=tmp_path, data_dir=data_dir
+        "train.py",
+        "data=bytecode_file",
+        f"data.path={bad}",
+        *FAST_OVERRIDES,
+        tmp_path=tmp_path,
+        data_dir=data_dir,
     )
     assert_one_line_failure(r, "contracts.jsonl", "c1")
     assert_failed_run_dir(tmp_path)
@@ -59,7 +64,12 @@ def test_unknown_label_in_contract_file(tmp_path, data_dir) -> None:
     bad = tmp_path / "contracts.jsonl"
     bad.write_text(json.dumps({"id": "c7", "bytecode": "0x6080604052", "labels": ["reentrance"]}) + "\n")
     r = run_cli(
-        "train.py", "data=bytecode_file", f"data.path={bad}", *FAST_OVERRIDES, tmp_path=tmp_path, data_dir=data_dir
+        "train.py",
+        "data=bytecode_file",
+        f"data.path={bad}",
+        *FAST_OVERRIDES,
+        tmp_path=tmp_path,
+        data_dir=data_dir,
     )
     assert_one_line_failure(r, "reentrance", "c7")
 
