@@ -101,6 +101,11 @@ def test_corrupted_checkpoint(tmp_path, data_dir) -> None:
     assert_one_line_failure(r, "broken.ckpt")
 
 
+def test_eval_requires_a_checkpoint(tmp_path, data_dir) -> None:
+    r = run_cli("eval.py", *TINY[:1], tmp_path=tmp_path, data_dir=data_dir)
+    assert_one_line_failure(r, "ckpt_path")
+
+
 @pytest.mark.slow
 def test_optuna_sweep_resumes_its_study(tmp_path, data_dir) -> None:
     args = [

@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from training_pipeline.corpus.generator import coverage, generate_corpus, generate_group
-from training_pipeline.corpus.solc import SOLC_DIR, CompileJob, compile_many
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("node") is None or not (SOLC_DIR / "node_modules" / "solc-0826" / "soljson.js").is_file(),
-    reason="node or solc-js missing: run `make setup`",
-)
+from training_pipeline.corpus.solc import CompileJob, compile_many
 
 
 def test_coverage_sample_and_a_mixed_corpus_compile() -> None:

@@ -8,16 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import compose_config, tiny_overrides
-from omegaconf import open_dict
 
 from eval import evaluate
 from train import train
 
 
-def test_fast_dev_run_trains_and_tests(cfg_train) -> None:
-    with open_dict(cfg_train):
-        cfg_train.trainer.fast_dev_run = True
-    metrics, objects = train(cfg_train)
+def test_debug_fdr_trains_and_tests(tmp_path, data_dir) -> None:
+    cfg = compose_config("train.yaml", [*tiny_overrides(data_dir), "debug=fdr"], tmp_path / "fdr")
+    assert cfg.callbacks is None and cfg.task_name == "debug"
+    metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1
     assert 0.0 <= metrics["test/f1_macro"] <= 1.0
     assert torch.isfinite(torch.tensor(metrics["train/loss"]))

@@ -30,4 +30,4 @@ def test_training_benchmark_runs_both_loops(data_dir) -> None:
         overrides=("model.channels=16", "model.embed_dim=16", "model.depth=2", "data.batch_size=8"),
     )["training"]
     assert out["plain_pytorch_samples_per_s"] > 0 and out["lightning_samples_per_s"] > 0
-    assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4
+    assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4  # 2 rounds x (3 epochs - 1 warm-up)
