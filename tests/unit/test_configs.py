@@ -58,7 +58,7 @@ def test_choosing_a_model_chooses_its_data_and_data_still_overrides(tmp_path: Pa
 def test_debug_wins_over_experiment(tmp_path: Path) -> None:
     cfg = compose_config("train.yaml", ["experiment=bytecode_detector", "debug=fdr"], tmp_path)
     assert cfg.trainer.fast_dev_run is True and cfg.trainer.max_epochs == 1
-    assert cfg.model.depth == 5  # the experiment's own values survive
+    assert cfg.data.corpus.n_contracts == 1500 and "baseline" in cfg.tags  # the experiment's values survive
 
 
 def test_gpu_trainers_inherit_the_default(tmp_path: Path) -> None:
