@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training_pipeline.evaluation.metrics import flatten, tune_thresholds
+from training_pipeline.evaluation.metrics import evaluate_multilabel, flatten, tune_thresholds
 
 
 def test_tune_thresholds_finds_the_separating_cut() -> None:
@@ -21,3 +21,12 @@ def test_tune_thresholds_finds_the_separating_cut() -> None:
 def test_flatten_names_scalars_and_per_class_values() -> None:
     out = flatten("val", {"f1_macro": torch.tensor(0.5), "f1": torch.tensor([0.2, 0.8])}, ["a", "b"])
     assert out == pytest.approx({"val/f1_macro": 0.5, "val/f1/a": 0.2, "val/f1/b": 0.8})
+
+
+def test_macro_metrics_skip_classes_absent_from_the_split_but_micro_counts_their_false_alarms() -> None:
+    probs = torch.tensor([[0.9, 0.1, 0.8], [0.1, 0.9, 0.1], [0.2, 0.2, 0.1]])
+    targets = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 0]], dtype=torch.float)  # class c never occurs
+    out = evaluate_multilabel("test", probs, targets, torch.full((3,), 0.5), ["a", "b", "c"], [0, 1, 2])
+    assert out["test/f1_macro"] == pytest.approx(1.0)  # a and b are perfect; c is not averaged in
+    assert "test/f1/c" not in out and out["test/f1/a"] == pytest.approx(1.0)
+    assert out["test/f1_micro"] == pytest.approx(2 * 2 / (2 * 2 + 1))  # the false alarm on c counts

@@ -105,7 +105,7 @@ def run(
 ) -> dict:
     """Median epoch time of each loop; ``data_dir`` reuses a built corpus (default: the project's data/)."""
     epochs = 3
-    n_contracts = n_contracts or (120 if quick else 1500)  # 1500: the default corpus, already built by make train
+    n_contracts = n_contracts or (120 if quick else 1500)  # 1500: the default corpus (built by make train)
     with tempfile.TemporaryDirectory() as tmp:
         cfg, dm, batches = _setup(data_dir or str(ROOT / "data"), n_contracts, list(overrides))
         batches = batches[: 6 if quick else 16]

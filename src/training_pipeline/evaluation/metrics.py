@@ -1,7 +1,9 @@
 """Multi-label metrics shared by every classifier: F1 (macro, micro, per class), P/R, AUROC, AUPRC.
 
-Macro averages run over the classes the model was trained on (``metric_classes``); a class with no
-training example cannot be predicted and would only drag the average towards zero.
+Macro averages run over the classes the model was trained on that also occur in the evaluated split: a
+class with no training example cannot be predicted, and a class with no example in the split has no
+recall, so either would only drag the average towards zero. False alarms on absent classes still count in
+micro-F1 and in the per-class precision of the classes that are present.
 """
 
 from __future__ import annotations
@@ -68,3 +70,31 @@ def flatten(prefix: str, values: dict[str, torch.Tensor], class_names: list[str]
         else:
             out.update({f"{prefix}/{name}/{c}": float(v) for c, v in zip(class_names, value, strict=True)})
     return out
+
+
+def evaluate_multilabel(
+    stage: str,
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    thresholds: torch.Tensor,
+    class_names: list[str],
+    candidates: list[int],
+) -> dict[str, float]:
+    """All metrics of one epoch, named ``stage/...``: micro-F1 over every candidate (trained) class, the rest
+    over the candidates present in ``targets``."""
+    preds = (probs >= thresholds).long()
+    cand = torch.tensor(candidates, device=probs.device)
+    micro = MultilabelF1Score(num_labels=len(candidates), average="micro", zero_division=0).to(probs.device)
+    values = {f"{stage}/f1_micro": float(micro(preds[:, cand], targets[:, cand].long()))}
+    idx = cand[targets[:, cand].sum(0) > 0]
+    if len(idx) < 2:  # torchmetrics' multilabel metrics need two labels
+        idx = cand
+    names = [class_names[i] for i in idx.tolist()]
+    per_class = multilabel_metrics(len(names)).to(probs.device)
+    per_class.update(preds[:, idx].float(), targets[:, idx].long())
+    values.update(flatten(stage, {k: v for k, v in per_class.compute().items() if k != "f1_micro"}, names))
+    if len(probs):
+        rank = ranking_metrics(len(names)).to(probs.device)
+        rank.update(probs[:, idx], targets[:, idx].long())
+        values.update(flatten(stage, rank.compute(), names))
+    return values

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from training_pipeline.evaluation.metrics import flatten, multilabel_metrics, ranking_metrics, tune_thresholds
+from training_pipeline.evaluation.metrics import evaluate_multilabel, tune_thresholds
 from training_pipeline.models.losses import multilabel_loss
 from training_pipeline.models.nets.cnn import BytecodeCNN
 
@@ -69,11 +69,6 @@ class BytecodeDetector(LightningModule):
             torch.tensor([class_names.index(c) for c in self.metric_classes]),
             persistent=False,
         )
-        n = len(self.metric_classes)
-        self.val_metrics = multilabel_metrics(n)
-        self.val_ranking = ranking_metrics(n)
-        self.test_metrics = multilabel_metrics(n)
-        self.test_ranking = ranking_metrics(n)
         self.val_family_acc = MulticlassAccuracy(len(family_names), ignore_index=-100)
         self.test_family_acc = MulticlassAccuracy(len(family_names), ignore_index=-100)
         self._outputs: dict[str, list[torch.Tensor]] = {}
@@ -164,20 +159,9 @@ class BytecodeDetector(LightningModule):
 
     def _epoch_metrics(
         self, stage: str, probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor
-    ) -> dict:
-        idx = self.metric_index
-        p, t = probs[:, idx], targets[:, idx].long()
-        cls_metrics, rank_metrics = (
-            (self.val_metrics, self.val_ranking) if stage == "val" else (self.test_metrics, self.test_ranking)
-        )
-        cls_metrics.reset()
-        cls_metrics.update((p >= thresholds[idx]).float(), t)
-        values = flatten(stage, cls_metrics.compute(), self.metric_classes)
-        if len(p):
-            rank_metrics.reset()
-            rank_metrics.update(p, t)
-            values.update(flatten(stage, rank_metrics.compute(), self.metric_classes))
-        return values
+    ) -> dict[str, float]:
+        candidates = self.metric_index.tolist()
+        return evaluate_multilabel(stage, probs, targets, thresholds, self.class_names, candidates)
 
     def on_validation_epoch_end(self) -> None:
         probs, targets, _ = self._gather("val")
