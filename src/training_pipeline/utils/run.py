@@ -99,7 +99,6 @@ def write_provenance(cfg: DictConfig, output_dir: Path, data_version: str | None
             "packages": package_versions(),
             "platform": platform.platform(),
             "data_version": data_version,
-            "hostname_hash": None,  # deliberately not recorded
         },
     )
 
