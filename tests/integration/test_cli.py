@@ -45,33 +45,24 @@ def test_missing_data_file(tmp_path, data_dir) -> None:
     assert_failed_run_dir(tmp_path)
 
 
-def test_invalid_hex_in_contract_file(tmp_path, data_dir) -> None:
+@pytest.mark.parametrize(
+    ("record", "needles"),
+    [
+        ({"id": "c1", "bytecode": "0x6080zz", "labels": []}, ("contracts.jsonl", "c1", "hex")),
+        (
+            {"id": "c7", "bytecode": "0x6080604052", "labels": ["reentrance"]},
+            ("contracts.jsonl", "c7", "reentrance"),
+        ),
+    ],
+    ids=["invalid_hex", "unknown_label"],
+)
+def test_bad_record_in_contract_file(tmp_path, data_dir, record, needles) -> None:
     bad = tmp_path / "contracts.jsonl"
-    bad.write_text(json.dumps({"id": "c1", "bytecode": "0x6080zz", "labels": []}) + "\n")
-    r = run_cli(
-        "train.py",
-        "data=bytecode_file",
-        f"data.path={bad}",
-        *FAST_OVERRIDES,
-        tmp_path=tmp_path,
-        data_dir=data_dir,
-    )
-    assert_one_line_failure(r, "contracts.jsonl", "c1")
+    bad.write_text(json.dumps(record) + "\n")
+    args = ["data=bytecode_file", f"data.path={bad}", *FAST_OVERRIDES]
+    r = run_cli("train.py", *args, tmp_path=tmp_path, data_dir=data_dir)
+    assert_one_line_failure(r, *needles)
     assert_failed_run_dir(tmp_path)
-
-
-def test_unknown_label_in_contract_file(tmp_path, data_dir) -> None:
-    bad = tmp_path / "contracts.jsonl"
-    bad.write_text(json.dumps({"id": "c7", "bytecode": "0x6080604052", "labels": ["reentrance"]}) + "\n")
-    r = run_cli(
-        "train.py",
-        "data=bytecode_file",
-        f"data.path={bad}",
-        *FAST_OVERRIDES,
-        tmp_path=tmp_path,
-        data_dir=data_dir,
-    )
-    assert_one_line_failure(r, "reentrance", "c7")
 
 
 def test_unknown_config_key(tmp_path, data_dir) -> None:
