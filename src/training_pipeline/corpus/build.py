@@ -115,7 +115,7 @@ def manifest_counts(
     labels: Sequence[Sequence[str]],
     folds: Sequence[int],
 ) -> dict:
-    """Counts per label, family, compiler version and fold (the manifest and the data report share it)."""
+    """Counts per label, family, compiler version and fold, for the manifest."""
     per_label = Counter(lbl for lbls in labels for lbl in lbls)
     per_label["(none)"] = sum(1 for lbls in labels if not lbls)
     return {

@@ -285,6 +285,3 @@ class ContractBytecodeDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.eval_split)
-
-    def record_ids(self, split: str) -> list[str]:
-        return [self.records[i]["id"] for i in self.splits[split].index]

@@ -170,7 +170,6 @@ def quiet_known_warnings() -> None:
     for pattern in (
         ".*LeafSpec.*",
         ".*does not have many workers.*",
-        ".*Invalid asm.js.*",
         ".*torch.cuda.amp.*",
         ".*on_epoch=True.*sync_dist.*",
         ".*Checkpoint directory.*exists and is not empty.*",
