@@ -11,7 +11,7 @@ export HF_DATASETS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train test test-fast bench lint format clean
+.PHONY: help setup data train train-all test test-fast bench lint format clean
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -33,6 +33,9 @@ data: setup ## Build (or reuse) the default contract corpus and print its manife
 
 train: setup ## Build the default corpus and train the default model (bytecode detector)
 	$(PY) src/train.py $(ARGS)
+
+train-all: setup ## Cross-fit the three base models, train the aggregator (resumes; ARGS="--force" retrains)
+	$(PY) scripts/train_all.py $(ARGS)
 
 test: setup ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-SECTIONS = ("tokenizer", "compile", "corpus", "training")
+SECTIONS = ("tokenizer", "compile", "corpus", "training", "code_analyzer", "behavior")
 
 
 def main(argv: list[str] | None = None) -> int:

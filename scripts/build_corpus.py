@@ -3,6 +3,11 @@
 python scripts/build_corpus.py                                  # the default corpus of `make train`
 python scripts/build_corpus.py data.corpus.n_contracts=5000     # any data.* override of train.yaml
 python scripts/build_corpus.py --export corpus.jsonl            # interchange format (JSONL or parquet)
+python scripts/build_corpus.py --coverage --coverage-out docs/coverage.md  # what the generator covers
+
+After a build it prints the data quality report of the configured data (every `data.sources`, split as
+training splits it) and writes outputs/data_report/report.{md,json} (--report-dir elsewhere, --no-report
+skips it); a group shared by two splits makes it exit with status 1.
 """
 
 from __future__ import annotations
@@ -27,6 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         "--export", type=Path, help="write the corpus as interchange records (.jsonl/.parquet)"
     )
     parser.add_argument("--force", action="store_true", help="overwrite the --export file if it exists")
+    parser.add_argument(
+        "--coverage",
+        action="store_true",
+        help="print the generator's coverage table (markdown) and the configured corpus's counts; no build",
+    )
+    parser.add_argument("--coverage-out", type=Path, help="also write the coverage table to this file")
+    parser.add_argument("--report-dir", type=Path, help="data report folder (default: outputs/data_report)")
+    parser.add_argument("--no-report", action="store_true", help="skip the data quality report")
     args = parser.parse_args(argv)
 
     from hydra import compose, initialize_config_dir
@@ -40,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = compose("train.yaml", overrides=args.overrides)
         corpus = dict(cfg.data.corpus)
         corpus["compiler_versions"] = list(corpus["compiler_versions"])
+        if args.coverage or args.coverage_out:
+            return _coverage(CorpusConfig(**corpus), args.coverage, args.coverage_out)
         path = build_corpus(CorpusConfig(**corpus), cfg.paths.data_dir)
         manifest = load_manifest(path)
         print(json.dumps({"path": str(path), **manifest}, indent=2))
@@ -51,9 +66,59 @@ def main(argv: list[str] | None = None) -> int:
                 r["vulnerable_lines"] = json.loads(r["vulnerable_lines"])
             write_records(rows, args.export, overwrite=args.force)
             print(f"exported {len(rows)} records to {args.export}", file=sys.stderr)
+        if not args.no_report:
+            return _report(args.overrides, args.report_dir or Path(cfg.paths.log_dir) / "data_report")
     except (UserError, TypeError, HydraException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    return 0
+
+
+def _coverage(cfg, show: bool, out: Path | None) -> int:
+    """Generate (without compiling) the configured corpus and report what it and the generator cover."""
+    from training_pipeline.corpus.generator import coverage_markdown, generate_corpus
+
+    contracts = generate_corpus(
+        cfg.n_contracts,
+        seed=cfg.seed,
+        families=cfg.families,
+        compiler_versions=cfg.compiler_versions,
+        safe_fraction=cfg.safe_fraction,
+        multi_label_fraction=cfg.multi_label_fraction,
+    )
+    text = coverage_markdown(contracts)
+    if show:
+        print(text, end="")
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        print(f"coverage written to {out}", file=sys.stderr)
+    return 0
+
+
+def _report(overrides: list[str], out_dir: Path) -> int:
+    """Print and write the data quality report; 1 when some group is in two splits."""
+    from training_pipeline.data.quality import (
+        check_report,
+        load_configured_records,
+        print_report,
+        quality_report,
+        split_verdict,
+        write_report,
+    )
+    from training_pipeline.utils.errors import DataError
+
+    records, split_of, cfg = load_configured_records(overrides, ROOT / "conf")
+    report = quality_report(records, split_of)
+    print_report(report)
+    print(split_verdict(report))
+    md = write_report(report, out_dir, {"sources": list(cfg.data.sources), "fold": cfg.data.fold})
+    print(f"data report written to {md} and {md.with_suffix('.json')}", file=sys.stderr)
+    try:
+        check_report(report)
+    except DataError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -64,6 +64,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     datamodule = instantiate(cfg.data, eval_split=cfg.split, _convert_="all")
     if getattr(model.hparams, "tokenizer_state", None):
         datamodule.use_tokenizer_state(model.hparams.tokenizer_state)  # featurize exactly as in training
+    if getattr(model.hparams, "normalizer_state", None):
+        datamodule.use_normalizer_state(model.hparams.normalizer_state)  # the training split's statistics
     datamodule.prepare_data()
     datamodule.setup("test")
     trainer = instantiate(cfg.trainer, logger=instantiate_loggers(cfg.get("logger")) or False, callbacks=[])

@@ -23,6 +23,13 @@ FAMILIES: tuple[str, ...] = (
     "auction",
     "lottery",
     "multisig_wallet",
+    "erc721_collection",
+    "crowdsale",
+    "staking_rewards",
+    "simple_exchange",
+    "upgradeable_proxy",
+    "investment_scheme",
+    "escrow",
 )
 
 # Compiler eras: the exact solc-js release each era compiles with (scripts/solc/package.json pins them).
@@ -69,3 +76,39 @@ def multi_hot(labels: list[str]) -> list[float]:
     for lbl in labels:
         vec[LABEL_TO_INDEX[lbl]] = 1.0
     return vec
+
+
+# --- Transaction behaviour (the behavior model, corpus/txsim.py, data/tx_csv.py) ---------------------------
+# History-level classes: "normal" or the anomaly a contract's transaction history shows. Order = output index.
+ANOMALY_TYPES: tuple[str, ...] = (
+    "normal",
+    "exploit_drain",
+    "flash_loan_attack",
+    "rug_pull",
+    "ponzi_collapse",
+    "phishing_drain",
+)
+# What a transaction calls, from its 4-byte selector (data/tx_csv.py holds the selector table).
+METHOD_CATEGORIES: tuple[str, ...] = (
+    "other",  # an unknown selector
+    "plain_ether",  # no calldata: a bare ether transfer or the fallback
+    "deploy",
+    "transfer",
+    "approve",
+    "transfer_from",
+    "deposit",
+    "withdraw",
+    "mint",
+    "burn",
+    "swap",
+    "liquidity_add",
+    "liquidity_remove",
+    "flash_loan",
+    "claim",
+    "bid",
+    "buy",
+    "admin",
+    "upgrade",
+)
+# Who sent a transaction, relative to the contract whose history it is.
+SENDER_ROLES: tuple[str, ...] = ("deployer", "new_account", "returning_account", "contract")

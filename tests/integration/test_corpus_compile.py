@@ -1,14 +1,44 @@
-"""Every generated shape compiles: one flawed contract and its safe twin per (family, era, class, shape)."""
+"""Zero compile failures: one flawed contract and its safe twin per (family, era), every shape at least once,
+and a small mixed corpus (multi-label groups, repaired-only shapes, optional features)."""
 
 from __future__ import annotations
 
-from training_pipeline.corpus.generator import coverage, generate_corpus, generate_group
+from training_pipeline import taxonomy
+from training_pipeline.corpus.generator import (
+    COMPILER_VERSIONS,
+    SHAPES,
+    coverage,
+    generate_corpus,
+    generate_group,
+)
 from training_pipeline.corpus.solc import CompileJob, compile_many
 
 
-def test_coverage_sample_and_a_mixed_corpus_compile() -> None:
-    pairs = [generate_group(fam, ver, [shape], seed=i) for i, (fam, ver, _, shape) in enumerate(coverage())]
-    mixed = generate_corpus(60, seed=21)  # multi-label groups, repaired-only shapes, optional features
+def _sample() -> list[tuple[str, str, str]]:
+    """A (family, era, shape) per family × era, preferring shapes not chosen yet, until every shape is in."""
+    by_fe: dict[tuple[str, str], list[str]] = {}
+    for fam, ver, _, shape in coverage():
+        by_fe.setdefault((fam, ver), []).append(shape)
+    seen: set[str] = set()
+    out = []
+    for i, fe in enumerate(sorted(by_fe)):
+        options = by_fe[fe]
+        fresh = [s for s in options if s not in seen]
+        shape = fresh[0] if fresh else options[i % len(options)]
+        seen.add(shape)
+        out.append((*fe, shape))
+    for shape in sorted(set(SHAPES) - seen):  # a shape that only fits where others were chosen
+        fam, ver, _, _ = next(t for t in coverage() if t[3] == shape)
+        out.append((fam, ver, shape))
+    return out
+
+
+def test_every_family_era_and_shape_compiles() -> None:
+    sample = _sample()
+    assert {(f, v) for f, v, _ in sample} == {(f, v) for f in taxonomy.FAMILIES for v in COMPILER_VERSIONS}
+    assert {s for *_, s in sample} == set(SHAPES)
+    pairs = [generate_group(fam, ver, [shape], seed=i) for i, (fam, ver, shape) in enumerate(sample)]
+    mixed = generate_corpus(10, seed=21)
     contracts = [c for pair in pairs for c in pair] + mixed
     results = compile_many(
         [CompileJob(c.source_code, c.compiler_version, c.contract_name) for c in contracts],

@@ -26,7 +26,9 @@ GROUPS = [
 
 def options(group: str) -> list[str]:
     return sorted(
-        p.stem for p in (CONF / group).glob("*.yaml") if not (group == "debug" and p.stem == "default")
+        p.stem
+        for p in (CONF / group).glob("*.yaml")
+        if not (group == "debug" and p.stem == "default") and not p.stem.startswith("_")
     )
 
 

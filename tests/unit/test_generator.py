@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -20,16 +21,11 @@ from training_pipeline.corpus.generator import (
 )
 from training_pipeline.corpus.templates.names import LEAK_WORDS
 
-CALL = re.compile(r"\.call\b|\.call\.value\(|\.call\{value|\.transfer\(|\.send\(")
-ARITH = re.compile(r"\s(-=|\+=|\*=|-|\+|\*)\s")
-TIME = re.compile(r"\bnow\b|block\.timestamp")
-ENTROPY = re.compile(
-    r"\bnow\b|block\.(timestamp|difficulty|prevrandao|number|coinbase|blockhash)|\bblockhash\("
-)
 SOLIDITY_ALLOWED = {"unchecked", "SafeMath"}  # a keyword and the (twin-invariant) library name
 
 
 # --- a little Solidity scanning -----------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
 def split_source(src: str) -> tuple[str, list[str], list[str]]:
     """(code with comments and string literals blanked, newlines kept; comments; string literals)."""
     code, comments, strings = [], [], []
@@ -94,62 +90,8 @@ def members(src: str) -> set[str]:
     return out
 
 
-def functions(src: str) -> dict[str, tuple[int, int]]:
-    """Function/constructor/modifier name → (header line, closing-brace line), 1-based."""
-    code, _, _ = split_source(src)
-    out = {}
-    for m in re.finditer(r"\b(function|modifier)\s+(\w+)|\b(constructor|receive)\s*\(", code):
-        name = m.group(2) or m.group(3)
-        depth, j = 0, code.index("{", m.end())
-        while True:
-            depth += {"{": 1, "}": -1}.get(code[j], 0)
-            if depth == 0:
-                break
-            j += 1
-        out[name] = (code.count("\n", 0, m.start()) + 1, code.count("\n", 0, j) + 1)
-    return out
-
-
-def enclosing(src: str, line: int) -> tuple[str, int, int]:
-    hits = [(name, a, b) for name, (a, b) in functions(src).items() if a <= line <= b]
-    assert hits, f"line {line} is outside every function"
-    return min(hits, key=lambda h: h[2] - h[1])
-
-
 def lines_of(src: str) -> list[str]:
     return src.splitlines()
-
-
-def fn_lines(src: str, name: str) -> list[str]:
-    a, b = functions(src)[name]
-    return [ln.strip() for ln in lines_of(src)[a - 1 : b]]
-
-
-def in_unchecked(src: str, line: int) -> bool:
-    """True when 1-based ``line`` lies inside an ``unchecked { }`` block (or opens one inline)."""
-    code, _, _ = split_source(src)
-    rows = code.splitlines()
-    if "unchecked {" in rows[line - 1]:
-        return True
-    depth_stack: list[bool] = []
-    for row in rows[: line - 1]:
-        for tok in re.finditer(r"unchecked\s*\{|\{|\}", row):
-            if tok.group().startswith("unchecked"):
-                depth_stack.append(True)
-            elif tok.group() == "{":
-                depth_stack.append(False)
-            elif depth_stack:
-                depth_stack.pop()
-    return any(depth_stack)
-
-
-def n_params(header: str) -> int:
-    inside = header.split("(", 1)[1].split(")", 1)[0].strip()
-    return len(inside.split(",")) if inside else 0
-
-
-def modifiers_declared(src: str) -> set[str]:
-    return set(re.findall(r"\bmodifier\s+(\w+)", split_source(src)[0]))
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------
@@ -160,19 +102,12 @@ def corpus() -> list[GeneratedContract]:
 
 @pytest.fixture(scope="module")
 def twins() -> list[tuple[GeneratedContract, GeneratedContract]]:
-    """One (flawed, safe twin) pair per coverage tuple, plus a second seed for variety."""
+    """One (flawed, safe twin) pair per coverage tuple (tests/unit/test_shapes.py checks their lines)."""
     out = []
-    for seed in (0, 1):
-        for i, (fam, ver, _, shape) in enumerate(coverage()):
-            vul, safe = generate_group(fam, ver, [shape], seed=seed * 1000 + i)
-            out.append((vul, safe))
+    for i, (fam, ver, _, shape) in enumerate(coverage()):
+        vul, safe = generate_group(fam, ver, [shape], seed=1000 + i)
+        out.append((vul, safe))
     return out
-
-
-def with_shape(pairs, shape_prefix: str):
-    found = [(v, s) for v, s in pairs if v.shapes[0].startswith(shape_prefix)]
-    assert found, shape_prefix
-    return found
 
 
 # --- API, determinism, counts -------------------------------------------------------------------------------
@@ -224,7 +159,7 @@ def test_filters_and_validation() -> None:
     with pytest.raises(ValueError, match="unknown family"):
         generate_corpus(5, families=["dex"])
     with pytest.raises(ValueError, match="compiler version"):
-        generate_corpus(5, compiler_versions=["0.7.6"])
+        generate_corpus(5, compiler_versions=["0.9.0"])
     with pytest.raises(ValueError, match="unknown shape"):
         generate_one("vault", "0.8.26", [("reentrancy", "nope")])
     with pytest.raises(ValueError, match="does not fit"):
@@ -249,9 +184,10 @@ def test_coverage_is_broad_and_every_tuple_renders(twins) -> None:
     shapes_per_class = defaultdict(set)
     for _, _, cls, shape in cov:
         shapes_per_class[cls].add(shape)
-    assert len(shapes_per_class) >= 8 and all(len(s) >= 2 for s in shapes_per_class.values())
-    assert {f for f, *_ in cov} == set(taxonomy.FAMILIES)
-    assert {v for _, v, *_ in cov} == {"0.4.26", "0.5.17", "0.8.26"}
+    assert set(shapes_per_class) == set(taxonomy.VULNERABILITY_CLASSES)
+    assert all(len(s) >= 3 for s in shapes_per_class.values())
+    assert {f for f, *_ in cov} == set(taxonomy.FAMILIES) and len(taxonomy.FAMILIES) >= 10
+    assert {v for _, v, *_ in cov} == {"0.4.26", "0.5.17", "0.6.12", "0.7.6", "0.8.26"}
     assert len(cov) == len(set(cov))
     for vul, safe in twins:
         assert len(vul.labels) == 1 and vul.shapes == (vul.shapes[0],) and safe.labels == ()
@@ -263,14 +199,17 @@ def test_spread_over_classes_and_shapes() -> None:
     assert set(per_class) == {cls for _, _, cls, _ in coverage()}
     assert max(per_class.values()) - min(per_class.values()) <= 3
     assert {s for c in cs for s in c.shapes} == set(SHAPES)
-    assert len({c.family for c in cs if c.labels}) == 5
-    assert min(Counter(c.compiler_version for c in cs).values()) > 0.25 * len(cs)
+    assert {c.family for c in cs if c.labels} == set(taxonomy.FAMILIES)
+    assert min(Counter(c.compiler_version for c in cs).values()) > 0.15 * len(cs)
+    randomness = {c.family for c in cs if "bad_randomness" in c.labels}
+    assert len(randomness) >= 3  # leave-families-out can hold out the lottery and still see the class
 
 
 def test_realistic_sizes(corpus: list[GeneratedContract]) -> None:
     sizes = [len(lines_of(c.source_code)) for c in corpus]
-    assert min(sizes) >= 50 and max(sizes) <= 280
-    assert 90 <= statistics.mean(sizes) <= 190
+    assert min(sizes) >= 90 and max(sizes) <= 700
+    assert 200 <= statistics.mean(sizes) <= 400
+    assert statistics.pstdev(sizes) > 40  # spread out, not one size
 
 
 # --- groups and twins ---------------------------------------------------------------------------------------
@@ -289,7 +228,7 @@ def test_groups_hold_a_safe_twin_with_the_same_identifiers(corpus: list[Generate
             assert c.labels and c.source_code != twin.source_code
             diff = identifiers(c.source_code) ^ identifiers(twin.source_code)
             if any(SHAPES[s].adds_identifiers for s in c.shapes):  # commit-reveal state, a min-out parameter
-                assert 0 < len(diff) <= 14, diff
+                assert len(diff) <= 16, diff
             elif "access_control/misnamed_constructor" in c.shapes:  # the same name in another case
                 assert {i.lower() for i in members(c.source_code)} == {
                     i.lower() for i in members(twin.source_code)
@@ -299,158 +238,47 @@ def test_groups_hold_a_safe_twin_with_the_same_identifiers(corpus: list[Generate
                 assert len(diff) <= len(c.shapes), diff  # at most a local of each repair (`bool ok`)
 
 
-# --- per-class code shapes ----------------------------------------------------------------------------------
-def test_reentrancy_call_precedes_the_write_and_the_twin_reverses_it(twins) -> None:
-    for vul, safe in with_shape(twins, "reentrancy/"):
-        rows = lines_of(vul.source_code)
-        lines = vul.vulnerable_lines["reentrancy"]
-        calls = [ln for ln in lines if CALL.search(rows[ln - 1])]
-        assert len(calls) == 1, (vul.id, [rows[ln - 1] for ln in lines])
-        call = calls[0]
-        assert (
-            ".transfer(" not in rows[call - 1] and ".send(" not in rows[call - 1]
-        )  # 2300 gas cannot re-enter
-        name, _, end = enclosing(vul.source_code, call)
-        writes = [ln for ln in lines if ln > call and re.search(r"[^=!<>]=[^=]", rows[ln - 1])]
-        assert writes and all(w <= end for w in writes), vul.id
-        write_text = rows[writes[0] - 1].strip()
-        body = fn_lines(safe.source_code, name)
-        call_idx = next(i for i, t in enumerate(body) if CALL.search(t))
-        assert write_text in body and body.index(write_text) < call_idx, (safe.id, body)
+# --- eras and texture ---------------------------------------------------------------------------------------
+def test_each_era_writes_its_own_idioms(corpus: list[GeneratedContract]) -> None:
+    by_era = defaultdict(list)
+    for c in corpus:
+        by_era[c.compiler_version].append(split_source(c.source_code)[0])
+    assert set(by_era) == set(COMPILER_VERSIONS)
+    joined = {v: "\n".join(codes) for v, codes in by_era.items()}
+    old, v5, v6, v7, v8 = (joined[v] for v in COMPILER_VERSIONS)
+    assert "throw;" in old and re.search(r"\bnow\b", old) and ".call.value(" in old
+    assert "address payable" not in old and "emit " in old
+    for v in (v5, v6, v7, v8):
+        assert "address payable" in v and "throw;" not in v and "suicide(" not in v
+    assert ".call.value(" in v5 and "call{value:" not in v5
+    assert ".call.value(" in v6 and "call{value:" in v6 and "receive() external payable" in v6
+    for v in (v7, v8):
+        assert not re.search(r"\bnow\b", v) and ".call.value(" not in v and "finney" not in v
+    for v in (old, v5, v6, v7):
+        assert "using SafeMath" in v and "unchecked {" not in v
+    assert "unchecked {" in v8 and "using SafeMath" not in v8 and re.search(r"revert \w+\(\);", v8)
+    assert re.search(r"^\s*function (\w+)\(.*\) public\s*\{?$", old, re.M)  # 0.4: constructor or not
 
 
-def test_access_control_flawed_function_lacks_the_check_the_twin_has(twins) -> None:
-    for vul, safe in with_shape(twins, "access_control/"):
-        shape = vul.shapes[0].split("/")[1]
-        rows, trows = lines_of(vul.source_code), lines_of(safe.source_code)
-        line = vul.vulnerable_lines["access_control"][0]
-        if shape == "tx_origin":
-            assert "tx.origin" in rows[line - 1]
-            assert "tx.origin" not in safe.source_code
-            name = enclosing(vul.source_code, line)[0]
-            assert any("msg.sender" in t for t in fn_lines(safe.source_code, name))
-            continue
-        header = rows[line - 1]
-        m = re.search(r"function\s+(\w+)", header)
-        assert m, header
-        name = m.group(1)
-        if shape == "misnamed_constructor":
-            assert name != vul.contract_name and name.lower() == vul.contract_name.lower()
-            assert re.search(rf"function\s+{vul.contract_name}\s*\(", safe.source_code)
-            continue
-        twin_header = trows[functions(safe.source_code)[name][0] - 1]
-        mods = modifiers_declared(vul.source_code)
-        vul_mods = {t for t in re.findall(r"\w+", header) if t in mods}
-        if shape in ("missing_modifier", "unprotected_selfdestruct"):
-            assert not vul_mods, header
-            assert {t for t in re.findall(r"\w+", twin_header) if t in mods}, twin_header
-            if shape == "unprotected_selfdestruct":
-                assert any(
-                    re.search(r"\b(selfdestruct|suicide)\(", rows[ln - 1])
-                    for ln in vul.vulnerable_lines["access_control"]
-                )
-        else:  # unprotected_initializer: the twin checks the flag it sets, the flawed one only sets it
-            flag = re.search(r"(\w+) = true;", "\n".join(fn_lines(vul.source_code, name))).group(1)
-            guard = [
-                t for t in fn_lines(safe.source_code, name) if flag in t and ("require" in t or "if (" in t)
-            ]
-            assert guard and not [t for t in fn_lines(vul.source_code, name) if flag in t and "require" in t]
+def test_texture_inheritance_interfaces_libraries_natspec(corpus: list[GeneratedContract]) -> None:
+    src = [c.source_code for c in corpus]
+    share = lambda pat: sum(bool(re.search(pat, s, re.M)) for s in src) / len(src)  # noqa: E731
+    assert share(r"^contract \w+ is \w+") > 0.1  # inheritance
+    assert share(r"^interface \w+") > 0.3
+    assert share(r"^library (Math|Address|Strings)") > 0.3
+    assert share(r"@param \w+ ") > 0.5 and share(r"^\s*// ") > 0.5
+    assert share(r"^\s*modifier \w+") > 0.9 and share(r"^\s*event \w+") > 0.9
+    assert {re.search(r"^( +)function ", s, re.M).group(1) for s in src} >= {"  ", "    "}  # indent styles
 
 
-def test_arithmetic_line_wraps_and_the_twin_checks(twins) -> None:
-    for vul, safe in with_shape(twins, "arithmetic/"):
-        rows = lines_of(vul.source_code)
-        for line in vul.vulnerable_lines["arithmetic"]:
-            text = rows[line - 1]
-            assert ARITH.search(text) and not re.search(r"\.(add|sub|mul)\(", text), text
-            if vul.compiler_version.startswith("0.8"):
-                assert in_unchecked(vul.source_code, line), (vul.id, text)
-            else:
-                assert "library SafeMath" in vul.source_code
-        name = enclosing(vul.source_code, vul.vulnerable_lines["arithmetic"][0])[0]
-        body = fn_lines(safe.source_code, name)
-        guarded = any(re.search(r"\.(add|sub|mul)\(", t) for t in body) or any(
-            re.search(r"(require|if) ?\(.*(>=|<=|<|>)", t) and not ARITH.search(t.split("(", 1)[1])
-            for t in body
-        )
-        if vul.compiler_version.startswith("0.8"):
-            unchecked_ops = [i for i, t in enumerate(body) if "unchecked" in t]
-            assert not unchecked_ops or guarded, body
-        else:
-            assert guarded, body
-
-
-def test_unchecked_call_result_dropped_and_twin_checks(twins) -> None:
-    for vul, safe in with_shape(twins, "unchecked_low_level_calls/"):
-        rows = lines_of(vul.source_code)
-        (line,) = vul.vulnerable_lines["unchecked_low_level_calls"]
-        text = rows[line - 1].strip()
-        assert re.search(r"\.call\b|\.call\.value|\.call\{|\.send\(", text) and not text.startswith(
-            ("require", "if")
-        )
-        name, _, end = enclosing(vul.source_code, line)
-        rest = [r.strip() for r in rows[line:end]]
-        bound = re.match(r"\(bool (\w+), \)", text)
-        if bound:  # assigned but never read
-            assert not any(re.search(rf"\b{bound.group(1)}\b", r) for r in rest)
-        body = fn_lines(safe.source_code, name)
-        i = next(i for i, t in enumerate(body) if re.search(r"\.call\b|\.call\.value|\.call\{|\.send\(", t))
-        bound = re.match(r"\(bool (\w+), \)", body[i])
-        if bound:  # the result is tested on the next line
-            assert re.search(rf"(require\(|if \(!){bound.group(1)}\b", body[i + 1]), body
-        else:
-            assert body[i].startswith(("require(", "if (!")), body
-
-
-def test_randomness_and_time_lines(twins) -> None:
-    for vul, safe in with_shape(twins, "bad_randomness/"):
-        rows = lines_of(vul.source_code)
-        texts = [rows[ln - 1] for ln in vul.vulnerable_lines["bad_randomness"]]
-        private = re.findall(r"uint256 private (\w+);", vul.source_code)
-        assert any(ENTROPY.search(t) or any(p in t for p in private) for t in texts), texts
-        name = enclosing(vul.source_code, vul.vulnerable_lines["bad_randomness"][0])[0]
-        draw = " ".join(fn_lines(safe.source_code, name))
-        assert not ENTROPY.search(draw) and "private" not in safe.source_code, draw
-    for vul, safe in with_shape(twins, "time_manipulation/"):
-        rows = lines_of(vul.source_code)
-        for ln in vul.vulnerable_lines["time_manipulation"]:
-            text = rows[ln - 1]
-            assert TIME.search(text), text
-            if "short_window" in vul.shapes[0]:
-                assert re.search(r"\d+ (seconds|minutes)\b", text)
-                assert not re.search(r"\d+ (seconds|minutes)\b", safe.source_code)
-            else:
-                assert "%" in text
-        code = split_source(safe.source_code)[0]
-        assert not re.search(r"(\bnow\b|block\.timestamp) %", code)
-
-
-def test_denial_of_service_and_front_running_lines(twins) -> None:
-    for vul, safe in with_shape(twins, "denial_of_service/"):
-        rows = lines_of(vul.source_code)
-        texts = [rows[ln - 1] for ln in vul.vulnerable_lines["denial_of_service"]]
-        assert any(re.search(r"\.transfer\(|\.send\(", t) for t in texts), texts
-        if "loop_push" in vul.shapes[0]:
-            assert any(t.strip().startswith("for (") for t in texts)
-        name = enclosing(vul.source_code, vul.vulnerable_lines["denial_of_service"][-1])[0]
-        assert not any(re.search(r"\.transfer\(|\.send\(", t) for t in fn_lines(safe.source_code, name))
-    for vul, safe in with_shape(twins, "front_running/"):
-        rows = lines_of(vul.source_code)
-        (ln,) = vul.vulnerable_lines["front_running"]
-        text, shape = rows[ln - 1], vul.shapes[0]
-        name = enclosing(vul.source_code, ln)[0]
-        if shape.endswith("approve_race"):
-            assert name == "approve" and re.search(r"\]\[\w+\] = \w+;", text)
-            assert any("== 0 ||" in t for t in fn_lines(safe.source_code, "approve"))
-        elif shape.endswith("public_answer"):
-            assert re.search(r"(keccak256|sha3)\(", text) and re.search("[!=]=", text)
-            assert len(functions(safe.source_code)) == len(functions(vul.source_code)) + 1  # the commit step
-        else:  # price_change: the twin's buyer states the least it accepts
-            assert " / " in text and "msg.value" in text
-            assert (
-                n_params(fn_lines(safe.source_code, name)[0])
-                == n_params(fn_lines(vul.source_code, name)[0]) + 1
-            )
+def test_hard_negatives_appear_in_safe_contracts(corpus: list[GeneratedContract]) -> None:
+    safe = [split_source(c.source_code)[0] for c in corpus if not c.labels]
+    joined = "\n".join(safe)
+    assert re.search(r"unchecked \{ \+\+\w+; \}", joined)  # a loop counter that cannot overflow
+    assert re.search(r"emit \w+\(\w+, (block\.timestamp|now)\);", joined)  # the timestamp is only logged
+    assert re.search(r"\b(selfdestruct|suicide)\(", joined)  # owner-only selfdestruct
+    assert re.search(r"\)\.transfer\(\w+, \w+\)", joined)  # an owner's external call after the updates
+    assert re.search(r"(msg\.sender|\w+)\.call(\.value\(|\{value)", joined)  # a call after the state write
 
 
 # --- leakage ------------------------------------------------------------------------------------------------

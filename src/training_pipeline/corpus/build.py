@@ -59,7 +59,7 @@ class CorpusConfig:
 
     n_contracts: int = 1500
     seed: int = 0
-    compiler_versions: Sequence[str] = ("0.4.26", "0.8.26")
+    compiler_versions: Sequence[str] = ("0.4.26", "0.5.17", "0.6.12", "0.7.6", "0.8.26")
     families: Sequence[str] | None = None
     safe_fraction: float = 0.4
     multi_label_fraction: float = 0.15

@@ -1,4 +1,4 @@
-"""Labelled Solidity contracts from templates: five families, three compiler eras, 24 vulnerability shapes.
+"""Labelled Solidity contracts from templates: twelve families, five compiler eras, 30 vulnerability shapes.
 
 A *skeleton* fixes a family, an era, every name, the filler, the layout and formatting, and one or two *slots*
 (vulnerability shapes). Its variants differ only in which slots carry the flaw: each vulnerable variant comes
@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from training_pipeline import taxonomy
-from training_pipeline.corpus.templates.families import BUILDERS
+from training_pipeline.corpus.templates.markets import BUILDERS
 from training_pipeline.corpus.templates.render import Ctx, assemble
-from training_pipeline.corpus.templates.shapes import SHAPES, Plan, Shape, Slot
+from training_pipeline.corpus.templates.shapes import ERAS, SHAPES, Plan, Shape, Slot
 
-GENERATOR_VERSION = "1.0.0"  # bump when the output for a given seed changes: corpus caches key on it
-COMPILER_VERSIONS: tuple[str, ...] = ("0.4.26", "0.5.17", "0.8.26")
+GENERATOR_VERSION = "2.0.0"  # bump when the output for a given seed changes: corpus caches key on it
+COMPILER_VERSIONS: tuple[str, ...] = ERAS
 
 
 @dataclass(frozen=True)
@@ -319,8 +319,109 @@ __all__ = [
     "Skeleton",
     "compatible",
     "coverage",
+    "coverage_markdown",
     "generate_corpus",
     "generate_group",
     "generate_one",
     "render_group",
 ]
+
+
+# --- coverage report ----------------------------------------------------------------------------------------
+def _short(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def coverage_markdown(corpus: Sequence[GeneratedContract] | None = None) -> str:
+    """Markdown tables of what the generator can produce (family × era × class × shape) and, given a
+    generated corpus, how many records of each family, era and class it holds."""
+    cov = coverage()
+    fams, eras = list(taxonomy.FAMILIES), list(COMPILER_VERSIONS)
+    classes = [c for c in taxonomy.VULNERABILITY_CLASSES if any(t[2] == c for t in cov)]
+    out = [
+        "# Generator coverage",
+        "",
+        f"Generator {GENERATOR_VERSION}: {len(fams)} families, {len(eras)} compiler eras, "
+        f"{len(classes)} classes, "
+        f"{len(SHAPES)} shapes, {len(cov)} (family, era, shape) combinations, each with a safe twin.",
+        "",
+        "## Shapes × families",
+        "",
+        "A cell lists the eras a shape renders in for that family (`all` = every era, `-` = does not fit).",
+        "",
+        "| class | shape | " + " | ".join(fams) + " |",
+        "|---|---|" + "---|" * len(fams),
+    ]
+    have = {(f, v, s) for f, v, _, s in cov}
+    for sid, shape in sorted(SHAPES.items(), key=lambda kv: (classes.index(kv[1].cls), kv[0])):
+        cells = []
+        for f in fams:
+            vs = [v for v in eras if (f, v, sid) in have]
+            cells.append("all" if len(vs) == len(eras) else (", ".join(_short(v) for v in vs) or "-"))
+        out.append(f"| {shape.cls} | {shape.name} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Classes × eras",
+        "",
+        "Cell: shapes / families / (family, shape) pairs available for the class in that era.",
+        "",
+        "| class | " + " | ".join(eras) + " |",
+        "|---|" + "---|" * len(eras),
+    ]
+    for cls in classes:
+        cells = []
+        for v in eras:
+            rows = [(f, s) for f, vv, c, s in cov if c == cls and vv == v]
+            cells.append(f"{len({s for _, s in rows})} / {len({f for f, _ in rows})} / {len(rows)}")
+        out.append(f"| {cls} | " + " | ".join(cells) + " |")
+    out += [
+        "",
+        "## Classes × families",
+        "",
+        "Cell: number of shapes of the class the family can carry (in at least one era).",
+        "",
+        "| class | " + " | ".join(fams) + " |",
+        "|---|" + "---|" * len(fams),
+    ]
+    for cls in classes:
+        cells = [str(len({s for f2, _, c, s in cov if f2 == f and c == cls})) for f in fams]
+        out.append(f"| {cls} | " + " | ".join(cells) + " |")
+    if corpus:
+        out += _corpus_tables(corpus, fams, eras, classes)
+    return "\n".join(out) + "\n"
+
+
+def _corpus_tables(
+    corpus: Sequence[GeneratedContract], fams: list[str], eras: list[str], classes: list[str]
+) -> list[str]:
+    import statistics
+
+    sizes = [c.source_code.count("\n") for c in corpus]
+    shapes = Counter(s for c in corpus for s in c.shapes)
+    out = [
+        "",
+        f"## The corpus: {len(corpus)} contracts",
+        "",
+        f"Safe: {sum(not c.labels for c in corpus)}, multi-label: {sum(len(c.labels) > 1 for c in corpus)}, "
+        f"groups: {len({c.group for c in corpus})}, shapes used: {len(shapes)} of {len(SHAPES)}. "
+        f"Lines per contract: mean {statistics.mean(sizes):.0f}, median {statistics.median(sizes):.0f}, "
+        f"min {min(sizes)}, max {max(sizes)}.",
+        "",
+        "Records per family and label (`safe` = no label; a multi-label record counts once per label).",
+        "",
+        "| family | " + " | ".join([*classes, "safe", "total"]) + " |",
+        "|---|" + "---|" * (len(classes) + 2),
+    ]
+    for f in fams:
+        recs = [c for c in corpus if c.family == f]
+        per = Counter(lbl for c in recs for lbl in c.labels)
+        cells = [str(per[c]) for c in classes] + [str(sum(not c.labels for c in recs)), str(len(recs))]
+        out.append(f"| {f} | " + " | ".join(cells) + " |")
+    out += ["", "Records per era and label.", "", "| era | " + " | ".join([*classes, "safe", "total"]) + " |"]
+    out.append("|---|" + "---|" * (len(classes) + 2))
+    for v in eras:
+        recs = [c for c in corpus if c.compiler_version == v]
+        per = Counter(lbl for c in recs for lbl in c.labels)
+        cells = [str(per[c]) for c in classes] + [str(sum(not c.labels for c in recs)), str(len(recs))]
+        out.append(f"| {v} | " + " | ".join(cells) + " |")
+    return out

@@ -15,12 +15,18 @@ STRATEGIES = ("random", "leave_families_out")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How records become train/val/test. ``fold`` f of ``n_folds``: test = fold f, val = fold f+1."""
+    """How records become train/val/test. ``fold`` f of ``n_folds``: test = fold f, val = fold f+1.
+
+    ``exclude_folds`` are left out entirely ('unused'): cross-fitting inside the outer training folds
+    (``scripts/train_all.py``) excludes the outer test fold, so no inner model ever sees it, not even as
+    validation (val is then the next fold after f that is not excluded).
+    """
 
     strategy: str = "random"
     n_folds: int = 5
     seed: int = 0
     holdout_families: Sequence[str] = field(default_factory=lambda: ("auction",))
+    exclude_folds: Sequence[int] = ()
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -30,6 +36,14 @@ class SplitConfig:
         if self.n_folds < 3:
             raise ConfigError(
                 f"data.split.n_folds={self.n_folds}: need at least 3 (train, val and test folds)"
+            )
+        bad = [f for f in self.exclude_folds if not 0 <= int(f) < self.n_folds]
+        if bad:
+            raise ConfigError(f"data.split.exclude_folds={list(bad)}: expected folds 0..{self.n_folds - 1}")
+        if self.strategy == "random" and self.n_folds - len(set(self.exclude_folds)) < 3:
+            raise ConfigError(
+                f"data.split.exclude_folds={list(self.exclude_folds)} leaves fewer than 3 of "
+                f"{self.n_folds} folds (train, val and test)"
             )
 
 
@@ -61,14 +75,21 @@ def stable_fold(key: str, n_folds: int, seed: int) -> int:
 def split_names(
     folds: Sequence[int], families: Sequence[str | None], cfg: SplitConfig, fold: int
 ) -> list[str]:
-    """'train' | 'val' | 'test' per record for the chosen strategy and fold."""
+    """'train' | 'val' | 'test' per record for the chosen strategy and fold ('unused': an excluded fold)."""
     if not 0 <= fold < cfg.n_folds:
         raise ConfigError(f"data.fold={fold}: expected 0..{cfg.n_folds - 1}")
-    val_fold = (fold + 1) % cfg.n_folds
+    excluded = {int(f) for f in cfg.exclude_folds}
+    if fold in excluded and cfg.strategy == "random":
+        raise ConfigError(f"data.fold={fold} is one of data.split.exclude_folds={sorted(excluded)}")
+    val_fold = next(
+        v for v in ((fold + k) % cfg.n_folds for k in range(1, cfg.n_folds + 1)) if v not in excluded
+    )
     holdout = set(cfg.holdout_families)
     names = []
     for f, fam in zip(folds, families, strict=True):
-        if cfg.strategy == "leave_families_out":
+        if f in excluded:
+            names.append("unused")
+        elif cfg.strategy == "leave_families_out":
             # Held-out families are the test set; the rest trains, with one fold kept for validation.
             names.append("test" if fam in holdout else ("val" if f == val_fold else "train"))
         else:

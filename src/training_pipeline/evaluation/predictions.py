@@ -40,6 +40,8 @@ def write_model_predictions(path: str | Path, model, datamodule) -> Path | None:
     preds = getattr(model, "test_predictions", None)
     if not preds:
         return None
+    if hasattr(model, "write_test_predictions"):  # a model whose predictions are not per-class thresholds
+        return model.write_test_predictions(path, datamodule)
     ids = [datamodule.records[i]["id"] for i in preds["index"].tolist()]
     thresholds = model.thresholds.cpu()
     return write_predictions(path, ids, preds["probs"], thresholds, model.class_names, preds["targets"])

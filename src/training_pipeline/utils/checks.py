@@ -10,6 +10,14 @@ from omegaconf import DictConfig
 from training_pipeline.utils.errors import ConfigError
 
 
+def config_dataclass(cls: type, values: dict | None, where: str):
+    """Build a config dataclass from a config block; a misspelled key is a one-line ConfigError naming it."""
+    try:
+        return cls(**dict(values or {}))
+    except TypeError as exc:  # an unexpected keyword argument
+        raise ConfigError(f"{where}: {exc}".replace(".__init__()", ":")) from None
+
+
 def check_metric_names(cfg: DictConfig, model: LightningModule) -> None:
     """``optimized_metric`` and every callback's ``monitor`` must be a metric the model logs."""
     known = model.logged_metric_names() if hasattr(model, "logged_metric_names") else None

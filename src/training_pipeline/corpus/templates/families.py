@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from training_pipeline.corpus.templates import shapes as S
+from training_pipeline.corpus.templates import texture
 from training_pipeline.corpus.templates.render import Ctx, Line, Member, W
 from training_pipeline.corpus.templates.shapes import Plan, Privileged, Slot, pick
 
@@ -104,10 +105,21 @@ class Owned:
 
     def __init__(self, ctx: Ctx, plan: Plan, body: Body, privileged: list[Privileged]) -> None:
         self.ctx, self.plan, self.b = ctx, plan, body
+        if "locked_ether" in {s.name for s in plan.slots.values()}:  # no function may move ether out
+            privileged = [p for p in privileged if p.role not in ("fn_sweep",)]
         self.priv = pick(ctx, "privileged", privileged)
         self.init = plan.has("init", 0.1)
-        in_base = not self.init and "ctor" not in plan.slots and plan.has("ownable_base", 0.25)
+        in_base = (
+            not self.init
+            and "ctor" not in plan.slots
+            and ("shadow" in plan.slots or plan.has("ownable_base", 0.25))
+        )
         self.base = Body(ctx) if in_base else None
+        shadow = plan.slot("shadow")
+        if shadow is not None and shadow.vuln:  # the derived contract declares the owner again
+            body.members.append(
+                Member("state", "owner_again", [Line(ctx.state(ctx.pay_t, ctx["owner"]), 0, (shadow.tag,))])
+            )
         self.pausable = plan.has("pausable", 0.25)
         self.live: tuple[str, ...] = (ctx["when_live"],) if self.pausable else ()
         ob = self.base or body
@@ -178,6 +190,8 @@ class Owned:
                 "balance", ctx.func(ctx["fn_balance"], mut="view", returns=ctx.u), doc="balance", kind="view"
             ) as w:
                 w(f"return {ctx.this_balance};")
+        ledger = ctx["ledger"] if any(m.key == "ledger" for m in b.members) else None
+        b.members += texture.fillers(ctx, oo, ctx["owner"], ledger)[0]
         return Built(b.members, self.base.members if self.base else None)
 
 
@@ -611,50 +625,63 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
     to, val, frm, sp, who = ctx["p_to"], ctx["p_value"], ctx["p_from"], ctx["p_spender"], ctx["p_who"]
     pub_maps = bal == "balanceOf"
     name = ctx["contract"]
+    no_ret = plan.slot("erc20_return")
+    use_itf = no_ret is None and pick(ctx, "erc20_interface", (0, 0, 1))
+    ovr = (ctx.ovr,) if use_itf and ctx.ovr else ()
+    pub_ovr = " override" if ovr else ""
     b.state("name", f'string public name = "{name}";')
     b.state("symbol", f'string public symbol = "{ctx["token_symbol"]}";')
     b.state("decimals", f"uint8 public {'constant ' if pick(ctx, 'dec_const', (0, 1)) else ''}decimals = 18;")
-    b.state("total_supply", f"{u} public totalSupply;")
-    b.state("token_bal", f"mapping(address => {u}) {'public' if pub_maps else 'internal'} {bal};")
+    b.state("total_supply", f"{u} public{pub_ovr} totalSupply;")
+    b.state("token_bal", f"mapping(address => {u}) {'public' + pub_ovr if pub_maps else 'internal'} {bal};")
+    allow_ovr = pub_ovr if alw == "allowance" else ""
     b.state(
         "token_allow",
-        f"mapping(address => mapping(address => {u})) {'public' if pub_maps else 'internal'} {alw};",
+        f"mapping(address => mapping(address => {u})) "
+        f"{'public' + allow_ovr if pub_maps else 'internal'} {alw};",
     )
     events = (
         "event Transfer(address indexed from, address indexed to, uint256 value);",
         "event Approval(address indexed holder, address indexed spender, uint256 value);",
     )
-    itf = _erc20_interface(ctx, pub_maps) if pick(ctx, "erc20_interface", (0, 0, 1)) else None
+    itf = _erc20_interface(ctx, pub_maps) if use_itf else None
     if itf is None:  # with an interface the events are inherited from it
         b.one("event", "transfer_evt", events[0])
         b.one("event", "approval_evt", events[1])
     if not pub_maps:
         with b.fn(
             "balance_of",
-            ctx.func("balanceOf", f"address {who}", mut="view", returns=u),
+            ctx.func("balanceOf", f"address {who}", mut="view", mods=ovr, returns=u),
             doc="balance_of",
             kind="view",
         ) as w:
             w(f"return {bal}[{who}];")
         with b.fn(
             "allowance",
-            ctx.func("allowance", f"address {who}, address {sp}", mut="view", returns=u),
+            ctx.func("allowance", f"address {who}, address {sp}", mut="view", mods=ovr, returns=u),
             doc="allowance",
             kind="view",
         ) as w:
             w(f"return {alw}[{who}][{sp}];")
+    flat = no_ret is not None and no_ret.vuln
     with b.fn(
         "transfer",
-        ctx.func("transfer", f"address {to}, {u} {val}", mods=own.live, returns="bool"),
+        ctx.func(
+            "transfer", f"address {to}, {u} {val}", mods=(*own.live, *ovr), returns="" if flat else "bool"
+        ),
+        no_ret.tag if no_ret else "",
         doc="transfer",
     ) as w:
         ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
         S.subtract(ctx, w, plan.slot("move"), f"{bal}[msg.sender]", val)
         ctx.inc(w, f"{bal}[{to}]", val)
         w(ctx.emit("Transfer", f"msg.sender, {to}, {val}"))
-        w("return true;")
+        if not flat:
+            w("return true;")
     approve = plan.slot("approve")
-    with b.fn("approve", ctx.func("approve", f"address {sp}, {u} {val}", returns="bool"), doc="approve") as w:
+    with b.fn(
+        "approve", ctx.func("approve", f"address {sp}, {u} {val}", mods=ovr, returns="bool"), doc="approve"
+    ) as w:
         if approve is None or not approve.vuln:
             ctx.req(
                 w, f"{val} == 0 || {alw}[msg.sender][{sp}] == 0", "reset allowance to zero first", "err_state"
@@ -664,7 +691,9 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
         w("return true;")
     with b.fn(
         "transfer_from",
-        ctx.func("transferFrom", f"address {frm}, address {to}, {u} {val}", mods=own.live, returns="bool"),
+        ctx.func(
+            "transferFrom", f"address {frm}, address {to}, {u} {val}", mods=(*own.live, *ovr), returns="bool"
+        ),
         doc="transfer_from",
     ) as w:
         ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
@@ -763,7 +792,7 @@ def _token_sale(ctx: Ctx, b: Body, slot: Slot | None, form: str, oo: str, live: 
     else:
         inits = (
             ("0.001 ether", "10 gwei", "1000000000000000")
-            if ctx.major >= 8
+            if not ctx.old_units
             else ("1 finney", "10 szabo", "1000000000000")
         )
         b.state("price", ctx.state(u, price, init=pick(ctx, "price_init", inits)))
@@ -873,10 +902,10 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         ctx.req(w, f"{po}.length > 0", "owners required", "err_input")
         ctx.req(w, f"{pr} > 0", "bad threshold", "err_input")
         ctx.req(w, f"{pr} <= {po}.length", "bad threshold", "err_input")
-        w.open(f"for ({u} {i} = 0; {i} < {po}.length; {i}++) {{")
+        ctx.loop(w, i, f"{po}.length")
         ctx.req(w, f"{po}[{i}] != address(0)", "zero address", "err_zero")
         w(f"{is_owner}[{po}[{i}]] = true;")
-        w.close()
+        ctx.end_loop(w, i)
         w(f"{owners} = {po};")
         w(f"{req_n} = {pr};")
 
@@ -897,7 +926,18 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         doc="submit",
     ) as w:
         w(f"{tid} = {cnt};")
-        w(f"{txs}[{tid}] = {st}({{destination: {dest}, value: {val}, data: {data}, executed: false}});")
+        if plan.has("submit", 0.3):
+            S.struct_local(ctx, w, plan.slot("submit"), st, t)
+            for field_, value in (
+                ("destination", dest),
+                ("value", val),
+                ("data", data),
+                ("executed", "false"),
+            ):
+                w(f"{t}.{field_} = {value};")
+            w(f"{txs}[{tid}] = {t};")
+        else:
+            w(f"{txs}[{tid}] = {st}({{destination: {dest}, value: {val}, data: {data}, executed: false}});")
         ctx.inc(w, cnt, "1")
         w(ctx.emit(ctx["evt_submit"], tid))
     with b.fn("confirm", ctx.func(ctx["fn_confirm"], f"{u} {tid}", mods=(sg,)), doc="confirm") as w:
@@ -934,14 +974,14 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     ) as w:
         c = ctx["l_count"]
         w(f"{u} {c} = 0;")
-        w.open(f"for ({u} {i} = 0; {i} < {owners}.length; {i}++) {{")
+        ctx.loop(w, i, f"{owners}.length")
         w.open(f"if ({confs}[{tid}][{owners}[{i}]]) {{")
         w(f"{c}++;")
         w.close()
         w.open(f"if ({c} == {req_n}) {{")
         w("return true;")
         w.close()
-        w.close()
+        ctx.end_loop(w, i)
         w("return false;")
     if pick(ctx, "get_owners", (0, 1)):
         with b.fn(

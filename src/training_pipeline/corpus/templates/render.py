@@ -104,9 +104,10 @@ class Ctx:
         self.now = {
             4: r.choices(("now", "block.timestamp"), (4, 1))[0],
             5: r.choice(("now", "block.timestamp")),
+            6: r.choices(("now", "block.timestamp"), (1, 2))[0],
         }.get(self.major, "block.timestamp")
         self.req_style = r.choice(
-            {4: ("plain", "msg", "throw"), 5: ("plain", "msg")}.get(self.major, ("msg", "custom"))
+            {4: ("plain", "msg", "throw"), 8: ("msg", "custom")}.get(self.major, ("plain", "msg"))
         )
         self.emit_kw = self.major > 4 or r.random() < 0.75
         self.ctor_named = self.major == 4 and r.random() < 0.4
@@ -115,10 +116,16 @@ class Ctx:
         self.hash_style = r.choice(("packed", "multi", "sha3")) if self.major == 4 else "packed"
         self.old_balance = self.major == 4 and r.random() < 0.3
         self.spdx = (
-            r.choice(("MIT", "GPL-3.0", "UNLICENSED", "Apache-2.0"))
-            if self.major >= 8 or r.random() < 0.2
+            r.choice(("MIT", "GPL-3.0", "UNLICENSED", "Apache-2.0", "MIT", "AGPL-3.0"))
+            if self.major >= 6 or r.random() < 0.2
             else ""
         )
+        self.new_call = self.major >= 7 or (self.major == 6 and r.random() < 0.6)  # call{value: x}
+        self.loop_style = "unchecked_inc" if self.major >= 8 and r.random() < 0.4 else "plain"
+        self.override_itf = self.major in (6, 7) or (self.major == 8 and r.random() < 0.5)
+        # texture: how big and how documented this skeleton's file is (variant-stable)
+        self.size = r.choices(("small", "medium", "large", "xl"), (2, 4, 4, 2))[0]
+        self.doc_density = r.choice((0.15, 0.35, 0.6, 0.85))
         self.call_assign = r.random() < 0.5  # unchecked low-level calls written as `(bool ok, ) = ...;`
         self.inline_unchecked = r.random() < 0.5
         self.errors: dict[str, str] = {}  # custom errors used by any variant of the skeleton (0.8)
@@ -192,10 +199,37 @@ class Ctx:
                 if named
                 else f"constructor({params}) public"
             )
-        return f"constructor({params}) public" if self.major == 5 else f"constructor({params})"
+        return f"constructor({params}) public" if self.major in (5, 6) else f"constructor({params})"
 
     def fallback(self) -> str:
-        return "receive() external payable" if self.major >= 8 else "function () external payable"
+        return "receive() external payable" if self.major >= 6 else "function () external payable"
+
+    @property
+    def old_units(self) -> bool:
+        """``finney`` / ``szabo`` exist before 0.7."""
+        return self.major < 7
+
+    @property
+    def ovr(self) -> str:
+        """What a function implementing an interface function adds to its header (0.6 and 0.7 need it)."""
+        return "override" if self.override_itf else ""
+
+    def loop(self, w: W, i: str, bound: str, *tags: str, start: str = "0") -> None:
+        """Open ``for (i = start; i < bound; ...)``; 0.8 code may increment in an ``unchecked`` block."""
+        if self.loop_style == "unchecked_inc":
+            init = (
+                f"{self.u} {i}"
+                if start == "0" and self.draw("loop-init/" + i) < 0.5
+                else f"{self.u} {i} = {start}"
+            )
+            w.open(f"for ({init}; {i} < {bound}; ) {{", *tags)
+        else:
+            w.open(f"for ({self.u} {i} = {start}; {i} < {bound}; {i}++) {{", *tags)
+
+    def end_loop(self, w: W, i: str) -> None:
+        if self.loop_style == "unchecked_inc":
+            w(f"unchecked {{ ++{i}; }}")
+        w.close()
 
     def state(self, typ: str, name: str, vis: str = "public", init: str = "", immutable: bool = False) -> str:
         mod = " immutable" if immutable and self.major >= 8 else ""
@@ -227,7 +261,7 @@ class Ctx:
         if self.major == 4:
             return f"{target}.call.value({amount})({data})"
         data = data or '""'
-        if self.major == 5:
+        if not self.new_call:
             return f"{target}.call.value({amount})({data})"
         return f"{target}.call{{value: {amount}}}({data})"
 
@@ -347,13 +381,17 @@ def _comment(ctx: Ctx, m: Member) -> list[str]:
     if not m.doc or m.doc not in N.DOCS:
         return []
     p = ctx.draw("doc/" + m.key)
-    if p >= (0.2 if m.kind in ("state", "event", "struct") else 0.7):
+    if p >= (0.2 if m.kind in ("state", "event", "struct") else max(0.7, ctx.doc_density)):
         return []
     text = ctx.choose("doc-text/" + m.key, N.DOCS[m.doc])
     if "{" in text:
         text = re.sub(r"\{(\w+)\}", lambda mt: ctx.n.get(mt.group(1), mt.group(1)), text)
     if m.kind in ("state", "event", "struct"):
         return [f"// {text}"]
+    if p < ctx.doc_density * 0.8:
+        from training_pipeline.corpus.templates.texture import natspec
+
+        return natspec(ctx, m, text)
     if p < 0.4:
         return [f"/// @notice {text}"] if p < 0.28 else [f"/// @dev {text}"]
     if p < 0.55:
@@ -407,16 +445,21 @@ def assemble(
     parents: Iterable[str] = (),
 ) -> tuple[str, dict[str, list[int]]]:
     """Lay out one contract file: header, SafeMath, interfaces, optional base contract, the main contract."""
+    from training_pipeline.corpus.templates.texture import extra_blocks, file_header
+
     r = ctx.rng("layout")
     out: list[str] = []
     tags: dict[str, list[int]] = {}
     if ctx.spdx:
         out.append(f"// SPDX-License-Identifier: {ctx.spdx}")
+    out += file_header(ctx)
     pragma = {
         4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25")
         if not ctx.ctor_named
         else ("^0.4.18", "^0.4.21", "^0.4.24"),
         5: ("^0.5.0", "^0.5.16", "0.5.17", ">=0.5.0 <0.6.0", "^0.5.12"),
+        6: ("^0.6.2", "^0.6.12", "0.6.12", ">=0.6.2 <0.7.0", "^0.6.6"),
+        7: ("^0.7.0", "^0.7.6", "0.7.6", ">=0.7.0 <0.8.0", "^0.7.4"),
         8: ("^0.8.20", "^0.8.19", "0.8.26", ">=0.8.19 <0.9.0", "^0.8.24"),
     }[ctx.major]
     out.append(f"pragma solidity {r.choice(pragma)};")
@@ -424,7 +467,8 @@ def assemble(
     if ctx.safemath:
         _format(ctx, safemath_library(ctx), 0, out, tags)
         out.append("")
-    for itf in interfaces:
+    calls_token = any(ln.text.find(ctx["itf_token"] + "(") >= 0 for m in members for ln in m.lines)
+    for itf in [*extra_blocks(ctx, calls_token), *interfaces]:
         _format(ctx, itf, 0, out, tags)
         out.append("")
     layout = r.choice(SECTION_LAYOUTS)

@@ -5,33 +5,7 @@ its site lives (which function, which names) and calls these renderers. A ``Slot
 skeleton; ``slot.vuln`` says whether this variant carries the flaw or its repair. Lines tagged with the class
 name become the record's ``vulnerable_lines``.
 
-Compatibility (family columns; ``-`` = the shape does not fit that family; 0.4 = compiler 0.4 only)::
-
-    shape                                      erc20  vault  auction  lottery  multisig
-    reentrancy/call_before_write                 x      x       x        x        -
-    reentrancy/withdraw_all                      x      x       x        x        -
-    reentrancy/cross_function                    -      x       -        -        -
-    reentrancy/flag_after_call                   -      -       x        -        x
-    access_control/missing_modifier              x      x       x        x        x
-    access_control/tx_origin                     x      x       x        x        x
-    access_control/unprotected_selfdestruct      x      x       x        x        x
-    access_control/unprotected_initializer       x      x       x        x        x
-    access_control/misnamed_constructor         0.4    0.4     0.4      0.4      0.4
-    arithmetic/underflow_sub                     x      x       -        -        -
-    arithmetic/overflow_mul                      x      -       -        x        -
-    arithmetic/overflow_add                      -      x       -        -        x
-    unchecked_low_level_calls/ignored_call       x      x       x        x        x
-    unchecked_low_level_calls/ignored_send       x      x       x        x        -
-    bad_randomness/block_attributes              -      -       -        x        -
-    bad_randomness/blockhash                     -      -       -        x        -
-    bad_randomness/private_seed                  -      -       -        x        -
-    time_manipulation/short_window               x      -       x        x        -
-    time_manipulation/timestamp_modulo           x      -       -        x        -
-    denial_of_service/refund_push                -      -       x        -        -
-    denial_of_service/loop_push                  x      x       -        x        -
-    front_running/approve_race                   x      -       -        -        -
-    front_running/price_change                   x      -       -        -        -
-    front_running/public_answer                  -      -       -        x        -
+The family × era × shape table is printed by ``scripts/build_corpus.py --coverage`` (``docs/coverage.md``).
 """
 
 from __future__ import annotations
@@ -41,9 +15,33 @@ from dataclasses import dataclass, field
 
 from training_pipeline.corpus.templates.render import Ctx, Member, W
 
-ERAS: tuple[str, ...] = ("0.4.26", "0.5.17", "0.8.26")
-ALL_FAMILIES = ("erc20_token", "vault", "auction", "lottery", "multisig_wallet")
-LEDGER_FAMILIES = ("erc20_token", "vault", "auction", "lottery")
+ERAS: tuple[str, ...] = ("0.4.26", "0.5.17", "0.6.12", "0.7.6", "0.8.26")
+ALL_FAMILIES = (
+    "erc20_token",
+    "erc721_collection",
+    "vault",
+    "auction",
+    "lottery",
+    "crowdsale",
+    "multisig_wallet",
+    "staking_rewards",
+    "simple_exchange",
+    "upgradeable_proxy",
+    "investment_scheme",
+    "escrow",
+)
+LEDGER_FAMILIES = (
+    "erc20_token",
+    "vault",
+    "auction",
+    "lottery",
+    "crowdsale",
+    "staking_rewards",
+    "simple_exchange",
+    "investment_scheme",
+    "escrow",
+)
+OWNED_FAMILIES = tuple(f for f in ALL_FAMILIES if f != "multisig_wallet")  # those with an owner block
 
 
 @dataclass(frozen=True)
@@ -72,6 +70,7 @@ def _on(families: tuple[str, ...], site: str) -> dict[str, str]:
 
 
 _SHAPES = (
+    # reentrancy
     Shape(
         "reentrancy/call_before_write",
         _on(LEDGER_FAMILIES, "withdraw"),
@@ -90,9 +89,15 @@ _SHAPES = (
     ),
     Shape(
         "reentrancy/flag_after_call",
-        {"auction": "finalize", "multisig_wallet": "withdraw"},
+        {"auction": "finalize", "multisig_wallet": "withdraw", "escrow": "release"},
         "the external call, and the done-flag write after it",
     ),
+    Shape(
+        "reentrancy/token_callback",
+        {"erc721_collection": "mint"},
+        "the receiver hook call, and the mint-count write after it",
+    ),
+    # access control
     Shape(
         "access_control/missing_modifier",
         _on(ALL_FAMILIES, "privileged"),
@@ -117,16 +122,26 @@ _SHAPES = (
         versions=("0.4.26",),
         excludes=("init",),
     ),
-    Shape("arithmetic/underflow_sub", {"erc20_token": "move", "vault": "move"}, "the wrapping subtraction"),
+    # arithmetic
     Shape(
-        "arithmetic/overflow_mul", {"erc20_token": "price", "lottery": "price"}, "the wrapping multiplication"
+        "arithmetic/underflow_sub",
+        {"erc20_token": "move", "vault": "move", "simple_exchange": "move"},
+        "the wrapping subtraction",
     ),
     Shape(
-        "arithmetic/overflow_add", {"vault": "limit", "multisig_wallet": "limit"}, "the wrapping addition(s)"
+        "arithmetic/overflow_mul",
+        {"erc20_token": "price", "lottery": "price", "erc721_collection": "price", "crowdsale": "price"},
+        "the wrapping multiplication",
     ),
+    Shape(
+        "arithmetic/overflow_add",
+        {"vault": "limit", "multisig_wallet": "limit", "staking_rewards": "limit"},
+        "the wrapping addition(s)",
+    ),
+    # unchecked low-level calls
     Shape(
         "unchecked_low_level_calls/ignored_call",
-        _on(ALL_FAMILIES, "withdraw"),
+        _on((*LEDGER_FAMILIES, "multisig_wallet", "erc721_collection"), "withdraw"),
         "the low-level call whose result is dropped",
     ),
     Shape(
@@ -135,44 +150,80 @@ _SHAPES = (
         "the send whose result is dropped",
     ),
     Shape(
-        "bad_randomness/block_attributes",
-        {"lottery": "draw"},
-        "the line deriving the winner from block attributes",
-        adds_identifiers=True,
+        "unchecked_low_level_calls/ignored_delegatecall",
+        {"upgradeable_proxy": "upgrade_call"},
+        "the delegatecall whose result is dropped",
     ),
-    Shape(
-        "bad_randomness/blockhash",
-        {"lottery": "draw"},
-        "the line deriving the winner from a block hash",
-        adds_identifiers=True,
+    # bad randomness
+    *(
+        Shape(
+            f"bad_randomness/{name}",
+            {
+                "lottery": "draw",
+                "crowdsale": "draw",
+                "investment_scheme": "draw",
+                "erc721_collection": "draw",
+            },
+            f"the line(s) deriving the outcome from {what}",
+            adds_identifiers=True,
+        )
+        for name, what in (
+            ("block_attributes", "block attributes"),
+            ("blockhash", "a block hash"),
+            ("private_seed", "a stored (readable) seed"),
+        )
     ),
-    Shape(
-        "bad_randomness/private_seed",
-        {"lottery": "draw"},
-        "the line deriving the winner from a stored (readable) seed",
-        adds_identifiers=True,
-    ),
+    # time manipulation
     Shape(
         "time_manipulation/short_window",
-        {"erc20_token": "bonus", "auction": "bid", "lottery": "window"},
+        {
+            "erc20_token": "bonus",
+            "auction": "bid",
+            "lottery": "window",
+            "investment_scheme": "window",
+            "erc721_collection": "window",
+        },
         "the timestamp comparison with a window of seconds",
     ),
     Shape(
         "time_manipulation/timestamp_modulo",
-        {"erc20_token": "bonus", "lottery": "instant"},
+        {"erc20_token": "bonus", "lottery": "instant", "investment_scheme": "bonus"},
         "the condition on the timestamp's remainder",
     ),
-    Shape("denial_of_service/refund_push", {"auction": "bid"}, "the push refund to the previous bidder"),
+    Shape(
+        "time_manipulation/per_second_rate",
+        {"crowdsale": "bonus", "investment_scheme": "interest"},
+        "the amount computed from the timestamp at one-second granularity",
+    ),
+    # denial of service
+    Shape(
+        "denial_of_service/refund_push",
+        {"auction": "bid", "investment_scheme": "payout"},
+        "the push payment to the previous participant",
+    ),
     Shape(
         "denial_of_service/loop_push",
-        {"erc20_token": "distribute", "vault": "distribute", "lottery": "distribute"},
+        {
+            "erc20_token": "distribute",
+            "vault": "distribute",
+            "lottery": "distribute",
+            "crowdsale": "distribute",
+            "staking_rewards": "distribute",
+        },
         "the loop header and the push payment inside it",
     ),
+    Shape(
+        "denial_of_service/unbounded_loop",
+        {"staking_rewards": "loop", "investment_scheme": "loop", "crowdsale": "loop"},
+        "the header of the loop over a list anyone can grow without a cap",
+        adds_identifiers=True,
+    ),
+    # front running
     Shape("front_running/approve_race", {"erc20_token": "approve"}, "the allowance overwrite"),
     Shape(
         "front_running/price_change",
-        {"erc20_token": "price"},
-        "the amount computed from the owner-settable price",
+        {"erc20_token": "price", "crowdsale": "price", "simple_exchange": "swap"},
+        "the amount computed from a price that can move before the transaction lands",
         adds_identifiers=True,
     ),
     Shape(
@@ -180,6 +231,32 @@ _SHAPES = (
         {"lottery": "answer"},
         "the comparison with the published answer hash",
         adds_identifiers=True,
+    ),
+    # other
+    Shape(
+        "other/locked_ether",
+        {"erc721_collection": "withdraw", "crowdsale": "withdraw"},
+        "the header of the payable function whose ether nothing can move out",
+        adds_identifiers=True,
+        excludes=("kill", "distribute"),
+    ),
+    Shape(
+        "other/uninitialized_storage",
+        {"multisig_wallet": "submit", "escrow": "create", "investment_scheme": "invest"},
+        "the local struct declared without a data location (a storage pointer to slot 0)",
+        versions=("0.4.26",),
+    ),
+    Shape(
+        "other/shadowed_state",
+        _on(OWNED_FAMILIES, "shadow"),
+        "the state variable that redeclares the base contract's owner",
+        versions=("0.4.26", "0.5.17"),
+        excludes=("init", "ctor"),
+    ),
+    Shape(
+        "other/erc20_no_return",
+        {"erc20_token": "erc20_return"},
+        "the header of the ERC20 function that returns nothing",
     ),
 )
 SHAPES: dict[str, Shape] = {s.id: s for s in _SHAPES}
@@ -399,14 +476,14 @@ def push_loop(ctx: Ctx, w: W, slot: Slot | None, payees: str, amount: str) -> No
     """Pay every entry of an array: push payments in the loop (flawed) or credits to the ledger (pull)."""
     i, tag = ctx["l_idx"], slot.tag if slot else ""
     vuln = slot is not None and slot.vuln
-    w.open(f"for ({ctx.u} {i} = 0; {i} < {payees}.length; {i}++) {{", tag)
+    ctx.loop(w, i, f"{payees}.length", tag)
     if vuln and pick(ctx, "loop_send", (0, 1)):
         ctx.checked_send(w, f"{payees}[{i}]", amount, tag)
     elif vuln:
         w(f"{payees}[{i}].transfer({amount});", tag)
     else:
         ctx.inc(w, f"{ctx['ledger']}[{payees}[{i}]]", amount)
-    w.close()
+    ctx.end_loop(w, i)
 
 
 def refund_previous(ctx: Ctx, w: W, slot: Slot | None, who: str, amount: str) -> None:
@@ -476,3 +553,110 @@ def lucky(ctx: Ctx, slot: Slot | None, counter: str) -> str:
     if slot is not None and slot.name == "timestamp_modulo" and slot.vuln:
         return f"{ctx.now} % {m} == 0"
     return f"{counter} % {m} == 0"
+
+
+def per_second(ctx: Ctx, slot: Slot | None, start: str, rate: str) -> str:
+    """Elapsed time times a rate: per second (flawed per_second_rate) or in whole days or hours."""
+    elapsed = f"({ctx.now} - {start})"
+    if slot is not None and slot.name == "per_second_rate" and slot.vuln:
+        return ctx.mul(elapsed, rate)
+    step = pick(ctx, "rate_step", ("1 days", "1 hours", "1 days"))
+    return ctx.mul(f"({elapsed} / {step})", rate)
+
+
+# --- denial of service by gas -------------------------------------------------------------------------------
+def capped_push(ctx: Ctx, b, w: W, slot: Slot | None, arr: str, item: str) -> None:
+    """Append to a list others iterate over: capped (repaired, default) or without a bound (flawed)."""
+    if not (slot is not None and slot.name == "unbounded_loop" and slot.vuln):
+        cap = ctx["list_cap"]
+        if not any(m.key == "list_cap" for m in b.members):
+            b.state(
+                "list_cap", f"{ctx.u} public constant {cap} = {pick(ctx, 'list_cap', ('50', '100', '200'))};"
+            )
+        ctx.req(w, f"{arr}.length < {cap}", "list is full", "err_full")
+    w(f"{arr}.push({item});")
+
+
+def list_loop(ctx: Ctx, w: W, slot: Slot | None, arr: str) -> str:
+    """Open a loop over a growing list inside a state-changing function; returns the index name."""
+    i = ctx["l_idx"]
+    tag = slot.tag if slot is not None and slot.name == "unbounded_loop" else ""
+    ctx.loop(w, i, f"{arr}.length", tag)
+    return i
+
+
+# --- other --------------------------------------------------------------------------------------------------
+def struct_local(ctx: Ctx, w: W, slot: Slot | None, typ: str, var: str) -> None:
+    """A local struct to fill in: ``memory`` (repaired, default) or no location (0.4 storage pointer)."""
+    if slot is not None and slot.name == "uninitialized_storage" and slot.vuln:
+        w(f"{typ} {var};", slot.tag)
+    else:
+        w(f"{typ} memory {var};")
+
+
+# --- bad randomness -----------------------------------------------------------------------------------------
+def entropy(ctx: Ctx, b, w: W, slot: Slot, local: str, n: str, mix: str = "") -> None:
+    """The flawed random draw: ``local`` = something miners or readers know, modulo ``n``."""
+    tag, u = slot.tag, ctx.u
+    if slot.name == "block_attributes":
+        diff = (
+            "block.prevrandao"
+            if ctx.major >= 8 and pick(ctx, "prevrandao", (0, 1, 1))
+            else "block.difficulty"
+        )
+        src = pick(
+            ctx,
+            "entropy",
+            (
+                (ctx.now, diff),
+                (diff, ctx.now, mix or n),
+                (ctx.now, "msg.sender", mix or n),
+                ("block.coinbase", ctx.now),
+                ("block.number", ctx.now, diff),
+            ),
+        )
+        w(f"{u} {local} = uint256({ctx.hash(*src)}) % {n};", tag)
+    elif slot.name == "blockhash":
+        bh = "block.blockhash" if ctx.major == 4 and pick(ctx, "old_blockhash", (0, 1)) else "blockhash"
+        if pick(ctx, "hash_wrap", (0, 1)):
+            w(f"{u} {local} = uint256({ctx.hash(f'{bh}(block.number - 1)', mix or n)}) % {n};", tag)
+        else:
+            w(f"{u} {local} = uint256({bh}(block.number - 1)) % {n};", tag)
+    else:
+        seed = ctx["private_seed"]
+        if not any(m.key == "private_seed" for m in b.members):
+            b.state("private_seed", f"uint256 private {seed};")
+        w(f"{seed} = uint256({ctx.hash(seed, mix or n)});", tag)
+        w(f"{u} {local} = {seed} % {n};", tag)
+
+
+def seeded_draw(
+    ctx: Ctx, b, slot: Slot | None, pool: str, oo: str, fn: str, pick_winner, guard: str | None = None
+) -> None:
+    """A draw over ``pool``: an owner-committed seed revealed at the draw (repaired, default) or chain
+    entropy (flawed bad_randomness shapes)."""
+    r = ctx["l_rand"]
+    if slot is None or not slot.vuln or slot.shape.cls != "bad_randomness":
+        sh, seed = ctx["seed_hash"], ctx["p_seed"]
+        b.state("seed_hash", ctx.state("bytes32", sh))
+        with b.fn(
+            "commit_seed",
+            ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
+            doc="commit_seed",
+        ) as w:
+            w(f"{sh} = {ctx['p_seed_hash']};")
+        with b.fn("draw", ctx.func(ctx[fn], f"uint256 {seed}", mods=(oo,)), doc="draw") as w:
+            ctx.req(w, f"{pool}.length > 0", "nobody to draw from", "err_state")
+            if guard:
+                ctx.req(w, guard, "not yet", "err_early")
+            ctx.req(w, f"{ctx.hash(seed)} == {sh}", "seed does not match", "err_input")
+            w(f"{ctx.u} {r} = uint256({ctx.hash(seed, f'{pool}.length')}) % {pool}.length;")
+            w(f"{sh} = bytes32(0);")
+            pick_winner(w, r)
+        return
+    with b.fn("draw", ctx.func(ctx[fn], mods=(oo,)), doc="draw") as w:
+        ctx.req(w, f"{pool}.length > 0", "nobody to draw from", "err_state")
+        if guard:
+            ctx.req(w, guard, "not yet", "err_early")
+        entropy(ctx, b, w, slot, r, f"{pool}.length")
+        pick_winner(w, r)

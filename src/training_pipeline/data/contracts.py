@@ -1,0 +1,419 @@
+"""Contract records from every source (generated corpus, files, importers), merged and split by group.
+
+``ContractDataModule`` is the shared half of the contract datamodules: it loads the configured sources, puts
+clones and template siblings in one group, assigns grouped train/val/test splits, and (optionally) augments
+the training split. Subclasses only turn records into tensors (``ContractBytecodeDataModule`` bytecode →
+opcode ids, ``ContractSourceDataModule`` source → BPE windows).
+
+A source is a function ``load(cfg: dict, data_dir: Path) -> LoadedSource`` registered in ``SOURCES``; every
+record it returns has the interchange fields plus ``group`` and ``origin`` (the source's name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import random
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
+
+from training_pipeline import taxonomy
+from training_pipeline.data.splits import SplitConfig, split_names, stable_fold
+from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("test", "val", "train", "all")
+
+
+@dataclass
+class LoadedSource:
+    """What a source yields: normalized records and a version string (a content hash)."""
+
+    records: list[dict[str, Any]]
+    version: str
+
+
+# name -> "module:function"; imported lazily so a run pays only for the sources it uses.
+SOURCES: dict[str, str] = {
+    "corpus": "training_pipeline.data.contracts:load_generated_corpus",
+    "file": "training_pipeline.data.contracts:load_contract_file",
+    "solidifi": "training_pipeline.data.importers.solidifi:load_solidifi",
+    "slither_audited": "training_pipeline.data.importers.slither_audited:load_slither_audited",
+}
+
+
+# name -> "module:Class" of its config block, checked when the datamodule is built (a typo fails at start-up).
+SOURCE_CONFIGS: dict[str, str] = {
+    "corpus": "training_pipeline.corpus.build:CorpusConfig",
+    "solidifi": "training_pipeline.data.importers.solidifi:SolidifiConfig",
+    "slither_audited": "training_pipeline.data.importers.slither_audited:SlitherAuditedConfig",
+}
+
+
+def check_source_config(name: str, cfg: dict | None) -> None:
+    """Build the source's config dataclass once, so a misspelled key is an error before any data loads."""
+    if name in SOURCE_CONFIGS:
+        from training_pipeline.data.importers.store import plain
+
+        module, cls = SOURCE_CONFIGS[name].split(":")
+        config_dataclass(getattr(importlib.import_module(module), cls), plain(cfg), f"data.{name}")
+
+
+def source_loader(name: str) -> Callable[[dict, Path], LoadedSource]:
+    module, func = SOURCES[name].split(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def load_generated_corpus(cfg: dict, data_dir: Path) -> LoadedSource:
+    """The generated, solc-compiled corpus (built once per config, then reused from ``data/corpus/``)."""
+    from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
+
+    path = build_corpus(config_dataclass(CorpusConfig, cfg, "data.corpus"), data_dir)
+    records = load_corpus(path).to_list()
+    for r in records:
+        r["vulnerable_lines"] = json.loads(r["vulnerable_lines"])
+    return LoadedSource(records, "sha256:" + load_manifest(path)["content_hash"])
+
+
+def load_contract_file(cfg: dict, data_dir: Path) -> LoadedSource:
+    """An interchange file (JSONL/parquet); ``cfg`` holds its ``path``."""
+    from training_pipeline.data.records import read_records
+
+    path = cfg.get("path")
+    if not path:
+        raise ConfigError("data.path: the 'file' source needs a contract file (data.path=...)")
+    if not Path(path).exists():
+        raise DataError(f"{path}: no such data file (data.path)")
+    records = read_records(path)
+    return LoadedSource(records, "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest())
+
+
+def group_clones(records: list[dict[str, Any]]) -> int:
+    """Merge the groups of records whose normalized source (or, lacking source, bytecode) is identical.
+
+    Clones then share one group, so they never straddle splits. Returns how many groups were merged away.
+    """
+    from training_pipeline.data.clean import normalized_source_hash
+
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+        while parent.setdefault(g, g) != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first_of: dict[str, str] = {}
+    for r in records:
+        key = (
+            "src:" + normalized_source_hash(r["source_code"])
+            if r.get("source_code")
+            else "bin:" + hashlib.sha256(str(r.get("bytecode")).encode()).hexdigest()
+        )
+        group = find(r["group"])
+        if key in first_of:
+            other = find(first_of[key])
+            if other != group:
+                parent[max(group, other)] = min(group, other)
+        else:
+            first_of[key] = r["group"]
+    before = len({r["group"] for r in records})
+    for r in records:
+        r["group"] = find(r["group"])
+    return before - len({r["group"] for r in records})
+
+
+class LengthBucketSampler(Sampler[list[int]]):
+    """Shuffled batches of similar length: sorts within random pools of 50 batches, then shuffles batches."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool: int = 50) -> None:
+        self.lengths, self.batch_size, self.seed, self.pool, self.epoch = (
+            list(lengths),
+            batch_size,
+            seed,
+            pool,
+            0,
+        )
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        order = list(range(len(self.lengths)))
+        rng.shuffle(order)
+        span = self.batch_size * self.pool
+        batches = []
+        for start in range(0, len(order), span):
+            chunk = sorted(order[start : start + span], key=self.lengths.__getitem__)
+            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
+        rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return (len(self.lengths) + self.batch_size - 1) // self.batch_size
+
+
+def make_loader(
+    data: Dataset,
+    batch_size: int,
+    collate_fn: Callable,
+    num_workers: int,
+    pin_memory: bool,
+    train: bool = False,
+    length_buckets: bool = False,
+    distributed: bool = False,
+) -> DataLoader:
+    """A loader; training batches group similar lengths (``data.lengths()``) unless running distributed."""
+    common = {
+        "collate_fn": collate_fn,
+        "num_workers": num_workers,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+    }
+    if train and length_buckets and not distributed:
+        return DataLoader(data, batch_sampler=LengthBucketSampler(data.lengths(), batch_size), **common)
+    return DataLoader(data, batch_size=batch_size, shuffle=train, **common)
+
+
+class ContractDataModule(LightningDataModule):
+    """Records from ``sources``, grouped splits, optional train-split augmentation; subclasses featurize.
+
+    ``eval_sources`` restricts the test split to some sources (train on corpus + SolidiFI, test on SolidiFI
+    only); the other sources' test folds are then left out entirely.
+    """
+
+    needs: str = "bytecode"  # the record field a subclass cannot do without
+    collate_fn: Callable = staticmethod(default_collate)
+
+    def __init__(
+        self,
+        data_dir: str,
+        sources: Sequence[str] = ("corpus",),
+        eval_sources: Sequence[str] | None = None,
+        path: str | None = None,
+        corpus: dict | None = None,
+        solidifi: dict | None = None,
+        slither_audited: dict | None = None,
+        split: dict | None = None,
+        fold: int = 0,
+        augment: dict | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        eval_split: str = "test",
+    ) -> None:
+        super().__init__()
+        sources = list(sources)
+        if path is not None and sources == ["corpus"]:
+            sources = ["file"]  # `data.path=...` alone means "this file instead of the corpus"
+        unknown = [n for n in [*sources, *(eval_sources or [])] if n not in SOURCES]
+        if unknown:
+            raise ConfigError(f"data.sources: unknown source(s) {unknown}; expected some of {list(SOURCES)}")
+        missing = sorted(set(eval_sources or []) - set(sources))
+        if missing:
+            raise ConfigError(f"data.eval_sources: {missing} are not among data.sources={sources}")
+        self.source_cfgs = {
+            "corpus": corpus,
+            "file": {"path": path},
+            "solidifi": solidifi,
+            "slither_audited": slither_audited,
+        }
+        for name in sources:
+            if self.source_cfgs.get(name, {}) is None:
+                raise ConfigError(f"data.{name}: the {name!r} source has no config block")
+            check_source_config(name, self.source_cfgs[name])
+        self.split_cfg = config_dataclass(SplitConfig, split, "data.split")
+        from training_pipeline.corpus.augment import AugmentConfig
+
+        self.augment_cfg = config_dataclass(AugmentConfig, augment, "data.augment")
+        if eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"eval split {eval_split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+        self.data_dir, self.sources, self.eval_sources = Path(data_dir), sources, eval_sources
+        self.fold = fold
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.eval_split = eval_split
+        self.class_names = list(taxonomy.VULNERABILITY_CLASSES)
+        self.family_names = list(taxonomy.FAMILIES)
+        self.records: list[dict[str, Any]] = []
+        self.split_of: list[str] = []
+        self.data_version: str | None = None
+        self._loaded: dict[str, LoadedSource] = {}
+        self.splits: dict[str, Dataset] = {}
+        self.length_buckets = False
+
+    # -- records --------------------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        for name in self.sources:
+            self._source(name)
+
+    def _source(self, name: str) -> LoadedSource:
+        if name not in self._loaded:
+            self._loaded[name] = source_loader(name)(self.source_cfgs.get(name) or {}, self.data_dir)
+        return self._loaded[name]
+
+    def load_records(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """Every usable record of every source, and its split name (before augmentation)."""
+        records: list[dict[str, Any]] = []
+        versions = []
+        for name in self.sources:
+            loaded = self._source(name)
+            versions.append(f"{name}={loaded.version}")
+            for r in loaded.records:
+                records.append({**r, "origin": name, "group": f"{name}:{r.get('group') or r['id']}"})
+        ids = [r["id"] for r in records]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise DataError(f"data.sources {self.sources}: record id {dup!r} occurs in more than one source")
+        self.data_version = (
+            versions[0].split("=", 1)[1]
+            if len(versions) == 1
+            else "sha256:" + hashlib.sha256("\n".join(versions).encode()).hexdigest()
+        )
+        usable = [r for r in records if r.get(self.needs)]
+        if len(usable) < len(records):
+            skipped = len(records) - len(usable)
+            log.warning("Skipping %d of %d records without %s", skipped, len(records), self.needs)
+        if not usable:
+            raise DataError(f"data.sources {self.sources}: no record has {self.needs}")
+        merged = group_clones(usable)
+        if merged:
+            log.info("Grouped clones: %d groups merged into others (they share a split)", merged)
+        self._assign_folds(usable)
+        return usable, self._split_names(usable)
+
+    def _assign_folds(self, records: list[dict[str, Any]]) -> None:
+        """Keep a source's own folds where it has them; a merged group takes its smallest member fold."""
+        n, seed = self.split_cfg.n_folds, self.split_cfg.seed
+        group_fold: dict[str, int] = {}
+        for r in records:
+            fold = int(r["fold"]) if r.get("fold") is not None else stable_fold(r["group"], n, seed)
+            group_fold[r["group"]] = min(fold % n, group_fold.get(r["group"], n))
+        for r in records:
+            r["fold"] = group_fold[r["group"]]
+
+    def _split_names(self, records: list[dict[str, Any]]) -> list[str]:
+        fams = [r.get("family") for r in records]
+        if self.split_cfg.strategy == "leave_families_out":
+            missing = set(self.split_cfg.holdout_families) - set(fams)
+            if missing:
+                raise ConfigError(f"data.split.holdout_families: {sorted(missing)} not in the data")
+        names = split_names([r["fold"] for r in records], fams, self.split_cfg, self.fold)
+        # A source whose every record carries a split (a file that fixes its own, a benchmark's official
+        # split) keeps it; a clone group that also holds other records follows its most held-out fixed
+        # split (test, then val), so clones never straddle splits.
+        fixed = {r["origin"] for r in records} - {r["origin"] for r in records if not r.get("split")}
+        group_split: dict[str, str] = {}
+        for r in records:
+            if r["origin"] in fixed:
+                if r["split"] not in SPLITS:
+                    raise DataError(f"record {r['id']!r}: split {r['split']!r}; expected one of {SPLITS}")
+                old = group_split.get(r["group"], "train")
+                group_split[r["group"]] = min(old, r["split"], key=("test", "val", "train").index)
+        names = [group_split.get(r["group"], s) for s, r in zip(names, records, strict=True)]
+        if self.eval_sources:
+            keep = set(self.eval_sources)
+            names = [
+                "unused" if s == "test" and r["origin"] not in keep else s
+                for s, r in zip(names, records, strict=True)
+            ]
+        return names
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.split_of:
+            return
+        records, names = self.load_records()
+        if self.augment_cfg.enabled:
+            from training_pipeline.corpus.augment import augment_records
+
+            train = [r for r, s in zip(records, names, strict=True) if s == "train"]
+            extra = augment_records(train, self.augment_cfg, self.data_dir)
+            records, names = records + extra, names + ["train"] * len(extra)
+            log.info("Augmentation: %d variants of %d training contracts", len(extra), len(train))
+        self.records, self.split_of = records, names
+        self.featurize(records)
+        sizes = {s: names.count(s) for s in SPLITS}
+        log.info(
+            "Data %s: %s (fold %d, %s split, sources %s)",
+            self.data_version,
+            sizes,
+            self.fold,
+            self.split_cfg.strategy,
+            self.sources,
+        )
+        needed = list(SPLITS) if self.eval_split != "all" else []
+        empty = [s for s in needed if sizes[s] == 0]
+        if empty:
+            raise DataError(f"split(s) {empty} are empty: use more contracts or another split/fold")
+
+    def indices(self, split: str) -> np.ndarray:
+        """Record indices of a split ('all' = every record, augmented variants excluded)."""
+        if split == "all":
+            return np.array([i for i, r in enumerate(self.records) if not r.get("augmented_from")], dtype=int)
+        return np.flatnonzero(np.array(self.split_of) == split)
+
+    def featurize(self, records: list[dict[str, Any]]) -> None:
+        """Turn ``records`` into the subclass's datasets (``self.splits[split]``)."""
+        raise NotImplementedError
+
+    # -- what every contract model needs to know -------------------------------------------------------
+    def label_matrix(self, split: str) -> np.ndarray:
+        return np.array(
+            [taxonomy.multi_hot(self.records[i]["labels"]) for i in self.indices(split)], dtype=np.float32
+        ).reshape(-1, len(self.class_names))
+
+    def family_index(self) -> np.ndarray:
+        index = {f: i for i, f in enumerate(self.family_names)}
+        return np.array([index.get(r.get("family"), -100) for r in self.records], dtype=np.int64)
+
+    def pos_weight(self) -> list[float]:
+        """neg/pos per class on the training split, clipped to [1, 50] (1 for classes never seen)."""
+        y = self.label_matrix("train")
+        pos = y.sum(0)
+        weight = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
+        return np.clip(weight, 1.0, 50.0).round(3).tolist()
+
+    def label_kwargs(self) -> dict[str, Any]:
+        """Label maps and imbalance weights every contract classifier is built with."""
+        self.setup()
+        present = self.label_matrix("train").sum(0) > 0
+        return {
+            "class_names": self.class_names,
+            "family_names": self.family_names,
+            "pos_weight": self.pos_weight(),
+            "metric_classes": [c for c, p in zip(self.class_names, present, strict=True) if p],
+        }
+
+    # -- loaders ----------------------------------------------------------------------------------------
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        return make_loader(
+            self.splits[split],
+            self.batch_size,
+            self.collate_fn,
+            self.num_workers,
+            self.pin_memory,
+            train=train,
+            length_buckets=self.length_buckets,
+            distributed=self.trainer is not None and self.trainer.world_size > 1,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)

@@ -1,0 +1,1 @@
+"""Importers that turn real labelled datasets into contract records (see data/contracts.py SOURCES)."""

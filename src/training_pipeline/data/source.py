@@ -1,0 +1,447 @@
+"""LightningDataModules over contract Solidity source: BPE token windows with a source line per token.
+
+``ContractSourceDataModule`` (the code analyzer) keeps a contract's windows together: a batch is a flat list
+of windows plus the contract each belongs to, so the model pools them into one prediction per contract.
+``ContractSourceMLMDataModule`` (masked-LM pretraining) treats every window as a sample and needs no labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from training_pipeline import taxonomy
+from training_pipeline.data.bpe import BpeConfig, SourceTokenizer, cached_bpe, load_pretrained_tokenizer
+from training_pipeline.data.contracts import SPLITS, ContractDataModule
+from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # datasets.map forks after the tokenizer ran
+
+TOKENIZED_FORMAT = 1  # bump when the stored token columns change
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """``data.window.*``: overlapping token windows over a contract (sizes include <s> and </s>)."""
+
+    size: int = 256
+    stride: int = 192
+    max_windows: int = 12  # more are thinned to this many, spread evenly from head to tail
+    max_batch_windows: int = 96  # a batch stops growing at this many windows: bounded memory
+
+    def __post_init__(self) -> None:
+        if self.size < 8 or not 0 < self.stride <= self.size - 2:
+            raise ConfigError(f"data.window: need size >= 8 and 0 < stride <= size - 2, got {self}")
+        if self.max_windows < 1 or self.max_batch_windows < self.max_windows:
+            raise ConfigError("data.window: need 1 <= max_windows <= max_batch_windows")
+
+
+def window_starts(n_tokens: int, content: int, stride: int, max_windows: int) -> list[int]:
+    """Start offsets of windows of ``content`` tokens covering ``n_tokens``; the last one ends at the tail."""
+    if n_tokens <= content:
+        return [0]
+    starts = list(range(0, n_tokens - content, stride)) + [n_tokens - content]
+    if len(starts) > max_windows:
+        pick = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)
+        starts = [starts[i] for i in pick]
+    return starts
+
+
+def make_windows(
+    ids: Sequence[int], lines: Sequence[int], cfg: WindowConfig, cls_id: int, sep_id: int
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``<s> tokens </s>`` windows and their token lines (0 for special tokens)."""
+    content = cfg.size - 2
+    ids, lines = np.asarray(ids, dtype=np.int64), np.asarray(lines, dtype=np.int32)
+    win_ids, win_lines = [], []
+    for s in window_starts(len(ids), content, cfg.stride, cfg.max_windows):
+        win_ids.append(np.concatenate([[cls_id], ids[s : s + content], [sep_id]]).astype(np.int64))
+        win_lines.append(np.concatenate([[0], lines[s : s + content], [0]]).astype(np.int32))
+    return win_ids, win_lines
+
+
+class SourceWindows(Dataset):
+    """Per contract: its windows, their token lines, labels, family, record index and vulnerable lines."""
+
+    def __init__(self, windows, lines, labels, families, index, vuln_lines) -> None:
+        self.windows, self.lines, self.labels = windows, lines, labels
+        self.families, self.index, self.vuln_lines = families, index, vuln_lines
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "windows": self.windows[i],
+            "lines": self.lines[i],
+            "labels": self.labels[i],
+            "family": self.families[i],
+            "index": self.index[i],
+            "vulnerable_lines": self.vuln_lines[i],
+        }
+
+    def n_windows(self) -> list[int]:
+        return [len(w) for w in self.windows]
+
+
+def pad_windows(windows: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), padded to the longest window of the batch."""
+    longest = max(len(w) for w in windows)
+    ids = np.full((len(windows), longest), pad_id, dtype=np.int64)
+    for row, w in enumerate(windows):
+        ids[row, : len(w)] = w
+    ids_t = torch.from_numpy(ids)
+    mask = torch.zeros_like(ids_t)
+    for row, w in enumerate(windows):
+        mask[row, : len(w)] = 1
+    return ids_t, mask
+
+
+class WindowCollator:
+    """Flattens a batch of contracts into windows; ``window_owner`` says which contract each belongs to."""
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
+        windows = [w for b in batch for w in b["windows"]]
+        ids, mask = pad_windows(windows, self.pad_id)
+        lines = torch.zeros_like(ids, dtype=torch.int32)
+        row = 0
+        for b in batch:
+            for wl in b["lines"]:
+                lines[row, : len(wl)] = torch.from_numpy(wl)
+                row += 1
+        owner = torch.tensor([i for i, b in enumerate(batch) for _ in b["windows"]], dtype=torch.long)
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "token_lines": lines,
+            "window_owner": owner,
+            "labels": torch.from_numpy(np.stack([b["labels"] for b in batch])),
+            "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
+            "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+            "vulnerable_lines": [b["vulnerable_lines"] for b in batch],
+        }
+
+
+class WindowBudgetSampler(Sampler[list[int]]):
+    """Batches of at most ``batch_size`` contracts and ``max_windows`` windows in all.
+
+    Training shuffles within pools sorted by window count (similar lengths: little padding), then shuffles
+    the batches; evaluation keeps the dataset order.
+    """
+
+    def __init__(
+        self, n_windows: Sequence[int], batch_size: int, max_windows: int, shuffle: bool, seed: int = 0
+    ):
+        self.n_windows, self.batch_size, self.max_windows = list(n_windows), batch_size, max_windows
+        self.shuffle, self.seed, self.epoch = shuffle, seed, 0
+        self._len = len(self._batches(list(range(len(self.n_windows)))))
+
+    def _batches(self, order: list[int]) -> list[list[int]]:
+        batches, cur, used = [], [], 0
+        for i in order:
+            w = self.n_windows[i]
+            if cur and (len(cur) >= self.batch_size or used + w > self.max_windows):
+                batches.append(cur)
+                cur, used = [], 0
+            cur.append(i)
+            used += w
+        return [*batches, cur] if cur else batches
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = list(range(len(self.n_windows)))
+        if not self.shuffle:
+            return iter(self._batches(order))
+        rng = random.Random(self.seed + self.epoch)
+        self.epoch += 1
+        rng.shuffle(order)
+        span = self.batch_size * 50
+        batches = []
+        for start in range(0, len(order), span):
+            batches += self._batches(sorted(order[start : start + span], key=self.n_windows.__getitem__))
+        rng.shuffle(batches)
+        return iter(batches)
+
+    def __len__(self) -> int:
+        return self._len
+
+
+def _tokenize_batch(batch: dict[str, list], tokenizer: SourceTokenizer) -> dict[str, list]:
+    ids, lines = tokenizer.encode_lines(batch["source_code"])
+    return {"input_ids": ids, "token_lines": lines}
+
+
+def tokenize_sources(
+    ids: Sequence[str],
+    sources: Sequence[str],
+    tokenizer: SourceTokenizer,
+    cache_dir: Path | None,
+    num_proc: int,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids and lines of every source through ``datasets.map`` (batched), cached on disk when asked."""
+    import datasets
+    from filelock import FileLock
+
+    h = hashlib.sha256(f"{TOKENIZED_FORMAT}:{tokenizer.fingerprint()}".encode())
+    for rid, src in zip(ids, sources, strict=True):
+        h.update(rid.encode() + b"\0" + hashlib.sha256((src or "").encode()).digest())
+    key = h.hexdigest()[:16]
+
+    def run() -> datasets.Dataset:
+        ds = datasets.Dataset.from_dict({"id": list(ids), "source_code": [s or "" for s in sources]})
+        procs = num_proc if num_proc > 1 and len(ids) >= 200 else None  # forking costs more than tiny sets
+        return ds.map(
+            _tokenize_batch,
+            batched=True,
+            batch_size=64,
+            num_proc=procs,
+            fn_kwargs={"tokenizer": tokenizer},
+            remove_columns=["source_code"],
+            desc="Tokenizing sources",
+        )
+
+    if cache_dir is None:
+        ds = run()
+    else:
+        path = Path(cache_dir) / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            if (path / "dataset_info.json").exists():
+                ds = datasets.load_from_disk(str(path))
+                log.info("Tokenized sources %s: reused from %s", key, path)
+            else:
+                ds = run()
+                tmp = path.with_name(path.name + ".tmp")
+                ds.save_to_disk(str(tmp))
+                tmp.replace(path)
+                ds = datasets.load_from_disk(str(path))
+    columns = ds.to_dict()
+    if columns["id"] != list(ids):
+        raise DataError(f"tokenized cache {key}: ids out of order (delete the cache dir)")
+    return columns["input_ids"], columns["token_lines"]
+
+
+def tokenizer_from_artifact(path: str | Path) -> SourceTokenizer:
+    """The tokenizer a code_analyzer_mlm checkpoint (``.ckpt``) or an exported model dir was trained with."""
+    path = Path(path)
+    if path.is_dir():
+        import json
+
+        from training_pipeline.data.bpe import load_local_tokenizer
+
+        meta = path / "source_tokenizer.json"
+        state = json.loads(meta.read_text()) if meta.exists() else {}
+        strip = state.pop("strip_comments", True)
+        if state.get("kind") == "bpe":
+            return SourceTokenizer(load_local_tokenizer(path), strip, {**state, "dir": str(path)})
+        origin = {"kind": "pretrained", "name_or_path": str(path)}
+        return SourceTokenizer(load_pretrained_tokenizer(str(path)), strip, origin)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such encoder checkpoint or directory (model.encoder_ckpt)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    state = dict(ckpt.get("hyper_parameters", {}).get("tokenizer_state") or {})
+    if ckpt.get("tokenizer_json"):
+        state["json"] = ckpt["tokenizer_json"]
+    if not state:
+        raise ConfigError(f"{path}: this checkpoint carries no tokenizer (not a code model checkpoint?)")
+    return SourceTokenizer.from_state_dict(state)
+
+
+class ContractSourceDataModule(ContractDataModule):
+    """Contracts' Solidity source → overlapping BPE windows, from any contract source.
+
+    The BPE is fitted on the training split only (cached per data version, training ids and config), or comes
+    from a pretrained model (``tokenizer.pretrained``) or an MLM checkpoint (``tokenizer.from_checkpoint``).
+    """
+
+    needs = "source_code"
+
+    def __init__(
+        self,
+        *args: Any,
+        tokenizer: dict | None = None,
+        window: dict | None = None,
+        num_proc: int = 2,
+        cache: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.tokenizer_cfg = config_dataclass(BpeConfig, tokenizer, "data.tokenizer")
+        self.window_cfg = config_dataclass(WindowConfig, window, "data.window")
+        self.num_proc, self.cache = num_proc, cache
+        self.tokenizer: SourceTokenizer | None = None
+        self.collate_fn = None
+
+    # -- tokenizer ------------------------------------------------------------------------------------
+    def use_tokenizer_state(self, state: dict[str, Any]) -> None:
+        """Featurize with a trained model's tokenizer (eval and predict); state as the checkpoint holds it."""
+        self.tokenizer = SourceTokenizer.from_state_dict(state)
+
+    def _fit_tokenizer(self, records: list[dict[str, Any]]) -> SourceTokenizer:
+        cfg = self.tokenizer_cfg
+        if cfg.from_checkpoint:
+            return tokenizer_from_artifact(cfg.from_checkpoint)
+        if cfg.pretrained:
+            name = cfg.pretrained
+            tok = SourceTokenizer(load_pretrained_tokenizer(name), cfg.strip_comments, {"kind": "pretrained"})
+            tok.origin["name_or_path"] = name
+            return tok
+        train = [records[i] for i in self.indices("train")]
+        return cached_bpe(
+            [r["source_code"] for r in train],
+            [r["id"] for r in train],
+            self.data_version,
+            cfg,
+            self.data_dir / "tokenizers",
+        )
+
+    # -- features -------------------------------------------------------------------------------------
+    def featurize(self, records: list[dict[str, Any]]) -> None:
+        if self.tokenizer is None:
+            self.tokenizer = self._fit_tokenizer(records)
+        special = self.tokenizer.special_ids()
+        self.collate_fn = WindowCollator(special["pad"])
+        ids, lines = tokenize_sources(
+            [r["id"] for r in records],
+            [r["source_code"] for r in records],
+            self.tokenizer,
+            self.data_dir / "tokenized" if self.cache else None,
+            self.num_proc,
+        )
+        self.n_tokens = [len(x) for x in ids]
+        windows = [
+            make_windows(i, ln, self.window_cfg, special["cls"], special["sep"])
+            for i, ln in zip(ids, lines, strict=True)
+        ]
+        labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
+        families = self.family_index()
+        vuln = [r.get("vulnerable_lines") or {} for r in records]
+        for split in (*SPLITS, "all"):
+            idx = self.indices(split)
+            self.splits[split] = SourceWindows(
+                [windows[i][0] for i in idx],
+                [windows[i][1] for i in idx],
+                labels[idx],
+                families[idx],
+                idx,
+                [vuln[i] for i in idx],
+            )
+        n_win = [len(w[0]) for w in windows]
+        log.info(
+            "Source windows: %.0f tokens and %.1f windows per contract (max %d), window %d",
+            np.mean(self.n_tokens),
+            np.mean(n_win),
+            max(n_win),
+            self.window_cfg.size,
+        )
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        data = self.splits[split]
+        distributed = self.trainer is not None and self.trainer.world_size > 1
+        common = {
+            "collate_fn": self.collate_fn,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+        }
+        if distributed:  # Lightning shards a plain sampler; our batch sampler would not be
+            return DataLoader(data, batch_size=self.batch_size, shuffle=train, **common)
+        sampler = WindowBudgetSampler(
+            data.n_windows(), self.batch_size, self.window_cfg.max_batch_windows, train
+        )
+        return DataLoader(data, batch_sampler=sampler, **common)
+
+    # -- what the model needs to know -----------------------------------------------------------------
+    def tokenizer_kwargs(self) -> dict[str, Any]:
+        self.setup()
+        special = self.tokenizer.special_ids()
+        return {
+            "vocab_size": self.tokenizer.vocab_size,
+            "pad_token_id": special["pad"],
+            "mask_token_id": special["mask"],
+            "window_size": self.window_cfg.size,
+            "tokenizer_state": self.tokenizer.state_dict(),
+            "tokenizer_json": self.tokenizer.tokenizer_json(),
+        }
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Label maps, vocabulary and tokenizer the model is built with (saved in its checkpoint)."""
+        kwargs = {**self.label_kwargs(), **self.tokenizer_kwargs()}
+        kwargs.pop("mask_token_id")
+        return kwargs
+
+
+class WindowSamples(Dataset):
+    """Every window of some contracts as its own sample (masked-LM pretraining)."""
+
+    def __init__(self, windows: list[np.ndarray]) -> None:
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.windows[i]
+
+
+class MLMCollator:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, batch: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        ids, mask = pad_windows(batch, self.pad_id)
+        return {"input_ids": ids, "attention_mask": mask}
+
+
+MLM_ON = ("train", "all")
+
+
+class ContractSourceMLMDataModule(ContractSourceDataModule):
+    """Source windows without labels for masked-LM pretraining.
+
+    ``mlm_on=train`` (default) pretrains on the training split's source only; ``all`` adds val and test
+    source too (label-free, but the encoder then has seen the test contracts: memorization risk).
+    Validation windows (val split) only monitor the masked-token accuracy.
+    """
+
+    def __init__(self, *args: Any, mlm_on: str = "train", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if mlm_on not in MLM_ON:
+            raise ConfigError(f"data.mlm_on={mlm_on!r}: expected one of {MLM_ON}")
+        self.mlm_on = mlm_on
+
+    def featurize(self, records: list[dict[str, Any]]) -> None:
+        super().featurize(records)
+        contracts = self.splits
+        self.splits = {}
+        for split in (*SPLITS, "all"):
+            source = "all" if (split == "train" and self.mlm_on == "all") else split
+            self.splits[split] = WindowSamples([w for ws in contracts[source].windows for w in ws])
+        self.collate_fn = MLMCollator(self.tokenizer.special_ids()["pad"])
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=train,
+            collate_fn=self.collate_fn,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return self.tokenizer_kwargs()

@@ -1,0 +1,220 @@
+"""StackedPredictionData: the base models' predictions per contract, the aggregator's input.
+
+A pipeline run dir (``scripts/train_all.py``) holds ``stacked/stacked.jsonl``, one line per contract:
+
+    {"id": ..., "split": "train" | "val" | "test",
+     "views": {"bytecode": {"access_control": 0.12, ...}, "source": {...}},   # a view absent = missing
+     "labels": [...true vulnerabilities...], "behavior": "normal" | anomaly type | null,
+     "top_lines": {...code analyzer's ranked lines...}}                       # optional
+
+and ``stacked/manifest.json`` naming (in order) each view's model, adapter kind and feature order. Train and
+val rows are
+out-of-fold predictions (cross-fitted models that never saw the contract), test rows come from the models
+trained on the whole training split.
+
+A missing view is never zeros that look like data: its features are NaN and its ``mask`` entry False, and the
+aggregator replaces it by the mask before anything reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from training_pipeline import taxonomy
+from training_pipeline.pipeline.risk import RiskTarget
+from training_pipeline.utils.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+EVAL_SPLITS = ("test", "val", "train", "all")
+STACKED_FILE = "stacked/stacked.jsonl"
+MANIFEST_FILE = "stacked/manifest.json"
+
+
+def write_stacked(pipeline_dir: str | Path, rows: Sequence[dict[str, Any]], manifest: dict[str, Any]) -> Path:
+    """Write the stacked rows and their manifest (with a content hash) under ``<pipeline_dir>/stacked/``."""
+    path = Path(pipeline_dir) / STACKED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    manifest = {**manifest, "content_hash": "sha256:" + hashlib.sha256(text.encode()).hexdigest()}
+    from training_pipeline.utils.run import write_json
+
+    write_json(Path(pipeline_dir) / MANIFEST_FILE, manifest)
+    return path
+
+
+def read_stacked(pipeline_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    root = Path(pipeline_dir)
+    path, manifest = root / STACKED_FILE, root / MANIFEST_FILE
+    if not path.is_file() or not manifest.is_file():
+        raise DataError(f"{root}: no stacked predictions ({STACKED_FILE}); run scripts/train_all.py first")
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if not rows:
+        raise DataError(f"{path}: no rows")
+    return rows, json.loads(manifest.read_text())
+
+
+def view_matrix(
+    rows: Sequence[dict[str, Any]], view_names: Sequence[str], view_features: dict[str, list[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(features (N, sum of view dims) with NaN where a view is missing, mask (N, V) bool)."""
+    dims = [len(view_features[v]) for v in view_names]
+    x = np.full((len(rows), sum(dims)), np.nan, dtype=np.float32)
+    mask = np.zeros((len(rows), len(view_names)), dtype=bool)
+    for i, r in enumerate(rows):
+        start = 0
+        for j, (v, d) in enumerate(zip(view_names, dims, strict=True)):
+            probs = (r.get("views") or {}).get(v)
+            if probs is not None:
+                try:
+                    x[i, start : start + d] = [float(probs[f]) for f in view_features[v]]
+                except KeyError as exc:
+                    raise DataError(f"row {r.get('id')!r}: view {v!r} lacks feature {exc}") from None
+                mask[i, j] = True
+            start += d
+    return x, mask
+
+
+class StackedRows(Dataset):
+    def __init__(
+        self, x: np.ndarray, mask: np.ndarray, risk: np.ndarray, classes: np.ndarray, index: np.ndarray
+    ):
+        self.x, self.mask, self.risk, self.classes, self.index = x, mask, risk, classes, index
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {
+            "features": torch.from_numpy(self.x[i]),
+            "mask": torch.from_numpy(self.mask[i]),
+            "risk": torch.tensor(self.risk[i]),
+            "labels": torch.from_numpy(self.classes[i]),
+            "index": torch.tensor(int(self.index[i])),
+        }
+
+
+class StackedPredictionData(LightningDataModule):
+    """The stacked base-model predictions of a pipeline run dir, with the expert risk target."""
+
+    def __init__(
+        self,
+        pipeline_dir: str | None = None,
+        views: Sequence[str] | None = None,
+        target: dict | None = None,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        eval_split: str = "test",
+    ) -> None:
+        super().__init__()
+        if not pipeline_dir:
+            raise ConfigError(
+                "data.pipeline_dir: the aggregator needs a pipeline run dir (scripts/train_all.py)"
+            )
+        if eval_split not in EVAL_SPLITS:
+            raise ConfigError(f"eval split {eval_split!r}: expected one of {', '.join(EVAL_SPLITS)}")
+        try:
+            self.target = RiskTarget(**dict(target or {}))
+        except TypeError as exc:
+            raise ConfigError(f"data.target: {exc}".replace(".__init__()", ":")) from None
+        self.pipeline_dir, self.views = Path(pipeline_dir), list(views) if views else None
+        self.batch_size, self.num_workers, self.eval_split = batch_size, num_workers, eval_split
+        self.class_names = list(taxonomy.VULNERABILITY_CLASSES)
+        self.records: list[dict[str, Any]] = []
+        self.splits: dict[str, StackedRows] = {}
+        self.data_version: str | None = None
+        self.manifest: dict[str, Any] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        rows, self.manifest = read_stacked(self.pipeline_dir)
+        info = {v["view"]: v for v in self.manifest["views"]}
+        available = list(info)
+        self.view_names = self.views or available
+        unknown = [v for v in self.view_names if v not in available]
+        if unknown:
+            raise ConfigError(f"data.views: {unknown} are not in {self.pipeline_dir} (views: {available})")
+        self.view_features = {v: list(info[v]["features"]) for v in self.view_names}
+        self.view_kinds = {v: info[v].get("kind", "contract_classes") for v in self.view_names}
+        self.view_models = {v: info[v].get("model", v) for v in self.view_names}
+        x, mask = view_matrix(rows, self.view_names, self.view_features)
+        keep = mask.any(1)
+        if not keep.all():
+            log.warning(
+                "Stacked data: %d contracts have none of the views %s", int((~keep).sum()), self.view_names
+            )
+        rows, x, mask = [r for r, k in zip(rows, keep, strict=True) if k], x[keep], mask[keep]
+        self.records = rows
+        self.data_version = self.manifest.get("content_hash")
+        risk = np.array(
+            [self.target.label(r.get("labels") or [], r.get("behavior")) for r in rows], dtype=np.float32
+        )
+        self.scores = np.array([self.target.score(r.get("labels") or [], r.get("behavior")) for r in rows])
+        classes = np.array([taxonomy.multi_hot(r.get("labels") or []) for r in rows], dtype=np.float32)
+        names = np.array([r["split"] for r in rows])
+        for split in SPLITS:
+            idx = np.flatnonzero(names == split)
+            self.splits[split] = StackedRows(x[idx], mask[idx], risk[idx], classes[idx], idx)
+        idx = np.arange(len(rows))
+        self.splits["all"] = StackedRows(x, mask, risk, classes, idx)
+        sizes = {s: len(self.splits[s]) for s in SPLITS}
+        empty = [s for s in SPLITS if not sizes[s]] if self.eval_split != "all" else []
+        if empty:
+            raise DataError(f"{self.pipeline_dir}: stacked split(s) {empty} are empty")
+        log.info(
+            "Stacked predictions %s: %s, views %s (present: %s), risky %.0f%%",
+            self.data_version,
+            sizes,
+            self.view_names,
+            dict(zip(self.view_names, mask.sum(0).tolist(), strict=True)),
+            100 * risk.mean(),
+        )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        self.setup()
+        y = self.splits["train"].risk
+        pos = float(y.sum())
+        return {
+            "view_names": self.view_names,
+            "view_features": self.view_features,
+            "view_kinds": self.view_kinds,
+            "class_names": self.class_names,
+            "target": self.target.as_dict(),
+            "risk_pos_weight": float(np.clip((len(y) - pos) / max(pos, 1.0), 0.2, 20.0)),
+        }
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        return DataLoader(
+            self.splits[split],
+            batch_size=self.batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)

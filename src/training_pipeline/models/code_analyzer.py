@@ -1,0 +1,375 @@
+"""The code analyzer: multi-label vulnerability classes from Solidity source, and the lines responsible.
+
+A transformer encoder reads a contract's overlapping BPE windows; window vectors are pooled into one vector
+per contract (max or attention over windows); two heads follow: vulnerability logits (sigmoid), family.
+At test time, gradient × input on the token embeddings, summed per source line, ranks the lines behind each
+predicted (and each true) class; ``test/loc_top1`` and ``test/loc_top3`` score that ranking.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training_pipeline.evaluation.localization import TOP_KS, hit_rates, line_scores, rank_lines
+from training_pipeline.models.contract_classifier import LOSSES, ContractClassifier
+from training_pipeline.models.nets.transformer import (
+    TOKEN_POOLINGS,
+    WindowPooling,
+    build_encoder,
+    encoder_config_of,
+    load_encoder_artifact,
+    load_pretrained_encoder,
+    pool_tokens,
+    small_encoder_config,
+)
+from training_pipeline.utils.errors import ConfigError
+
+SCHEDULERS = ("cosine", "none")
+
+
+def make_encoder(
+    vocab_size: int,
+    pad_token_id: int,
+    window_size: int,
+    encoder_config: dict | None,
+    encoder_ckpt: str | None,
+    pretrained: str | None,
+    hidden_size: int,
+    num_layers: int,
+    num_heads: int,
+    intermediate_size: int | None,
+    max_positions: int | None,
+    dropout: float,
+) -> nn.Module:
+    """The encoder: rebuilt from ``encoder_config`` (a reloaded checkpoint: weights follow), loaded from an
+    MLM checkpoint or a pretrained model, or new from the size options."""
+    if encoder_config:
+        encoder = build_encoder(encoder_config)
+    elif encoder_ckpt:
+        encoder = load_encoder_artifact(encoder_ckpt)
+    elif pretrained:
+        encoder = load_pretrained_encoder(pretrained)
+    else:
+        encoder = build_encoder(
+            small_encoder_config(
+                vocab_size,
+                pad_token_id,
+                hidden_size,
+                num_layers,
+                num_heads,
+                intermediate_size,
+                max_positions or window_size,
+                dropout,
+            )
+        )
+    encoder.train()  # from_pretrained returns eval mode; Lightning switches modes per stage
+    cfg = encoder.config
+    if cfg.vocab_size < vocab_size:
+        raise ConfigError(
+            f"encoder vocab {cfg.vocab_size} < tokenizer vocab {vocab_size}: not the encoder's tokenizer"
+        )
+    limit = cfg.max_position_embeddings - (pad_token_id + 1 if cfg.model_type == "roberta" else 0)
+    if window_size > limit:
+        raise ConfigError(f"data.window.size={window_size} exceeds the encoder's {limit} positions")
+    return encoder
+
+
+def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """No weight decay on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "embeddings" in name or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, floor: float = 0.05):
+    warmup = max(1, int(total_steps * warmup_ratio))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class TokenizerCarrier:
+    """Mixin: keeps the trained BPE (``tokenizer_json``) in the checkpoint, not in the (logged) hparams.
+
+    On load it is put back into ``hparams.tokenizer_state['json']``, which ``eval.py`` hands the datamodule.
+    """
+
+    tokenizer_json: str | None
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["tokenizer_json"] = self.tokenizer_json
+        state = checkpoint.get("hyper_parameters", {}).get("tokenizer_state")
+        if isinstance(state, dict) and "json" in state:
+            checkpoint["hyper_parameters"]["tokenizer_state"] = {
+                k: v for k, v in state.items() if k != "json"
+            }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.tokenizer_json = checkpoint.get("tokenizer_json")
+        state = self.hparams.get("tokenizer_state")
+        if self.tokenizer_json and isinstance(state, dict):
+            self.hparams.tokenizer_state = {**state, "json": self.tokenizer_json}
+
+    def source_tokenizer(self):
+        from training_pipeline.data.bpe import SourceTokenizer
+
+        state = dict(self.hparams.get("tokenizer_state") or {})
+        if self.tokenizer_json:
+            state["json"] = self.tokenizer_json
+        return SourceTokenizer.from_state_dict(state)
+
+    def save_encoder(self, directory: str | Path) -> Path:
+        """The encoder (safetensors + config) and its tokenizer: a directory ``pretrained_model_name_or_path``
+        and ``encoder_ckpt`` accept."""
+        directory = Path(directory)
+        self.encoder.save_pretrained(str(directory))
+        self.source_tokenizer().save(directory)
+        return directory
+
+    def on_fit_start(self) -> None:
+        """The tokenizer is saved with the run (``<run>/tokenizer/``)."""
+        root = Path(self.trainer.default_root_dir)
+        if self.trainer.is_global_zero and self.hparams.get("tokenizer_state"):
+            try:
+                self.source_tokenizer().save(root / "tokenizer")
+            except Exception as exc:  # a pretrained tokenizer whose files are gone: the run still trains
+                self.print(f"tokenizer not saved with the run: {exc}")
+
+
+class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
+    """Transformer over source windows → vulnerability logits and family logits, plus line attributions.
+
+    Everything needed to predict (encoder config, label maps, tokenizer, tuned per-class thresholds) is in the
+    checkpoint, so ``CodeAnalyzer.load_from_checkpoint(path)`` needs no config and no network.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        class_names: list[str],
+        family_names: list[str],
+        pos_weight: list[float] | None = None,
+        metric_classes: list[str] | None = None,
+        pad_token_id: int = 1,
+        window_size: int = 256,
+        tokenizer_state: dict[str, Any] | None = None,
+        tokenizer_json: str | None = None,
+        pretrained_model_name_or_path: str | None = None,
+        encoder_ckpt: str | None = None,
+        encoder_config: dict[str, Any] | None = None,
+        hidden_size: int = 128,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        intermediate_size: int | None = None,
+        max_positions: int | None = None,
+        dropout: float = 0.1,
+        token_pooling: str = "mean",
+        window_pooling: str = "max",
+        eval_chunk: int = 64,
+        lr: float = 5e-4,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.06,
+        scheduler: str = "cosine",
+        loss: str = "bce",
+        focal_gamma: float = 2.0,
+        family_loss_weight: float = 0.1,
+        localize: bool = True,
+        localization_top_k: int = 5,
+        line_reduce: str = "sum",
+    ) -> None:
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ConfigError(f"model.scheduler={scheduler!r}: expected one of {SCHEDULERS}")
+        if loss not in LOSSES:
+            raise ConfigError(f"model.loss={loss!r}: expected one of {LOSSES}")
+        if token_pooling not in TOKEN_POOLINGS:
+            raise ConfigError(f"model.token_pooling={token_pooling!r}: expected one of {TOKEN_POOLINGS}")
+        if line_reduce not in ("sum", "max"):
+            raise ConfigError(f"model.line_reduce={line_reduce!r}: expected 'sum' or 'max'")
+        self.save_hyperparameters(ignore=["tokenizer_json"])
+        self.tokenizer_json = tokenizer_json
+        self.encoder = make_encoder(
+            vocab_size,
+            pad_token_id,
+            window_size,
+            encoder_config,
+            encoder_ckpt,
+            pretrained_model_name_or_path,
+            hidden_size,
+            num_layers,
+            num_heads,
+            intermediate_size,
+            max_positions,
+            dropout,
+        )
+        self.hparams.encoder_config = encoder_config_of(self.encoder)
+        hidden = self.encoder.config.hidden_size
+        self.pool = WindowPooling(hidden, window_pooling)
+        self.dropout = nn.Dropout(dropout)
+        self.vuln_head = nn.Linear(hidden, len(class_names))
+        self.family_head = nn.Linear(hidden, len(family_names))
+        self.init_labels(class_names, family_names, pos_weight, metric_classes)
+        self._located: list[tuple[dict, dict]] = []
+
+    # -- names the module logs (checked against optimized_metric before training) ---------------------
+    @classmethod
+    def logged_metric_names(cls) -> set[str]:
+        return ContractClassifier.logged_metric_names() | {f"test/loc_top{k}" for k in TOP_KS}
+
+    # -- forward ------------------------------------------------------------------------------------------
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.encoder.get_input_embeddings()(input_ids)
+
+    def encode_windows(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """One vector per window; without gradients, in chunks of ``eval_chunk`` windows (bounded memory)."""
+        chunk = self.hparams.eval_chunk
+        if torch.is_grad_enabled() or len(embeds) <= chunk:
+            h = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+            return pool_tokens(h, attention_mask, self.hparams.token_pooling)
+        return torch.cat(
+            [
+                self.encode_windows(embeds[i : i + chunk], attention_mask[i : i + chunk])
+                for i in range(0, len(embeds), chunk)
+            ]
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        window_owner: torch.Tensor,
+        n_contracts: int | None = None,
+        embeds: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(vulnerability logits, family logits), one row per contract."""
+        n = int(window_owner.max()) + 1 if n_contracts is None else n_contracts
+        if embeds is None:
+            embeds = self.embed(input_ids)
+        h = self.dropout(self.pool(self.encode_windows(embeds, attention_mask), window_owner, n))
+        return self.vuln_head(h), self.family_head(h)
+
+    def _logits(self, batch: dict[str, Any], embeds: torch.Tensor | None = None):
+        return self(
+            batch["input_ids"], batch["attention_mask"], batch["window_owner"], len(batch["labels"]), embeds
+        )
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if not self.hparams.localize:
+            return self._eval_step("test", batch)
+        with torch.inference_mode(False), torch.enable_grad():
+            batch = {k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()}
+            embeds = self.embed(batch["input_ids"]).detach().requires_grad_(True)
+            logits = self._logits(batch, embeds)
+            located = self.locate(batch, embeds, logits[0])
+        self._located += list(zip(located, batch["vulnerable_lines"], strict=True))
+        self._eval_step("test", batch, tuple(t.detach() for t in logits))
+
+    # -- localization -------------------------------------------------------------------------------------
+    def locate(self, batch: dict[str, Any], embeds: torch.Tensor, logits: torch.Tensor) -> list[dict]:
+        """Per contract, ``{class: [[line, score], ...]}`` for its predicted and true classes.
+
+        Contracts of a batch are independent, so one backward pass attributes a different class for each
+        contract: the passes needed are the most classes any one contract needs, not the batch's union.
+        """
+        probs = torch.sigmoid(logits.detach())
+        needed = [
+            sorted(
+                set(torch.nonzero(p >= self.thresholds).flatten().tolist())
+                | set(torch.nonzero(y > 0.5).flatten().tolist())
+            )
+            for p, y in zip(probs, batch["labels"], strict=True)
+        ]
+        out: list[dict] = [{} for _ in needed]
+        rounds = max((len(n) for n in needed), default=0)
+        owner, lines = batch["window_owner"], batch["token_lines"]
+        for r in range(rounds):
+            picks = [(b, n[r]) for b, n in enumerate(needed) if len(n) > r]
+            target = logits[[b for b, _ in picks], [c for _, c in picks]].sum()
+            (grad,) = torch.autograd.grad(target, embeds, retain_graph=r < rounds - 1)
+            token_scores = (grad * embeds).sum(-1).detach()
+            for b, c in picks:
+                rows = owner == b
+                scores = line_scores(token_scores[rows], lines[rows], self.hparams.line_reduce)
+                out[b][self.class_names[c]] = rank_lines(scores, self.hparams.localization_top_k)
+        return out
+
+    # -- epoch ends ---------------------------------------------------------------------------------------
+    def on_test_epoch_start(self) -> None:
+        self._located = []
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_epoch_values()
+        n_rows = len(self.test_predictions["probs"])
+        if self._located and len(self._located) == n_rows:  # one process: ranks align with the rows
+            ranked = [r for r, _ in self._located]
+            values.update(hit_rates(ranked, [t for _, t in self._located], self.class_names, "test"))
+            self.test_predictions["extras"] = [{"top_lines": r} for r in ranked]
+        self._located = []
+        self.log_dict(values)
+
+    # -- optimization -------------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(param_groups(self, self.hparams.weight_decay), lr=self.hparams.lr)
+        if self.hparams.scheduler == "none" or self.trainer is None:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = warmup_cosine(opt, total, self.hparams.warmup_ratio)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def write_test_predictions(self, path: str | Path, datamodule) -> Path:
+        """One JSON line per test contract: id, probabilities, predicted and true labels, ranked lines per
+        class (``top_lines``: ``{class: [[line, score], ...]}``, for predicted and true classes)."""
+        preds = self.test_predictions
+        extras = preds.get("extras") or [{} for _ in preds["index"]]
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w") as fh:
+            for row, (i, extra) in enumerate(zip(preds["index"].tolist(), extras, strict=True)):
+                p, y = preds["probs"][row], preds["targets"][row]
+                rec = {
+                    "id": datamodule.records[i]["id"],
+                    "probs": {c: round(float(v), 5) for c, v in zip(self.class_names, p, strict=True)},
+                    "predicted": [
+                        c
+                        for c, v, t in zip(self.class_names, p, self.thresholds.cpu(), strict=True)
+                        if v >= t
+                    ],
+                    "labels": [c for c, v in zip(self.class_names, y, strict=True) if v > 0.5],
+                    **extra,
+                }
+                if datamodule.records[i].get("vulnerable_lines"):
+                    rec["vulnerable_lines"] = datamodule.records[i]["vulnerable_lines"]
+                fh.write(json.dumps(rec) + "\n")
+        tmp.replace(path)
+        return path
+
+    # -- export -------------------------------------------------------------------------------------------
+    def export(self, directory: str | Path) -> Path:
+        """Encoder + tokenizer (``encoder/``, a pretrained-style dir), heads, thresholds and label map."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        self.save_encoder(directory / "encoder")
+        heads = {
+            k: v.detach().cpu().contiguous()
+            for k, v in self.state_dict().items()
+            if not k.startswith("encoder.")
+        }
+        save_file(heads, str(directory / "heads.safetensors"))
+        meta = {k: v for k, v in self.hparams.items() if k not in ("tokenizer_state",)}
+        (directory / "code_analyzer.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        return directory

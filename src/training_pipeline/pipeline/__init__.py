@@ -1,0 +1,1 @@
+"""Train-all orchestration (cross-fitting, stacking, aggregator, comparison) and contract scanning."""

@@ -1,0 +1,310 @@
+"""Train everything: k-fold cross-fitting of the base models, full-split base models, the aggregator.
+
+Pipeline run dir (``outputs/pipeline/<name>``; the same name resumes):
+
+    stages/<model>/fold<k>/   a base model trained on the outer training folds minus fold k (fold k and the
+                              outer test fold excluded from its train and val): its predictions on fold k are
+                              the out-of-fold (OOF) predictions of those contracts
+    stages/<model>/full/      the base model trained on the outer training split: its test predictions
+    stacked/                  OOF rows (train, val) + full-model test rows, with the modality mask
+    stages/aggregator/        the aggregator trained on the stacked rows, calibrated on val
+    comparison.{json,md}      aggregator vs single models vs mean/max, with and without each view
+    pipeline.json             the artifacts predict.py loads, stage timings, the summary
+
+Every stage writes ``manifest.json`` (config hash, split ids, outputs); a rerun skips a stage whose manifest
+matches its config, ``force=true`` (``--force``) reruns everything and ``force=[code_analyzer,aggregator]``
+reruns the stages named (or every stage of a model).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from training_pipeline.pipeline.compose import compose_task, override_value
+from training_pipeline.pipeline.stack import ModelView, build_stacked
+from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
+from training_pipeline.pipeline.views import check_kind, split_ids
+from training_pipeline.utils.errors import ConfigError
+from training_pipeline.utils.run import REPO_ROOT, write_json
+
+log = logging.getLogger(__name__)
+PIPELINE_FILE = "pipeline.json"
+TOP_LEVEL_KEYS = {
+    "task_name", "name", "force", "seed", "test_fold", "inner_folds", "corpus", "common_overrides",
+    "models", "aggregator", "paths", "extras",
+}  # fmt: skip
+MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
+
+
+def train_task() -> Callable[[DictConfig], tuple[dict, dict]]:
+    """``train(cfg)`` of the train entrypoint (from the package once it lives there, else src/train.py)."""
+    try:
+        from training_pipeline.tasks import train  # type: ignore[import-not-found]
+
+        return train
+    except ImportError:
+        spec = importlib.util.spec_from_file_location("_train_entrypoint", REPO_ROOT / "src" / "train.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.train
+
+
+def _forced(force: Any, name: str) -> bool:
+    if force is True:
+        return True
+    if not force:
+        return False
+    items = [force] if isinstance(force, str) else list(force)
+    return any(name == f or name.startswith(f"{f}/") for f in map(str, items))
+
+
+class Pipeline:
+    """One pipeline run dir: plans the stages, runs or skips each, stacks, trains the aggregator, compares."""
+
+    def __init__(self, cfg: DictConfig, console: Console | None = None) -> None:
+        from training_pipeline.utils.checks import check_known_keys
+
+        check_known_keys(cfg, TOP_LEVEL_KEYS, "pipeline config")
+        self.cfg = cfg
+        self.dir = Path(cfg.paths.output_dir).resolve()
+        self.console = console or _console()
+        self.n_folds = int(cfg.inner_folds) + 1
+        if cfg.inner_folds < 3:
+            raise ConfigError(
+                f"inner_folds={cfg.inner_folds}: need at least 3 (each cross-fitted model needs a test, val "
+                "and a train fold among the training folds)"
+            )
+        if not 0 <= cfg.test_fold < self.n_folds:
+            raise ConfigError(f"test_fold={cfg.test_fold}: expected 0..{self.n_folds - 1}")
+        self.inner = [k for k in range(self.n_folds) if k != cfg.test_fold]
+        self.views: list[ModelView] = []
+        for model, mcfg in (cfg.models or {}).items():
+            unknown = set(mcfg or {}) - MODEL_KEYS
+            if unknown:
+                raise ConfigError(
+                    f"pipeline models.{model}: unknown key(s) {sorted(unknown)}; known {sorted(MODEL_KEYS)}"
+                )
+            if mcfg.get("enabled", True):
+                self.views.append(
+                    ModelView(str(model), str(mcfg.view), check_kind(str(mcfg.adapter), str(model)))
+                )
+        if not self.views:
+            raise ConfigError("pipeline models: no model enabled")
+        names = [v.view for v in self.views]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"pipeline models: view names must differ, got {names}")
+        self.stages: dict[str, StageResult] = {}
+        self.train = train_task()
+
+    # -- overrides ----------------------------------------------------------------------------------------
+    def base_overrides(self, mv: ModelView) -> list[str]:
+        cfg = self.cfg
+        corpus = [f"data.corpus.{k}={override_value(v)}" for k, v in (cfg.corpus or {}).items()]
+        return [
+            f"model={mv.model}",
+            *corpus,
+            f"data.split.n_folds={self.n_folds}",
+            f"seed={cfg.seed}",
+            f"paths.data_dir={override_value(str(cfg.paths.data_dir))}",
+            *cfg.common_overrides,
+            *cfg.models[mv.model].get("overrides", []),
+        ]
+
+    def plan(self) -> list[tuple[str, list[str], Any]]:
+        """(stage name, overrides, extra hash input) for every base-model stage, in run order."""
+        out = []
+        for mv in self.views:
+            base = self.base_overrides(mv)
+            crossfit = list(self.cfg.models[mv.model].get("crossfit_overrides", []))
+            for k in self.inner:
+                out.append(
+                    (
+                        f"{mv.model}/fold{k}",
+                        [
+                            *base,
+                            f"data.fold={k}",
+                            f"++data.split.exclude_folds=[{self.cfg.test_fold}]",
+                            *crossfit,
+                        ],
+                        None,
+                    )
+                )
+            out.append((f"{mv.model}/full", [*base, f"data.fold={self.cfg.test_fold}"], None))
+        return out
+
+    # -- one stage ------------------------------------------------------------------------------------------
+    def run_stage(self, name: str, overrides: list[str], extra: Any, step: int, total: int) -> StageResult:
+        stage_dir = self.dir / "stages" / name
+        cfg = compose_task("train.yaml", overrides, stage_dir, log_dir=self.dir / "logs")
+        wanted = config_hash(cfg, stage_dir, extra)
+        prefix = f"[{step}/{total}] {name}"
+        manifest = None if _forced(self.cfg.force, name) else reusable(stage_dir, self.dir, wanted)
+        if manifest is not None:
+            fields = {k: manifest.get(k) for k in StageResult.__dataclass_fields__ if k != "status"}
+            result = StageResult(**{**fields, "status": "skipped"})
+            self.console.print(f"{prefix}: [green]up to date[/green] (manifest matches), skipped")
+            return result
+        shutil.rmtree(stage_dir, ignore_errors=True)
+        stage_dir.mkdir(parents=True)
+        self.console.print(f"{prefix}: training ...")
+        start = time.perf_counter()
+        try:
+            metrics, objects = self.train(cfg)
+        except BaseException as exc:
+            mark_failed(stage_dir, name, f"{type(exc).__name__}: {exc}")
+            raise
+        seconds = time.perf_counter() - start
+        trainer, datamodule, model = objects["trainer"], objects["datamodule"], objects["model"]
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        preds = stage_dir / "test_predictions.jsonl"
+        result = StageResult(
+            name=name,
+            status="trained",
+            seconds=round(seconds, 1),
+            config_hash=wanted,
+            predictions=str(preds.relative_to(self.dir)) if preds.is_file() else None,
+            checkpoint=str(Path(best).resolve().relative_to(self.dir)) if best else None,
+            split_ids=split_ids(datamodule),
+            metrics={
+                k: round(v, 5) for k, v in metrics.items() if k.startswith("test/") and k.count("/") == 1
+            },
+            data_version=getattr(datamodule, "data_version", None),
+            model_target=f"{type(model).__module__}.{type(model).__qualname__}",
+        )
+        write_manifest(stage_dir, result)
+        del objects, trainer, datamodule, model
+        gc.collect()
+        self.console.print(f"{prefix}: [bold]trained[/bold] in {seconds:.0f} s  {self._headline(result)}")
+        return result
+
+    @staticmethod
+    def _headline(r: StageResult) -> str:
+        keys = ("test/auroc", "test/f1_macro", "test/ece")
+        return "  ".join(f"{k.split('/')[1]} {r.metrics[k]:.3f}" for k in keys if k in r.metrics)
+
+    # -- the whole run --------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        from training_pipeline.data.stacked import read_stacked, write_stacked
+
+        start = time.perf_counter()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # per-stage lines below instead
+        plan = self.plan()
+        agg_on = bool(self.cfg.aggregator.get("enabled", True))
+        total = len(plan) + int(agg_on)
+        self.console.rule(
+            f"pipeline {self.cfg.name}: {len(self.views)} base models x ({len(self.inner)} folds + full)"
+        )
+        self.console.print(f"run dir: {self.dir}")
+        for step, (name, overrides, extra) in enumerate(plan, start=1):
+            self.stages[name] = self.run_stage(name, overrides, extra, step, total)
+        inner_tags = [f"fold{k}" for k in self.inner]
+        rows, manifest = build_stacked(self.dir, self.views, self.stages, inner_tags)
+        write_stacked(self.dir, rows, manifest)
+        _, manifest = read_stacked(self.dir)
+        self.console.print(
+            f"stacked: {manifest['counts']} contracts, views {[v['view'] for v in manifest['views']]}, "
+            f"cross-fitting checked by ids (no model predicted a contract it trained on)"
+        )
+        comparison: list[dict[str, Any]] = []
+        if agg_on:
+            agg = self.cfg.aggregator
+            overrides = [
+                "experiment=aggregator",
+                f"data.pipeline_dir={override_value(str(self.dir))}",
+                f"seed={self.cfg.seed}",
+                f"paths.data_dir={override_value(str(self.cfg.paths.data_dir))}",
+                *self.cfg.common_overrides,
+                *agg.get("overrides", []),
+            ]
+            self.stages["aggregator"] = self.run_stage(
+                "aggregator", overrides, manifest["content_hash"], total, total
+            )
+            comparison = self.compare()
+        summary = self.finish(comparison, time.perf_counter() - start)
+        return summary
+
+    def compare(self) -> list[dict[str, Any]]:
+        from hydra.utils import instantiate
+
+        from training_pipeline.models.aggregator import Aggregator
+        from training_pipeline.pipeline.compare import markdown_table, rich_table
+
+        stage = self.stages["aggregator"]
+        if not stage.checkpoint:
+            self.console.print("aggregator: no checkpoint (fast_dev_run?), comparison skipped")
+            return []
+        model = Aggregator.load_from_checkpoint(
+            self.dir / stage.checkpoint, map_location="cpu", weights_only=False
+        )
+        data_cfg = OmegaConf.load(self.dir / "stages" / "aggregator" / "config_resolved.yaml").data
+        datamodule = instantiate(data_cfg, _convert_="all")
+        from training_pipeline.pipeline.compare import compare
+
+        rows = compare(model, datamodule)
+        write_json(self.dir / "comparison.json", rows)
+        (self.dir / "comparison.md").write_text(markdown_table(rows))
+        self.console.print(rich_table(rows))
+        return rows
+
+    def finish(self, comparison: list[dict[str, Any]], seconds: float) -> dict[str, Any]:
+        table = Table(title=f"pipeline {self.cfg.name} ({seconds / 60:.1f} min)")
+        for col in ("stage", "status", "seconds", "test metrics"):
+            table.add_column(col, justify="right" if col == "seconds" else "left")
+        for name, r in self.stages.items():
+            table.add_row(name, r.status, f"{r.seconds:.0f}", self._headline(r))
+        self.console.print(table)
+        base = {
+            mv.view: {
+                "model": mv.model,
+                "kind": mv.kind,
+                "checkpoint": self.stages[f"{mv.model}/full"].checkpoint,
+                "config": f"stages/{mv.model}/full/config_resolved.yaml",
+                "model_target": self.stages[f"{mv.model}/full"].model_target,
+            }
+            for mv in self.views
+        }
+        agg = self.stages.get("aggregator")
+        summary = {
+            "name": self.cfg.name,
+            "wall_seconds": round(seconds, 1),
+            "trained": [n for n, r in self.stages.items() if r.status == "trained"],
+            "skipped": [n for n, r in self.stages.items() if r.status == "skipped"],
+            "stages": {
+                n: {"status": r.status, "seconds": r.seconds, "metrics": r.metrics}
+                for n, r in self.stages.items()
+            },
+            "artifacts": {
+                "base_models": base,
+                "aggregator": agg.checkpoint if agg else None,
+                "aggregator_config": "stages/aggregator/config_resolved.yaml" if agg else None,
+            },
+            "comparison": comparison,
+        }
+        write_json(self.dir / PIPELINE_FILE, summary)
+        self.console.print(
+            f"pipeline dir: {self.dir} ({len(summary['trained'])} trained, {len(summary['skipped'])} skipped)"
+        )
+        return summary
+
+
+def _console() -> Console:
+    """Rich console; wide enough for the tables when output goes to a file or a pipe."""
+    console = Console()
+    return console if console.is_terminal else Console(width=150)
+
+
+def run_pipeline(cfg: DictConfig, console: Console | None = None) -> dict[str, Any]:
+    """Run (or resume) the pipeline of ``conf/pipeline.yaml``; returns the summary (pipeline.json)."""
+    return Pipeline(cfg, console).run()

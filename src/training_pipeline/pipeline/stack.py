@@ -1,0 +1,123 @@
+"""Stack the base models' predictions into the aggregator's input, checking by ids that nothing leaked.
+
+Train and val rows take each model's out-of-fold predictions (the cross-fitted model that never saw the
+contract); test rows take the predictions of the model trained on the whole training split. A contract's
+role (train / val / test) is the most held-out one any model's full run gave it (test, then val), so a model
+that trained on a contract another model tests simply has no view for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from training_pipeline.pipeline.stages import StageResult
+from training_pipeline.pipeline.views import read_view_predictions
+
+
+class LeakageError(RuntimeError):
+    """A model predicted (or was validated on) a contract it trained on: the stacked data would lie."""
+
+
+@dataclass(frozen=True)
+class ModelView:
+    model: str  # config option (model=...)
+    view: str  # name of the view in the stacked data
+    kind: str  # adapter kind (pipeline/views.py)
+
+
+def check_crossfit(
+    model: str, inner: Sequence[StageResult], full: StageResult, predicted: Mapping[str, set]
+) -> None:
+    """Raise LeakageError unless every inner model predicts only contracts outside its train and val splits,
+    no inner model sees the outer test split, and the full model predicts only its own test split."""
+    outer_test = set(full.split_ids["test"])
+    for r in inner:
+        seen = set(r.split_ids["train"]) | set(r.split_ids["val"])
+        leaked = predicted[r.name] & seen
+        if leaked:
+            raise LeakageError(
+                f"{r.name}: predicted {len(leaked)} contract(s) it trained on, e.g. {sorted(leaked)[:3]}"
+            )
+        touched = (seen | set(r.split_ids["test"])) & outer_test
+        if touched:
+            raise LeakageError(
+                f"{r.name}: saw {len(touched)} outer test contract(s), e.g. {sorted(touched)[:3]}"
+            )
+    own = predicted[full.name]
+    bad = own - outer_test
+    if bad:
+        raise LeakageError(
+            f"{full.name}: predicted {len(bad)} contract(s) outside its test split, e.g. {sorted(bad)[:3]}"
+        )
+
+
+def build_stacked(
+    pipeline_dir: Path,
+    views: Sequence[ModelView],
+    stages: Mapping[str, StageResult],
+    inner_tags: Sequence[str],
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(rows, manifest) for ``data/stacked.py``'s ``write_stacked``."""
+    oof: dict[str, dict[str, dict]] = {}
+    test: dict[str, dict[str, dict]] = {}
+    role: dict[str, str] = {}
+    roles_seen: dict[str, set[str]] = {}
+    features: dict[str, list[str]] = {}
+    for mv in views:
+        inner = [stages[f"{mv.model}/{t}"] for t in inner_tags]
+        full = stages[f"{mv.model}/full"]
+        predicted: dict[str, set] = {}
+        oof[mv.view] = {}
+        for r in inner:
+            preds = read_view_predictions(pipeline_dir / r.predictions, mv.kind)
+            predicted[r.name] = set(preds)
+            twice = set(preds) & set(oof[mv.view])
+            if twice:
+                raise LeakageError(f"{r.name}: {len(twice)} contract(s) also predicted by another fold")
+            oof[mv.view].update(preds)
+        test[mv.view] = read_view_predictions(pipeline_dir / full.predictions, mv.kind)
+        predicted[full.name] = set(test[mv.view])
+        check_crossfit(mv.model, inner, full, predicted)
+        first = next(iter(test[mv.view].values()), None) or next(iter(oof[mv.view].values()))
+        features[mv.view] = list(first["probs"])
+        for split in ("train", "val", "test"):
+            for rid in full.split_ids[split]:
+                roles_seen.setdefault(rid, set()).add(split)
+    order = {"test": 0, "val": 1, "train": 2}
+    for rid, seen in roles_seen.items():
+        role[rid] = min(seen, key=order.get)
+    rows = []
+    missing = {mv.view: {"train": 0, "val": 0, "test": 0} for mv in views}
+    for rid in sorted(role):
+        split = role[rid]
+        row: dict[str, Any] = {"id": rid, "split": split, "views": {}, "labels": None, "behavior": None}
+        for mv in views:
+            entry = (test if split == "test" else oof)[mv.view].get(rid)
+            if entry is None:
+                missing[mv.view][split] += 1
+                other = oof[mv.view].get(rid) or test[mv.view].get(rid)  # the truth is the same anywhere
+                entry_truth = other["truth"] if other else {}
+            else:
+                row["views"][mv.view] = entry["probs"]
+                entry_truth = entry["truth"]
+                if entry["extras"].get("top_lines"):
+                    row["top_lines"] = entry["extras"]["top_lines"]
+            if entry_truth.get("labels") is not None and row["labels"] is None:
+                row["labels"] = entry_truth["labels"]
+            if entry_truth.get("behavior") is not None:
+                row["behavior"] = entry_truth["behavior"]
+        if row["views"]:
+            rows.append(row)
+    manifest = {
+        "views": [
+            {"view": mv.view, "model": mv.model, "kind": mv.kind, "features": features[mv.view]}
+            for mv in views
+        ],
+        "counts": {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")},
+        "missing_views": missing,
+        "role_conflicts": sum(len(s) > 1 for s in roles_seen.values()),
+    }
+    return rows, manifest

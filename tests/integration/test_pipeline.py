@@ -1,0 +1,154 @@
+"""scripts/train_all.py end to end, tiny: cross-fitting by ids, stacking, aggregator, resume, scanning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TINY_CORPUS, compose_config
+from hydra.core.global_hydra import GlobalHydra
+
+from training_pipeline.pipeline.runner import run_pipeline
+
+ONE_STEP = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1"]
+MODEL_OVERRIDES = {
+    "bytecode_detector": [
+        *ONE_STEP,
+        "data.batch_size=8",
+        "model.channels=16",
+        "model.embed_dim=16",
+        "model.depth=2",
+    ],
+    "code_analyzer": [
+        *ONE_STEP,
+        "data.tokenizer.vocab_size=300",
+        "model.hidden_size=16",
+        "model.num_layers=1",
+        "model.num_heads=2",
+        "model.intermediate_size=32",
+        "data.window.size=64",
+        "data.window.stride=48",
+        "data.window.max_windows=2",
+    ],
+    "behavior_model": [*ONE_STEP, "model.d_model=8", "model.hidden=8", "data.max_length=32"],
+}
+INNER = 3  # the fewest that work: 4 corpus folds (outer test + test, val and train of each inner model)
+
+
+def _quoted(items: list[str]) -> str:
+    return "[" + ",".join(f'"{i}"' for i in items) + "]"
+
+
+def pipeline_cfg(pipeline_dir: Path, data_dir: Path, *extra: str):
+    overrides = [
+        "name=tiny",
+        f"paths.data_dir={data_dir}",
+        f"corpus.n_contracts={TINY_CORPUS}",
+        f"inner_folds={INNER}",
+        f"aggregator.overrides={_quoted(['trainer.max_epochs=3'])}",
+        *(f"models.{m}.overrides={_quoted(o)}" for m, o in MODEL_OVERRIDES.items()),
+        *extra,
+    ]
+    cfg = compose_config("pipeline.yaml", overrides, pipeline_dir)
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, dict]:
+    pdir = tmp_path_factory.mktemp("pipeline") / "tiny"
+    summary = run_pipeline(pipeline_cfg(pdir, data_dir))
+    return pdir, summary
+
+
+def _manifest(pdir: Path, stage: str) -> dict:
+    return json.loads((pdir / "stages" / stage / "manifest.json").read_text())
+
+
+def _predicted_ids(pdir: Path, manifest: dict) -> set[str]:
+    lines = (pdir / manifest["predictions"]).read_text().splitlines()
+    return {json.loads(line)["id"] for line in lines if line.strip()}
+
+
+def test_crossfit_never_predicts_a_contract_it_trained_on(pipeline) -> None:
+    pdir, summary = pipeline
+    models = list(summary["artifacts"]["base_models"].values())
+    assert {m["model"] for m in models} == set(MODEL_OVERRIDES)
+    for m in (m["model"] for m in models):
+        full = _manifest(pdir, f"{m}/full")
+        outer_test = set(full["split_ids"]["test"])
+        assert _predicted_ids(pdir, full) <= outer_test
+        oof: list[str] = []
+        for k in range(1, INNER + 1):
+            inner = _manifest(pdir, f"{m}/fold{k}")
+            seen = set(inner["split_ids"]["train"]) | set(inner["split_ids"]["val"])
+            predicted = _predicted_ids(pdir, inner)
+            assert predicted and not predicted & seen, f"{m}/fold{k} predicted a contract it trained on"
+            assert not (seen | set(inner["split_ids"]["test"])) & outer_test, f"{m}/fold{k} saw the test fold"
+            oof += predicted
+        assert len(oof) == len(set(oof))  # one out-of-fold prediction per contract
+        outer_train = set(full["split_ids"]["train"]) | set(full["split_ids"]["val"])
+        assert set(oof) == outer_train  # every training contract gets one
+
+
+def test_stacked_rows_use_oof_for_training_and_full_models_for_test(pipeline) -> None:
+    pdir, _ = pipeline
+    rows = [json.loads(line) for line in (pdir / "stacked" / "stacked.jsonl").read_text().splitlines()]
+    full = _manifest(pdir, "bytecode_detector/full")
+    test_ids = set(full["split_ids"]["test"])
+    assert {r["id"] for r in rows if r["split"] == "test"} == test_ids
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    assert all(set(r["views"]) == {"bytecode", "source", "behavior"} for r in rows)
+    agg = _manifest(pdir, "aggregator")
+    assert agg["checkpoint"] and (pdir / agg["checkpoint"]).is_file()
+    comparison = json.loads((pdir / "comparison.json").read_text())
+    methods = {(r["method"], r["views"]) for r in comparison}
+    assert ("aggregator", "all views") in methods and ("max of models", "without behavior") in methods
+
+
+def test_rerun_resumes_without_training(pipeline, data_dir: Path) -> None:
+    pdir, first = pipeline
+    assert len(first["trained"]) == 3 * (INNER + 1) + 1
+    again = run_pipeline(pipeline_cfg(pdir, data_dir))
+    assert again["trained"] == [] and len(again["skipped"]) == len(first["trained"])
+    forced = run_pipeline(pipeline_cfg(pdir, data_dir, "force=[aggregator]"))
+    assert forced["trained"] == ["aggregator"]
+
+
+def test_scan_with_the_pipeline_ranks_and_explains(pipeline, tmp_path: Path) -> None:
+    from training_pipeline.corpus.generator import generate_group
+    from training_pipeline.pipeline.scan import Scanner, read_inputs
+
+    pdir, _ = pipeline
+    vuln, safe = generate_group("vault", "0.8.26", ["reentrancy/call_before_write"], seed=1)
+    (tmp_path / "vuln.sol").write_text(vuln.source_code)
+    (tmp_path / "safe.sol").write_text(safe.source_code)
+    hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"
+    items = read_inputs([str(tmp_path / "vuln.sol"), str(tmp_path / "safe.sol"), str(hexfile)])
+    reports = Scanner.from_pipeline(pdir).scan(items)
+    assert len(reports) == 3
+    for r in reports:
+        assert 0.0 <= r["risk"] <= 1.0 and r["risk_level"] in ("low", "medium", "high", "critical")
+        assert len(r["vulnerabilities"]) == 9
+    sol, byte = reports[0], reports[2]
+    assert sol["compiler"] == "0.8.26" and set(sol["contributions"]) == {"bytecode", "source"}
+    assert sol["missing_views"] == ["behavior"] and sol["top_lines"] and "text" in sol["top_lines"][0]
+    assert set(byte["contributions"]) == {"bytecode"} and set(byte["missing_views"]) == {"source", "behavior"}
+
+
+def test_excluded_folds_are_unused_and_val_skips_them() -> None:
+    from training_pipeline.data.splits import SplitConfig, split_names
+    from training_pipeline.utils.errors import ConfigError
+
+    folds = [0, 1, 2, 3, 4] * 4
+    cfg = SplitConfig(n_folds=5, exclude_folds=[0])
+    for fold in (1, 2, 3, 4):
+        names = split_names(folds, [None] * len(folds), cfg, fold)
+        assert all(n == "unused" for f, n in zip(folds, names, strict=True) if f == 0)
+        assert {f for f, n in zip(folds, names, strict=True) if n == "test"} == {fold}
+        assert {f for f, n in zip(folds, names, strict=True) if n == "val"} == {fold % 4 + 1}  # 4 -> 1, not 0
+    with pytest.raises(ConfigError, match="exclude_folds"):
+        split_names(folds, [None] * len(folds), cfg, 0)
+    with pytest.raises(ConfigError, match="fewer than 3"):
+        SplitConfig(n_folds=4, exclude_folds=[0, 1])

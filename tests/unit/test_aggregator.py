@@ -1,0 +1,144 @@
+"""The aggregator's input and fusion: missing views are explicit (mask), never zeros that look like data."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from training_pipeline import taxonomy
+from training_pipeline.data.stacked import StackedPredictionData, write_stacked
+from training_pipeline.models.aggregator import Aggregator
+from training_pipeline.pipeline.risk import RiskTarget, risk_level, view_risk
+from training_pipeline.utils.errors import ConfigError
+
+VULN = list(taxonomy.VULNERABILITY_CLASSES)
+ANOM = list(taxonomy.ANOMALY_TYPES)
+
+
+def synthetic_rows(n: int = 160, seed: int = 0) -> list[dict]:
+    """Views are noisy copies of the truth; every fifth contract lacks a history, every seventh source."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        labels = [rng.choice(VULN[:6])] if rng.random() < 0.5 else []
+        behavior = rng.choice(ANOM[1:]) if rng.random() < 0.2 else "normal"
+
+        def noisy(names, positives):
+            return {
+                c: min(max((0.8 if c in positives else 0.1) + rng.gauss(0, 0.15), 0.0), 1.0) for c in names
+            }
+
+        views = {"bytecode": noisy(VULN, labels)}
+        if i % 7:
+            views["source"] = noisy(VULN, labels)
+        if i % 5:
+            views["behavior"] = noisy(ANOM, [behavior])
+        split = "test" if i % 4 == 0 else ("val" if i % 4 == 1 else "train")
+        rows.append({"id": f"c{i}", "split": split, "views": views, "labels": labels, "behavior": behavior})
+    return rows
+
+
+def write_pipeline(tmp: Path, rows: list[dict]) -> Path:
+    manifest = {
+        "views": [
+            {"view": "bytecode", "model": "bytecode_detector", "kind": "contract_classes", "features": VULN},
+            {"view": "source", "model": "code_analyzer", "kind": "contract_classes", "features": VULN},
+            {"view": "behavior", "model": "behavior_model", "kind": "anomaly_classes", "features": ANOM},
+        ]
+    }
+    write_stacked(tmp, rows, manifest)
+    return tmp
+
+
+@pytest.fixture
+def datamodule(tmp_path: Path) -> StackedPredictionData:
+    dm = StackedPredictionData(pipeline_dir=str(write_pipeline(tmp_path, synthetic_rows())), batch_size=32)
+    dm.setup()
+    return dm
+
+
+def test_missing_view_is_masked_and_nan_not_zero(datamodule: StackedPredictionData) -> None:
+    data = datamodule.splits["all"]
+    rows = datamodule.records
+    b = datamodule.view_names.index("behavior")
+    start = sum(len(datamodule.view_features[v]) for v in datamodule.view_names[:b])
+    width = len(datamodule.view_features["behavior"])
+    for i, r in enumerate(rows):
+        has = "behavior" in r["views"]
+        assert data.mask[i, b] == has
+        block = data.x[i, start : start + width]
+        assert np.isnan(block).all() if not has else np.isfinite(block).all()
+    assert (~data.mask[:, b]).sum() == sum("behavior" not in r["views"] for r in rows) > 0
+
+
+def test_aggregator_ignores_the_content_of_a_missing_view(datamodule: StackedPredictionData) -> None:
+    torch.manual_seed(0)
+    model = Aggregator(**datamodule.model_kwargs()).eval()
+    batch = next(iter(datamodule.train_dataloader()))
+    x, mask = batch["features"].clone(), batch["mask"].clone()
+    mask[:, 2] = False  # no behavior view anywhere in this batch
+    out = model(x, mask)
+    assert torch.isfinite(out["risk_logit"]).all() and torch.isfinite(out["class_logits"]).all()
+    assert torch.all(out["gates"][:, 2] == 0) and torch.allclose(out["gates"].sum(1), torch.ones(len(x)))
+    junk = x.clone()
+    junk[:, -len(taxonomy.ANOMALY_TYPES) :] = 0.0  # zeros (or anything) where the view is missing: no effect
+    assert torch.allclose(model(junk, mask)["risk_logit"], out["risk_logit"])
+    full = batch["mask"].bool() & torch.isfinite(x).view(len(x), -1).all(1, keepdim=True)
+    if full.all(1).any():  # dropping a present view does change the prediction
+        rows = full.all(1)
+        assert not torch.allclose(
+            model(x[rows], batch["mask"][rows])["risk_logit"], model(x[rows], mask[rows])["risk_logit"]
+        )
+    deltas = model.explain(x, mask)
+    assert torch.all(deltas[:, 2] == 0)
+
+
+def test_modality_dropout_keeps_one_present_view(datamodule: StackedPredictionData) -> None:
+    model = Aggregator(**datamodule.model_kwargs(), modality_dropout=0.9)
+    mask = torch.from_numpy(datamodule.splits["train"].mask)
+    for _ in range(20):
+        kept = model.drop_modalities(mask)
+        assert kept.any(1).all()
+        assert not (kept & ~mask).any()  # never invents a view
+
+
+def test_expert_risk_target_is_severity_weighted() -> None:
+    t = RiskTarget()
+    assert t.label(["reentrancy"], "normal") == 1
+    assert t.label(["time_manipulation"], "normal") == 0  # severity 0.4 < 0.5
+    assert t.label(["time_manipulation", "other"], "normal") == 1  # 1 - 0.6 * 0.7 = 0.58
+    assert t.label([], "exploit_drain") == 1 and t.label([], "normal") == 0
+    assert math.isclose(t.score([], None), 0.0)
+    assert view_risk(t, "anomaly_classes", {"normal": 1.0}) == 0.0
+    assert view_risk(t, "contract_classes", {"reentrancy": 0.9}) > view_risk(
+        t, "contract_classes", {"other": 0.9}
+    )
+    assert [risk_level(p) for p in (0.1, 0.3, 0.6, 0.9)] == ["low", "medium", "high", "critical"]
+    with pytest.raises(ConfigError):
+        RiskTarget(vulnerability_severity={"not_a_class": 1.0})
+
+
+def test_training_calibrates_on_val_and_beats_chance(
+    datamodule: StackedPredictionData, tmp_path: Path
+) -> None:
+    L.seed_everything(0, verbose=False)
+    model = Aggregator(**datamodule.model_kwargs(), lr=0.01)
+    trainer = L.Trainer(
+        max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    m = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert m["val/ece"] <= m["val/ece_raw"] + 1e-6  # fitted on val: never worse there
+    assert m["val/auroc"] > 0.7
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    assert (tmp_path / "reliability_test.png").is_file() and (tmp_path / "calibration.json").is_file()
+    preds = model.write_test_predictions(tmp_path / "p.jsonl", datamodule)
+    lines = preds.read_text().splitlines()
+    assert len(lines) == len(datamodule.splits["test"])
