@@ -2,8 +2,8 @@
 
 Each view (bytecode detector, code analyzer, behavior model) has a small encoder over its probabilities
 (logits of them); a gate scores every view present, a softmax over the present views weighs them, and the
-fused vector plus the modality mask feed two heads: the risk logit (the expert risk target, see
-``pipeline/risk.py``) and per-class vulnerability logits. A missing view is masked out of the gate's softmax
+fused vector, each present view's own vector and the modality mask feed two heads: the risk logit (the
+expert risk target, see ``pipeline/risk.py``) and per-class vulnerability logits. A missing view is masked out of the gate's softmax
 (its features, NaN in the data, are never read), and training drops present views at random (modality
 dropout) so a contract without source or history degrades gracefully instead of falling off a cliff.
 
@@ -86,7 +86,12 @@ class Aggregator(LightningModule):
         )
         self.gate = nn.Linear(hidden, 1)
         n_views = len(self.view_names)
-        self.trunk = nn.Sequential(nn.Linear(hidden + n_views, hidden), nn.GELU(), nn.Dropout(dropout))
+        # the trunk reads the gated mixture, every view's own vector (zeros where missing; the mask beside them
+        # tells a missing view from a present one) and the mask: evidence from two views can add up, which a
+        # convex mixture alone cannot express
+        self.trunk = nn.Sequential(
+            nn.Linear(hidden * (n_views + 1) + n_views, hidden), nn.GELU(), nn.Dropout(dropout)
+        )
         self.risk_head = nn.Linear(hidden, 1)
         self.class_head = nn.Linear(hidden, len(self.class_names))
         self.register_buffer("risk_pos_weight", torch.tensor(float(risk_pos_weight)))
@@ -131,7 +136,8 @@ class Aggregator(LightningModule):
         gate_logits = self.gate(h).squeeze(-1).masked_fill(~mask, float("-inf"))
         gates = torch.softmax(gate_logits, 1)
         fused = (gates.unsqueeze(-1) * h).sum(1)
-        t = self.trunk(torch.cat([fused, mask.float()], 1))
+        per_view = (h * mask.unsqueeze(-1)).flatten(1)
+        t = self.trunk(torch.cat([fused, per_view, mask.float()], 1))
         return {
             "risk_logit": self.risk_head(t).squeeze(-1),
             "class_logits": self.class_head(t),

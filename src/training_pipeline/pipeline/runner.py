@@ -41,8 +41,8 @@ from training_pipeline.utils.run import REPO_ROOT, write_json
 log = logging.getLogger(__name__)
 PIPELINE_FILE = "pipeline.json"
 TOP_LEVEL_KEYS = {
-    "task_name", "name", "force", "seed", "test_fold", "inner_folds", "corpus", "common_overrides",
-    "models", "aggregator", "paths", "extras",
+    "task_name", "name", "force", "seed", "cpu_threads", "test_fold", "inner_folds", "corpus",
+    "common_overrides", "models", "aggregator", "paths", "extras",
 }  # fmt: skip
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
 
@@ -195,11 +195,22 @@ class Pipeline:
 
     # -- the whole run --------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from training_pipeline.data.stacked import read_stacked, write_stacked
+        import torch
 
         start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # per-stage lines below instead
+        threads = torch.get_num_threads()
+        if self.cfg.get("cpu_threads"):
+            torch.set_num_threads(int(self.cfg.cpu_threads))
+        try:
+            return self._run(start)
+        finally:
+            torch.set_num_threads(threads)  # in process (tests, the API) the caller keeps its setting
+
+    def _run(self, start: float) -> dict[str, Any]:
+        from training_pipeline.data.stacked import read_stacked, write_stacked
+
         plan = self.plan()
         agg_on = bool(self.cfg.aggregator.get("enabled", True))
         total = len(plan) + int(agg_on)
