@@ -3,9 +3,10 @@
 Each view (bytecode detector, code analyzer, behavior model) has a small encoder over its probabilities
 (logits of them); a gate scores every view present, a softmax over the present views weighs them, and the
 fused vector, each present view's own vector and the modality mask feed two heads: the risk logit (the
-expert risk target, see ``pipeline/risk.py``) and per-class vulnerability logits. A missing view is masked out of the gate's softmax
-(its features, NaN in the data, are never read), and training drops present views at random (modality
-dropout) so a contract without source or history degrades gracefully instead of falling off a cliff.
+expert risk target, see ``pipeline/risk.py``) and per-class vulnerability logits. A missing view is masked
+out of the gate's softmax (its features, NaN in the data, are never read), and training drops present views
+at random (modality dropout) so a contract without source or history degrades gracefully instead of falling
+off a cliff.
 
 Calibration (temperature scaling and an isotonic map, both fitted on validation each epoch and saved with the
 checkpoint) turns the risk logit into a probability; ``calibration`` chooses the one applied (``auto``:
@@ -86,9 +87,9 @@ class Aggregator(LightningModule):
         )
         self.gate = nn.Linear(hidden, 1)
         n_views = len(self.view_names)
-        # the trunk reads the gated mixture, every view's own vector (zeros where missing; the mask beside them
-        # tells a missing view from a present one) and the mask: evidence from two views can add up, which a
-        # convex mixture alone cannot express
+        # the trunk reads the gated mixture, every view's own vector (zeros where missing; the mask beside
+        # them tells a missing view from a present one) and the mask: evidence from two views can add up,
+        # which a convex mixture alone cannot express
         self.trunk = nn.Sequential(
             nn.Linear(hidden * (n_views + 1) + n_views, hidden), nn.GELU(), nn.Dropout(dropout)
         )
