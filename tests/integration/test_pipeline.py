@@ -33,6 +33,7 @@ MODEL_OVERRIDES = {
     ],
     "behavior_model": [*ONE_STEP, "model.d_model=8", "model.hidden=8", "data.max_length=32"],
 }
+ROOT = Path(__file__).resolve().parents[2]
 INNER = 3  # the fewest that work: 4 corpus folds (outer test + test, val and train of each inner model)
 
 
@@ -135,6 +136,41 @@ def test_scan_with_the_pipeline_ranks_and_explains(pipeline, tmp_path: Path) -> 
     assert sol["compiler"] == "0.8.26" and set(sol["contributions"]) == {"bytecode", "source"}
     assert sol["missing_views"] == ["behavior"] and sol["top_lines"] and "text" in sol["top_lines"][0]
     assert set(byte["contributions"]) == {"bytecode"} and set(byte["missing_views"]) == {"source", "behavior"}
+
+
+def test_example_contracts_come_from_the_outer_test_fold(pipeline, tmp_path: Path) -> None:
+    import importlib.util
+
+    from training_pipeline import taxonomy
+
+    spec = importlib.util.spec_from_file_location(
+        "example_contracts", ROOT / "scripts" / "example_contracts.py"
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    pdir, _ = pipeline
+    test_ids = set(_manifest(pdir, "bytecode_detector/full")["split_ids"]["test"])
+    records, fold = script.run_corpus(pdir)
+    assert {r["id"] for r in records if r["fold"] == fold} == test_ids
+    cls = next(c for c in taxonomy.VULNERABILITY_CLASSES if _has_pair(script, records, fold, c))
+    flawed, safe = script.pick_pair(records, fold, cls)
+    assert {flawed["id"], safe["id"]} <= test_ids and flawed["group"] == safe["group"]
+    assert list(flawed["labels"]) == [cls] and not safe["labels"]
+    out = tmp_path / "examples"
+    assert script.main(["--pipeline-dir", str(pdir), "--out", str(out), "--vulnerability", cls]) == 0
+    assert (out / "safe_twin.sol").read_text() == safe["source_code"]
+    assert (out / "vulnerable_runtime.hex").read_text().strip() == flawed["bytecode"]
+    (out / "safe_twin.sol").write_text("mine")
+    assert script.main(["--pipeline-dir", str(pdir), "--out", str(out), "--vulnerability", cls]) == 2
+    assert (out / "safe_twin.sol").read_text() == "mine"  # nothing overwritten without --force
+
+
+def _has_pair(script, records: list[dict], fold: int, cls: str) -> bool:
+    try:
+        script.pick_pair(records, fold, cls)
+    except ValueError:
+        return False
+    return True
 
 
 def test_excluded_folds_are_unused_and_val_skips_them() -> None:

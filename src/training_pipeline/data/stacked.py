@@ -8,9 +8,8 @@ A pipeline run dir (``scripts/train_all.py``) holds ``stacked/stacked.jsonl``, o
      "top_lines": {...code analyzer's ranked lines...}}                       # optional
 
 and ``stacked/manifest.json`` naming (in order) each view's model, adapter kind and feature order. Train and
-val rows are
-out-of-fold predictions (cross-fitted models that never saw the contract), test rows come from the models
-trained on the whole training split.
+val rows are out-of-fold predictions (cross-fitted models that never saw the contract; val is the fold the
+full models validated on), test rows come from the models trained on the whole training split.
 
 A missing view is never zeros that look like data: its features are NaN and its ``mask`` entry False, and the
 aggregator replaces it by the mask before anything reads it.

@@ -95,6 +95,20 @@ class Aggregator(LightningModule):
         )
         self.risk_head = nn.Linear(hidden, 1)
         self.class_head = nn.Linear(hidden, len(self.class_names))
+        # per-class stacking beside the trunk: class c's logit adds w[v, c] x (view v's logit for class c) for
+        # every present view that predicts class c, so a view's evidence for one class reaches that class
+        # directly (the trunk alone blurred it: on the default run the fused class probabilities ranked
+        # worse than the bytecode detector's own). w starts as the mean over the views predicting c.
+        where = torch.full((n_views, len(self.class_names)), -1, dtype=torch.long)
+        start = 0
+        for j, v in enumerate(self.view_names):
+            for k, feature in enumerate(view_features[v]):
+                if feature in self.class_names:
+                    where[j, self.class_names.index(feature)] = start + k
+            start += self.dims[j]
+        self.register_buffer("class_feature_index", where)
+        n_predicting = (where >= 0).sum(0).clamp(min=1).float()
+        self.class_stack = nn.Parameter((where >= 0).float() / n_predicting)
         self.register_buffer("risk_pos_weight", torch.tensor(float(risk_pos_weight)))
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("isotonic_table", torch.sigmoid(ISOTONIC_GRID).float())
@@ -126,12 +140,13 @@ class Aggregator(LightningModule):
         mask = mask.bool()
         if not mask.any(1).all():
             raise ValueError("Aggregator: every contract needs at least one view (mask row all False)")
-        hs, start = [], 0
+        hs, zs, start = [], [], 0
         for j, (enc, d) in enumerate(zip(self.encoders, self.dims, strict=True)):
             present = mask[:, j : j + 1]
             x = torch.where(present, features[:, start : start + d], torch.zeros((), device=features.device))
             z = torch.logit(x.float().clamp(EPS, 1 - EPS)) / 4.0  # probabilities → scaled logits
             hs.append(enc(z))
+            zs.append(z)
             start += d
         h = torch.stack(hs, 1)  # (B, V, H)
         gate_logits = self.gate(h).squeeze(-1).masked_fill(~mask, float("-inf"))
@@ -141,9 +156,16 @@ class Aggregator(LightningModule):
         t = self.trunk(torch.cat([fused, per_view, mask.float()], 1))
         return {
             "risk_logit": self.risk_head(t).squeeze(-1),
-            "class_logits": self.class_head(t),
+            "class_logits": self.class_head(t) + self._stacked_class_logits(torch.cat(zs, 1), mask),
             "gates": gates,
         }
+
+    def _stacked_class_logits(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, C): sum over present views v predicting class c of w[v, c] x v's logit for c."""
+        where = self.class_feature_index  # (V, C) feature column or -1
+        logits = z[:, where.clamp(min=0)] * 4.0  # (B, V, C) unscaled logits
+        usable = (where >= 0).unsqueeze(0) & mask.unsqueeze(-1)
+        return (logits * usable * self.class_stack).sum(1)
 
     @property
     def calibration_method(self) -> str:
