@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     quiet_known_warnings()
+    import datasets
+
+    datasets.disable_progress_bars()  # featurizing a handful of contracts: no bars between the report lines
     from training_pipeline.pipeline.scan import Scanner, read_inputs, render
 
     try:

@@ -291,6 +291,8 @@ class Aggregator(LightningModule):
             self.class_names,
             list(range(len(self.class_names))),
         )
+        if stage == "test":  # per-class precision/recall/F1 for the report and metrics.json
+            return cls | values  # the risk metrics keep their names (test/auroc is the risk AUROC)
         values[f"{stage}/f1_macro"], values[f"{stage}/f1_micro"] = (
             cls[f"{stage}/f1_macro"],
             cls[f"{stage}/f1_micro"],

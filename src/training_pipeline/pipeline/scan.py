@@ -577,6 +577,7 @@ def latest_pipeline_dir(root: Path | None = None) -> Path:
 def render(reports: list[dict[str, Any]], console=None) -> None:
     """A readable summary on the terminal: one row per input, then each input's contributions and lines."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     if console is None:
@@ -591,7 +592,7 @@ def render(reports: list[dict[str, Any]], console=None) -> None:
         vulns = ", ".join(f"{c} {p:.2f}" for c, p in list((r.get("vulnerabilities") or {}).items())[:3])
         level = r.get("risk_level") or "-"
         risk = "-" if r.get("risk") is None else f"{r['risk']:.3f}"
-        table.add_row(r["input"], risk, f"[{colors.get(level, 'white')}]{level}[/]", views, vulns)
+        table.add_row(escape(r["input"]), risk, f"[{colors.get(level, 'white')}]{level}[/]", views, vulns)
     console.print(table)
     for r in reports:
         parts = [
@@ -601,6 +602,7 @@ def render(reports: list[dict[str, Any]], console=None) -> None:
         behavior = r["views"].get("behavior")
         if behavior and behavior.get("present"):
             parts.append(f"history: {behavior['predicted']} ({len(behavior['flagged_tx'])} flagged tx)")
-        console.print(f"[bold]{r['input']}[/bold]  " + " | ".join(parts))
+        console.print(f"[bold]{escape(r['input'])}[/bold]  " + " | ".join(parts))
         for line in r.get("top_lines") or []:
-            console.print(f"    line {line['line']:>4} [{line['class']}] {line['text'][:100]}")
+            tag = escape("[" + line["class"] + "]")
+            console.print(f"    line {line['line']:>4} {tag} {escape(line['text'][:100])}")
