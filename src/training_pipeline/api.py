@@ -161,10 +161,9 @@ class ModelTrainer:
         output_dir: str | Path | None = None,
     ) -> dict[str, Any]:
         """Fit and test. ``dataset_path``: a contract interchange file (contract models), a transaction CSV
-        with
-        ``labels_path`` (behavior model) or a pipeline dir (aggregator); None = the generated corpus.
-        ``config_path``: a YAML of config values merged over the composed config
-        (e.g. ``trainer: {max_epochs: 5}``).
+        with ``labels_path`` (behavior model) or a pipeline dir (aggregator); None = the generated corpus.
+        ``config_path``: a YAML of config values merged over the composed config (e.g.
+        ``trainer: {max_epochs: 5}``).
         Returns ``{"metrics", "output_dir", "best_checkpoint", "test_predictions"}``."""
         cfg = self.config(dataset_path, config_path, labels_path, overrides, output_dir)
         metrics, objects = _task("train")(cfg)
