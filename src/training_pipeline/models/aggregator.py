@@ -282,7 +282,7 @@ class Aggregator(LightningModule):
             ),
             f"{stage}/risk_f1": binary_prf(probs, y, 0.5)[2],
         }
-        thresholds = self.thresholds if stage == "test" else torch.full_like(self.thresholds, 0.5)
+        thresholds = self.thresholds  # tuned on val (each epoch, before these metrics), saved for test
         cls = evaluate_multilabel(
             stage,
             d["class_probs"],
