@@ -185,7 +185,29 @@ def make_loader(
     return DataLoader(data, batch_size=batch_size, shuffle=train, **common)
 
 
-class ContractDataModule(LightningDataModule):
+class SplitDataModule(LightningDataModule):
+    """Loaders over ``self.splits``: train (shuffled), val, and ``eval_split`` for test and predict.
+    Subclasses build the splits and say how one split becomes a loader (``_loader``)."""
+
+    eval_split: str = "test"
+
+    def _loader(self, split: str, train: bool = False) -> DataLoader:
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.eval_split)
+
+
+class ContractDataModule(SplitDataModule):
     """Records from ``sources``, grouped splits, optional train-split augmentation; subclasses featurize.
 
     ``eval_sources`` restricts the test split to some sources (train on corpus + SolidiFI, test on SolidiFI
@@ -405,15 +427,3 @@ class ContractDataModule(LightningDataModule):
             length_buckets=self.length_buckets,
             distributed=self.trainer is not None and self.trainer.world_size > 1,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from training_pipeline import taxonomy
+from training_pipeline.data.contracts import SplitDataModule
 from training_pipeline.pipeline.risk import RiskTarget
 from training_pipeline.utils.errors import ConfigError, DataError
 
@@ -107,7 +107,7 @@ class StackedRows(Dataset):
         }
 
 
-class StackedPredictionData(LightningDataModule):
+class StackedPredictionData(SplitDataModule):
     """The stacked base-model predictions of a pipeline run dir, with the expert risk target."""
 
     def __init__(
@@ -205,15 +205,3 @@ class StackedPredictionData(LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)

@@ -26,11 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from training_pipeline import taxonomy
-from training_pipeline.data.contracts import make_loader
+from training_pipeline.data.contracts import SplitDataModule, make_loader
 from training_pipeline.data.splits import SplitConfig, split_names, stable_fold
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.errors import ConfigError, DataError
@@ -206,7 +205,7 @@ class Batching:
     length_buckets: bool
 
 
-class TransactionDataModule(LightningDataModule):
+class TransactionDataModule(SplitDataModule):
     """Transaction histories → normalized feature sequences, history classes and per-transaction flags.
 
     ``path=None``: simulated histories of the generated corpus (``corpus``/``sim`` blocks), cached under
@@ -408,18 +407,6 @@ class TransactionDataModule(LightningDataModule):
             length_buckets=b.length_buckets,
             distributed=self.trainer is not None and self.trainer.world_size > 1,
         )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.eval_split)
 
     # -- identifiers for predictions ----------------------------------------------------------------------
     def tx_refs(self, index: int) -> list[str | int]:

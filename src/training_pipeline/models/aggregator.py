@@ -140,12 +140,12 @@ class Aggregator(LightningModule):
         mask = mask.bool()
         if not mask.any(1).all():
             raise ValueError("Aggregator: every contract needs at least one view (mask row all False)")
-        hs, zs, start = [], [], 0
+        hs, zs, start = [], [], 0  # zs: every view's logits, for the per-class stacking path
         for j, (enc, d) in enumerate(zip(self.encoders, self.dims, strict=True)):
             present = mask[:, j : j + 1]
             x = torch.where(present, features[:, start : start + d], torch.zeros((), device=features.device))
-            z = torch.logit(x.float().clamp(EPS, 1 - EPS)) / 4.0  # probabilities → scaled logits
-            hs.append(enc(z))
+            z = torch.logit(x.float().clamp(EPS, 1 - EPS))  # probabilities → logits
+            hs.append(enc(z / 4.0))  # scaled for the encoder
             zs.append(z)
             start += d
         h = torch.stack(hs, 1)  # (B, V, H)
@@ -163,7 +163,7 @@ class Aggregator(LightningModule):
     def _stacked_class_logits(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, C): sum over present views v predicting class c of w[v, c] x v's logit for c."""
         where = self.class_feature_index  # (V, C) feature column or -1
-        logits = z[:, where.clamp(min=0)] * 4.0  # (B, V, C) unscaled logits
+        logits = z[:, where.clamp(min=0)]  # (B, V, C)
         usable = (where >= 0).unsqueeze(0) & mask.unsqueeze(-1)
         return (logits * usable * self.class_stack).sum(1)
 
