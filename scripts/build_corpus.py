@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
 
     from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
-    from training_pipeline.utils.errors import UserError
+    from training_pipeline.errors import UserError
 
     try:
         with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
@@ -106,7 +106,7 @@ def _report(overrides: list[str], out_dir: Path) -> int:
         split_verdict,
         write_report,
     )
-    from training_pipeline.utils.errors import DataError
+    from training_pipeline.errors import DataError
 
     records, split_of, cfg = load_configured_records(overrides, ROOT / "conf")
     report = quality_report(records, split_of)

@@ -45,7 +45,7 @@ def run_corpus(root: Path) -> tuple[list[dict], int]:
     from omegaconf import OmegaConf
 
     from training_pipeline.corpus.build import CorpusConfig, corpus_dir, load_corpus
-    from training_pipeline.utils.errors import DataError
+    from training_pipeline.errors import DataError
 
     stage_cfg = root / "stages" / "bytecode_detector" / "full" / "config_resolved.yaml"
     if not stage_cfg.is_file():
@@ -67,8 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         from training_pipeline import taxonomy
+        from training_pipeline.errors import ConfigError, DataError
         from training_pipeline.pipeline.scan import latest_pipeline_dir
-        from training_pipeline.utils.errors import ConfigError, DataError
 
         if args.vulnerability not in taxonomy.VULNERABILITY_CLASSES:
             raise ConfigError(

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from training_pipeline.corpus.solc import CompileError, SolcNotInstalledError
     from training_pipeline.data.importers.annotated import compile_records, convert
     from training_pipeline.data.records import write_records
-    from training_pipeline.utils.errors import DataError, UserError
+    from training_pipeline.errors import DataError, UserError
 
     try:
         if args.out.suffix not in (".jsonl", ".parquet"):

@@ -36,7 +36,7 @@ def load_checkpoint(model_target: str, ckpt_path: str | Path) -> Any:
     """Load a LightningModule checkpoint; a missing or corrupted file is a one-line error."""
     from hydra.utils import get_class
 
-    from training_pipeline.utils.errors import DataError
+    from training_pipeline.errors import DataError
 
     path = Path(ckpt_path)
     if not path.is_file():

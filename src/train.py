@@ -121,7 +121,7 @@ def metric_value(metrics: dict[str, Any], name: str | None) -> float | None:
     if not name:
         return None
     if name not in metrics:
-        from training_pipeline.utils.errors import ConfigError
+        from training_pipeline.errors import ConfigError
 
         raise ConfigError(
             f"optimized_metric={name!r} was not produced by this run; got {sorted(metrics)[:12]}"

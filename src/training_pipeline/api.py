@@ -26,7 +26,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.run import REPO_ROOT
 
 MODEL_TYPES = ("bytecode_detector", "code_analyzer", "behavior_model", "aggregator")

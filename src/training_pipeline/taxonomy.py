@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from training_pipeline.errors import DataError
+
 # DASP / SmartBugs categories (ARCHITECTURE.md, "Taxonomy"). The order fixes the model's output index.
 VULNERABILITY_CLASSES: tuple[str, ...] = (
     "access_control",
@@ -55,7 +57,7 @@ SEVERITY: dict[str, float] = {
 }
 
 
-class UnknownLabelError(ValueError):
+class UnknownLabelError(DataError, ValueError):
     """A label that is not in the taxonomy."""
 
 

@@ -9,7 +9,7 @@ from conftest import TINY_CORPUS
 
 from training_pipeline import HyperparameterOptimizer, ModelEvaluator, ModelTrainer
 from training_pipeline.api import resolve_metric
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 QUIET = [

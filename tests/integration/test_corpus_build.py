@@ -15,7 +15,7 @@ from train import train
 from training_pipeline.corpus import build
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, corpus_key, load_corpus, load_manifest
 from training_pipeline.data.records import read_records, write_records
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 
 @pytest.fixture(scope="module")

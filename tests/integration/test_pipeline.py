@@ -174,8 +174,8 @@ def _has_pair(script, records: list[dict], fold: int, cls: str) -> bool:
 
 
 def test_excluded_folds_are_unused_and_val_skips_them() -> None:
-    from training_pipeline.data.splits import SplitConfig, split_names
-    from training_pipeline.utils.errors import ConfigError
+    from training_pipeline.errors import ConfigError
+    from training_pipeline.utils.splits import SplitConfig, split_names
 
     folds = [0, 1, 2, 3, 4] * 4
     cfg = SplitConfig(n_folds=5, exclude_folds=[0])

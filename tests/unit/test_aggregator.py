@@ -13,9 +13,9 @@ import torch
 
 from training_pipeline import taxonomy
 from training_pipeline.data.stacked import StackedPredictionData, write_stacked
+from training_pipeline.errors import ConfigError
 from training_pipeline.models.aggregator import Aggregator
-from training_pipeline.pipeline.risk import RiskTarget, risk_level, view_risk
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.risk import RiskTarget, risk_level, view_risk
 
 VULN = list(taxonomy.VULNERABILITY_CLASSES)
 ANOM = list(taxonomy.ANOMALY_TYPES)

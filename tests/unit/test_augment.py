@@ -14,8 +14,8 @@ from training_pipeline.corpus import augment as A
 from training_pipeline.corpus.augment import AugmentConfig, AugmentStats, augment_records, augment_source
 from training_pipeline.corpus.solc import CompileJob, SolcPool
 from training_pipeline.data.evm import parse_hex, strip_metadata
+from training_pipeline.errors import ConfigError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError
 
 TRICKY = """// SPDX-License-Identifier: MIT
 pragma solidity 0.8.26;

@@ -102,7 +102,7 @@ def test_saved_tokenizer_reloads_with_auto_tokenizer_offline(tmp_path, monkeypat
 
 
 def test_vocab_size_is_checked() -> None:
-    from training_pipeline.utils.errors import ConfigError
+    from training_pipeline.errors import ConfigError
 
     with pytest.raises(ConfigError, match="vocab_size"):
         BpeConfig(vocab_size=100)

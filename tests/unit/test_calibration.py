@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training_pipeline.evaluation.calibration import (
+from training_pipeline.metrics.calibration import (
     apply_isotonic,
     brier_score,
     expected_calibration_error,

@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
 from training_pipeline.data.contracts import ContractDataModule
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "data" / "_contracts.yaml"))

@@ -19,7 +19,7 @@ from training_pipeline.data.importers import annotated, solidifi
 from training_pipeline.data.importers.slither_audited import SlitherAuditedConfig, import_slither_audited
 from training_pipeline.data.importers.store import load_stored
 from training_pipeline.data.records import read_records
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"

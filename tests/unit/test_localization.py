@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training_pipeline.evaluation.localization import hit_rates, line_scores, rank_lines
+from training_pipeline.metrics.localization import hit_rates, line_scores, rank_lines
 
 CLASSES = ["reentrancy", "arithmetic", "other"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training_pipeline.evaluation.metrics import evaluate_multilabel, flatten, tune_thresholds
+from training_pipeline.metrics.classification import evaluate_multilabel, flatten, tune_thresholds
 
 
 def test_tune_thresholds_finds_the_separating_cut() -> None:

@@ -11,7 +11,7 @@ import pytest
 from conftest import ROOT, TINY_CORPUS
 
 from training_pipeline.data.quality import check_report, era, quality_report, render_markdown, write_report
-from training_pipeline.utils.errors import DataError
+from training_pipeline.errors import DataError
 
 # a solc CBOR metadata tail: {"ipfs": <34 bytes>, "solc": <3 bytes>} + its 2-byte length
 _CBOR = "a264697066735822" + "11" * 34 + "64736f6c6343" + "000426"

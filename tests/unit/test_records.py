@@ -7,8 +7,8 @@ import json
 import pytest
 
 from training_pipeline.data.records import read_records, write_records
+from training_pipeline.errors import DataError
 from training_pipeline.taxonomy import UnknownLabelError
-from training_pipeline.utils.errors import DataError
 
 RECORD = {
     "id": "c1",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training_pipeline.data.splits import SplitConfig, assign_folds, split_names, stable_fold
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
+from training_pipeline.utils.splits import SplitConfig, assign_folds, split_names, stable_fold
 
 GROUPS = [f"g{i // 3}" for i in range(90)]  # 30 groups of 3 (a contract, its twin, a sibling)
 FAMILIES = [("a", "b", "c")[(i // 3) % 3] for i in range(90)]

@@ -8,8 +8,8 @@ import torch
 
 from training_pipeline.data import transactions as tx
 from training_pipeline.data.transactions import FeatureNormalizer, TransactionDataModule, collate, featurize
+from training_pipeline.errors import ConfigError
 from training_pipeline.models.behavior_model import BehaviorModel
-from training_pipeline.utils.errors import ConfigError
 
 TINY = {"n_contracts": 60}  # the integration tests' size: one build per session
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from training_pipeline.data.tx_csv import SELECTORS, import_histories, method_category, read_labels
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tx_csv"
 VAULT_B = "0xe67c6418f977d6fd83b3da6ac3636e52fbfe03ad"  # drained by an attacker (labels.csv)

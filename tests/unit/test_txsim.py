@@ -11,7 +11,7 @@ import pytest
 from training_pipeline import taxonomy
 from training_pipeline.corpus import txsim
 from training_pipeline.corpus.txsim import SimConfig, simulate_history
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 FAMILIES = (
     "vault",

@@ -13,8 +13,8 @@ from training_pipeline.data.source import (
     make_windows,
     window_starts,
 )
+from training_pipeline.errors import ConfigError
 from training_pipeline.models.nets.transformer import WindowPooling, pool_tokens
-from training_pipeline.utils.errors import ConfigError
 
 
 def test_windows_overlap_and_reach_the_tail() -> None:

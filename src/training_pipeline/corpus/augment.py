@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

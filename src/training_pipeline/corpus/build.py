@@ -20,7 +20,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from training_pipeline import taxonomy
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def build_corpus(cfg: CorpusConfig, data_dir: str | Path, force: bool = False) -
 def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
     from training_pipeline.corpus.generator import GENERATOR_VERSION, generate_corpus
     from training_pipeline.corpus.solc import CompileJob, SolcPool
-    from training_pipeline.data.splits import assign_folds
+    from training_pipeline.utils.splits import assign_folds
 
     start = time.perf_counter()
     contracts = generate_corpus(

@@ -32,7 +32,7 @@ from typing import Any
 from filelock import FileLock
 
 from training_pipeline import taxonomy
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
@@ -876,7 +876,7 @@ def corpus_records(corpus_cfg) -> list[dict[str, Any]]:
     """The corpus's metadata (id, group, family, labels, fold) without compiling: the same generator call and
     fold assignment as ``corpus.build``, so ids and folds match the built corpus."""
     from training_pipeline.corpus.generator import generate_corpus
-    from training_pipeline.data.splits import assign_folds
+    from training_pipeline.utils.splits import assign_folds
 
     contracts = generate_corpus(
         corpus_cfg.n_contracts,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

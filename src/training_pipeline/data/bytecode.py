@@ -13,8 +13,8 @@ from torch.utils.data import Dataset
 from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SPLITS, ContractDataModule
 from training_pipeline.data.evm import EvmTokenizer
+from training_pipeline.errors import ConfigError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

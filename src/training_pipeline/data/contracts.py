@@ -26,9 +26,9 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from training_pipeline import taxonomy
-from training_pipeline.data.splits import SplitConfig, split_names, stable_fold
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.utils.splits import SplitConfig, split_names, stable_fold
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from training_pipeline.errors import DataError
+
 # Runs of consecutive opcodes without immediates, by their first byte. PUSH/DUP/SWAP/LOG are generated below.
 # fmt: off
 _RUNS: dict[int, tuple[str, ...]] = {
@@ -71,7 +73,7 @@ _PUSH1 = 0x60
 _EMPTY = np.zeros(0, dtype=np.intp)
 
 
-class InvalidBytecodeError(ValueError):
+class InvalidBytecodeError(DataError, ValueError):
     """Bytecode that cannot be parsed; the message names the input it came from."""
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from training_pipeline import taxonomy
-from training_pipeline.utils.errors import DataError
+from training_pipeline.errors import DataError
 
 SPLIT_ORDER = ("train", "val", "test", "unused")
 NO_LABEL = "(none)"

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from training_pipeline.data.evm import InvalidBytecodeError, parse_hex
+from training_pipeline.errors import DataError
 from training_pipeline.taxonomy import validate_labels
-from training_pipeline.utils.errors import DataError
 
 FIELDS = ("id", "source_code", "bytecode", "labels", "vulnerable_lines", "compiler_version", "family")
 SUFFIXES = (".jsonl", ".json", ".parquet")

@@ -23,8 +23,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from training_pipeline import taxonomy
 from training_pipeline.data.bpe import BpeConfig, SourceTokenizer, cached_bpe, load_pretrained_tokenizer
 from training_pipeline.data.contracts import SPLITS, ContractDataModule
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # datasets.map forks after the tokenizer ran

@@ -30,8 +30,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SplitDataModule
-from training_pipeline.pipeline.risk import RiskTarget
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.risk import RiskTarget
 
 log = logging.getLogger(__name__)
 

@@ -30,9 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SplitDataModule, make_loader
-from training_pipeline.data.splits import SplitConfig, split_names, stable_fold
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.utils.splits import SplitConfig, split_names, stable_fold
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from training_pipeline import taxonomy
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Each view (bytecode detector, code analyzer, behavior model) has a small encoder over its probabilities
 (logits of them); a gate scores every view present, a softmax over the present views weighs them, and the
 fused vector, each present view's own vector and the modality mask feed two heads: the risk logit (the
-expert risk target, see ``pipeline/risk.py``) and per-class vulnerability logits. A missing view is masked
+expert risk target, see ``risk.py``) and per-class vulnerability logits. A missing view is masked
 out of the gate's softmax (its features, NaN in the data, are never read), and training drops present views
 at random (modality dropout) so a contract without source or history degrades gracefully instead of falling
 off a cliff.
@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
-from training_pipeline.evaluation.calibration import (
+from training_pipeline.errors import ConfigError
+from training_pipeline.metrics.calibration import (
     FITTED,
     ISOTONIC_GRID,
     METHODS,
@@ -39,10 +40,9 @@ from training_pipeline.evaluation.calibration import (
     reliability_image,
     save_png,
 )
-from training_pipeline.evaluation.metrics import evaluate_multilabel, tune_thresholds
-from training_pipeline.evaluation.multiclass import binary_prf, binary_ranking
-from training_pipeline.pipeline.risk import DEFAULT_LEVELS, check_levels, risk_level
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.metrics.classification import evaluate_multilabel, tune_thresholds
+from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
+from training_pipeline.risk import DEFAULT_LEVELS, check_levels, risk_level
 
 EPS = 1e-4
 

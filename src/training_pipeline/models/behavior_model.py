@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 
-from training_pipeline.evaluation.multiclass import (
+from training_pipeline.metrics.multiclass import (
     THRESHOLD_GRID,
     binary_prf,
     binary_ranking,

@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from training_pipeline.evaluation.localization import TOP_KS, hit_rates, line_scores, rank_lines
+from training_pipeline.errors import ConfigError
+from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
 from training_pipeline.models.contract_classifier import LOSSES, ContractClassifier
 from training_pipeline.models.nets.transformer import (
     TOKEN_POOLINGS,
@@ -28,7 +29,6 @@ from training_pipeline.models.nets.transformer import (
     pool_tokens,
     small_encoder_config,
 )
-from training_pipeline.utils.errors import ConfigError
 
 SCHEDULERS = ("cosine", "none")
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torch import nn
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.models.code_analyzer import (
     TokenizerCarrier,
     make_encoder,
@@ -23,7 +24,6 @@ from training_pipeline.models.code_analyzer import (
     warmup_cosine,
 )
 from training_pipeline.models.nets.transformer import encoder_config_of
-from training_pipeline.utils.errors import ConfigError
 
 
 def mask_tokens(

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
-from training_pipeline.evaluation.metrics import evaluate_multilabel, tune_thresholds
+from training_pipeline.metrics.classification import evaluate_multilabel, tune_thresholds
 from training_pipeline.models.losses import multilabel_loss
 
 LOSSES = ("bce", "focal")

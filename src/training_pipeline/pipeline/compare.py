@@ -1,7 +1,7 @@
 """Model comparison on the test split: the aggregator vs each single model vs the mean and the max of the
 single models' risks, with every view and without each one.
 
-A single model's risk is the expert risk function applied to its probabilities (``pipeline/risk.py``:
+A single model's risk is the expert risk function applied to its probabilities (``risk.py``:
 noisy-or of severity x probability for the contract models, expected severity for the behavior model); it is
 not calibrated, so compare it on ranking (AUROC, AUPRC) first, on Brier and ECE second.
 """
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from training_pipeline.evaluation.calibration import brier_score, expected_calibration_error
-from training_pipeline.evaluation.multiclass import binary_prf, binary_ranking
-from training_pipeline.pipeline.risk import view_risk
+from training_pipeline.metrics.calibration import brier_score, expected_calibration_error
+from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
+from training_pipeline.risk import view_risk
 
 COLUMNS = ("auroc", "auprc", "brier", "ece", "f1")
 

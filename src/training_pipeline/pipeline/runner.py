@@ -31,11 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.pipeline.compose import compose_task, override_value
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
 from training_pipeline.pipeline.views import check_kind, split_ids
-from training_pipeline.utils.errors import ConfigError
 from training_pipeline.utils.run import REPO_ROOT, write_json
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from training_pipeline.pipeline.risk import DEFAULT_LEVELS, RiskTarget, risk_level, view_risk
-from training_pipeline.utils.errors import DataError, UserError
+from training_pipeline.errors import DataError, UserError
+from training_pipeline.risk import DEFAULT_LEVELS, RiskTarget, risk_level, view_risk
 from training_pipeline.utils.run import REPO_ROOT
 
 HEX_SUFFIXES = (".hex", ".bin", ".txt", ".evm")

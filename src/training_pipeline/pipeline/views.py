@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from training_pipeline.utils.errors import ConfigError, DataError
+from training_pipeline.errors import ConfigError, DataError
 
 KINDS = ("contract_classes", "anomaly_classes")
 

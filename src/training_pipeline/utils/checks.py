@@ -7,7 +7,7 @@ import difflib
 from lightning.pytorch import LightningModule
 from omegaconf import DictConfig
 
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 
 def config_dataclass(cls: type, values: dict | None, where: str):

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from training_pipeline.utils.errors import UserError
+from training_pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from training_pipeline.data.evm import InvalidBytecodeError
-    from training_pipeline.taxonomy import UnknownLabelError
-
     return (
         UserError,
-        InvalidBytecodeError,
-        UnknownLabelError,
         HydraException,
         OmegaConfBaseException,
         FileNotFoundError,

@@ -31,7 +31,7 @@ from typing import Any
 from training_pipeline import taxonomy
 from training_pipeline.data.clean import blank_label_comments, code_only
 from training_pipeline.data.importers.solidity import compatible_compilers, main_contract, pragma_constraints
-from training_pipeline.utils.errors import DataError
+from training_pipeline.errors import DataError
 
 CLEAN_LABELS = frozenset({"", "safe", "none"})
 _SOLIDITY = re.compile(r"\b(?:contract|library|interface)\s+[A-Za-z_$][\w$]*|\bpragma\s+solidity\b")

@@ -47,8 +47,8 @@ from training_pipeline.data.importers.store import (
     load_stored,
     plain,
 )
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from training_pipeline.data.contracts import LoadedSource

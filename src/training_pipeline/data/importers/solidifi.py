@@ -49,8 +49,8 @@ from training_pipeline.data.importers.store import (
     load_stored,
     plain,
 )
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-from training_pipeline.utils.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from training_pipeline.data.contracts import LoadedSource
@@ -301,7 +301,7 @@ def _build(
 def load_solidifi(cfg: dict, data_dir: Path) -> LoadedSource:
     """The ``solidifi`` source of ``ContractDataModule``: imported once, folds dealt by base contract."""
     from training_pipeline.data.contracts import LoadedSource
-    from training_pipeline.data.splits import assign_folds
+    from training_pipeline.utils.splits import assign_folds
 
     config = config_dataclass(SolidifiConfig, plain(cfg), "data.solidifi")
     records, manifest = load_stored(import_solidifi(config, data_dir))

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 WINDOW_POOLINGS = ("max", "attention", "mean")
 TOKEN_POOLINGS = ("cls", "mean", "max")

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 STRATEGIES = ("random", "leave_families_out")
 

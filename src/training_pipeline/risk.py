@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from training_pipeline import taxonomy
-from training_pipeline.utils.errors import ConfigError
+from training_pipeline.errors import ConfigError
 
 DEFAULT_BEHAVIOR_SEVERITY: dict[str, float] = {
     "normal": 0.0,
