@@ -9,9 +9,11 @@ NPM_STAMP := $(SOLC_DIR)/node_modules/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
+# The solc-js compilers `make setup` installs; the library finds them through this variable.
+export TRAINING_PIPELINE_SOLC_DIR ?= $(CURDIR)/$(SOLC_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train train-all test test-fast bench lint format clean
+.PHONY: help setup data train train-all test test-fast bench lint format clean clean-outputs clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -54,6 +56,17 @@ format: setup ## Format with ruff
 	$(VENV)/bin/ruff check --fix src tests scripts
 	$(VENV)/bin/ruff format src tests scripts
 
-clean: ## Remove run outputs, caches and the generated data (keeps .venv and node_modules)
-	rm -rf outputs/* data .pytest_cache .ruff_cache
+clean: ## Remove caches only (__pycache__, pytest, ruff); runs, data and .venv stay
+	rm -rf .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+clean-outputs: ## Delete every run under outputs/ (trained models, train-all runs, reports); says what it deletes
+	@runs=$$(find outputs -mindepth 1 -maxdepth 1 -not -name .gitkeep | sort); \
+	if [ -z "$$runs" ]; then echo "outputs/ is already empty"; else \
+	echo "deleting:"; for r in $$runs; do echo "  $$r ($$(du -sh $$r | cut -f1))"; done; \
+	rm -rf $$runs; fi
+
+clean-data: ## Delete the generated data under data/ (corpora, histories, compile cache); says what it deletes
+	@if [ ! -d data ]; then echo "data/ does not exist"; else \
+	echo "deleting:"; for d in $$(find data -mindepth 1 -maxdepth 1 | sort); do echo "  $$d ($$(du -sh $$d | cut -f1))"; done; \
+	rm -rf data; fi

@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+import torch
+
 SECTIONS = ("tokenizer", "compile", "corpus", "training", "code_analyzer", "behavior")
 
 
@@ -28,10 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes: numbers in seconds, not minutes")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench")
+    parser.add_argument("--out", type=Path, default=Path("outputs") / "bench")
     args = parser.parse_args(argv)
-
-    import torch
 
     results: dict = {
         "machine": {

@@ -14,13 +14,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+from hydra.errors import HydraException
+
+from training_pipeline.config import compose_config
+from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
+from training_pipeline.corpus.generator import coverage_markdown, generate_corpus
+from training_pipeline.data.quality import (
+    check_report,
+    load_configured_records,
+    print_report,
+    quality_report,
+    split_verdict,
+    write_report,
+)
+from training_pipeline.data.records import write_records
+from training_pipeline.errors import DataError, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,15 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-report", action="store_true", help="skip the data quality report")
     args = parser.parse_args(argv)
 
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-
-    from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
-    from training_pipeline.errors import UserError
-
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-            cfg = compose("train.yaml", overrides=args.overrides)
+        cfg = compose_config("train.yaml", args.overrides)
         corpus = dict(cfg.data.corpus)
         corpus["compiler_versions"] = list(corpus["compiler_versions"])
         if args.coverage or args.coverage_out:
@@ -59,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         manifest = load_manifest(path)
         print(json.dumps({"path": str(path), **manifest}, indent=2))
         if args.export:
-            from training_pipeline.data.records import write_records
-
             rows = load_corpus(path).to_list()
             for r in rows:
                 r["vulnerable_lines"] = json.loads(r["vulnerable_lines"])
@@ -76,8 +78,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _coverage(cfg, show: bool, out: Path | None) -> int:
     """Generate (without compiling) the configured corpus and report what it and the generator cover."""
-    from training_pipeline.corpus.generator import coverage_markdown, generate_corpus
-
     contracts = generate_corpus(
         cfg.n_contracts,
         seed=cfg.seed,
@@ -98,17 +98,7 @@ def _coverage(cfg, show: bool, out: Path | None) -> int:
 
 def _report(overrides: list[str], out_dir: Path) -> int:
     """Print and write the data quality report; 1 when some group is in two splits."""
-    from training_pipeline.data.quality import (
-        check_report,
-        load_configured_records,
-        print_report,
-        quality_report,
-        split_verdict,
-        write_report,
-    )
-    from training_pipeline.errors import DataError
-
-    records, split_of, cfg = load_configured_records(overrides, ROOT / "conf")
+    records, split_of, cfg = load_configured_records(overrides)
     report = quality_report(records, split_of)
     print_report(report)
     print(split_verdict(report))

@@ -12,13 +12,13 @@ and nothing written; an existing --out is never overwritten without --force.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+from training_pipeline.corpus.solc import CompileError, SolcNotInstalledError
+from training_pipeline.data.importers.annotated import compile_records, convert
+from training_pipeline.data.records import write_records
+from training_pipeline.errors import DataError, UserError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,11 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-workers", type=int, default=2, help="solc-js processes for --compile")
     parser.add_argument("--cache-dir", type=Path, help="compile cache (default: data/solc_cache)")
     args = parser.parse_args(argv)
-
-    from training_pipeline.corpus.solc import CompileError, SolcNotInstalledError
-    from training_pipeline.data.importers.annotated import compile_records, convert
-    from training_pipeline.data.records import write_records
-    from training_pipeline.errors import DataError, UserError
 
     try:
         if args.out.suffix not in (".jsonl", ".parquet"):

@@ -13,13 +13,11 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-sys.path.insert(0, str(ROOT / "src"))
-from training_pipeline.utils.run import set_project_root  # noqa: E402
+from training_pipeline.config import CONF_DIR as CONF  # registers the config resolvers too
 
-set_project_root()  # the resolvers the entrypoints register
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+os.environ.setdefault("TRAINING_PIPELINE_SOLC_DIR", str(ROOT / "scripts" / "solc"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 TINY_CORPUS = 80  # contracts: enough for 5 grouped folds, compiles in seconds

@@ -24,10 +24,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+import torch
+from hydra.utils import get_class
+from omegaconf import OmegaConf, open_dict
 
+from training_pipeline.config import CONF_DIR, compose_task, project_root
 from training_pipeline.errors import ConfigError, DataError
-from training_pipeline.utils.run import REPO_ROOT
+from training_pipeline.tasks import evaluate, train
 
 MODEL_TYPES = ("bytecode_detector", "code_analyzer", "behavior_model", "aggregator")
 METRIC_ALIASES: dict[str, tuple[str, ...]] = {
@@ -51,14 +54,12 @@ def _run_dir(kind: str, name: str, output_dir: str | Path | None) -> Path:
     if output_dir is not None:
         return Path(output_dir).resolve()
     stamp = _dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
-    return REPO_ROOT / "outputs" / "api" / kind / f"{name}_{stamp}"
+    return project_root() / "outputs" / "api" / kind / f"{name}_{stamp}"
 
 
 def logged_metrics(model_type: str) -> set[str]:
     """Metric names a model type logs (without training it)."""
-    from hydra.utils import get_class
-
-    target = OmegaConf.load(REPO_ROOT / "conf" / "model" / f"{_check_model(model_type)}.yaml")["_target_"]
+    target = OmegaConf.load(CONF_DIR / "model" / f"{_check_model(model_type)}.yaml")["_target_"]
     cls = get_class(target)
     return set(cls.logged_metric_names()) if hasattr(cls, "logged_metric_names") else set()
 
@@ -74,21 +75,6 @@ def resolve_metric(model_type: str, metric: str) -> str:
     val = sorted(m for m in known if m.startswith("val/"))
     alias = f" (alias of {', '.join(METRIC_ALIASES[metric])})" if metric in METRIC_ALIASES else ""
     raise ConfigError(f"metric={metric!r}{alias} is not logged by {model_type}; valid: {', '.join(val)}")
-
-
-def _task(name: str):
-    """``train`` or ``evaluate`` of the entrypoints (from the package once they live there)."""
-    import importlib
-    import importlib.util
-
-    try:
-        return getattr(importlib.import_module("training_pipeline.tasks"), name)
-    except ImportError:
-        script = {"train": "train.py", "evaluate": "eval.py"}[name]
-        spec = importlib.util.spec_from_file_location(f"_entrypoint_{name}", REPO_ROOT / "src" / script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return getattr(module, name)
 
 
 def _merge_config_file(cfg, config_path: str | Path | None):
@@ -121,6 +107,14 @@ def _dataset_overrides(
     return [f"data.path={path}"]
 
 
+def _pipeline_dir_of(ckpt: Path) -> Path:
+    """The train-all run dir an aggregator checkpoint belongs to (the folder holding ``stacked/``)."""
+    for folder in ckpt.parents:
+        if (folder / "stacked").is_dir():
+            return folder
+    raise DataError(f"{ckpt}: not inside a train-all run dir (no stacked/ above it); give test_dataset")
+
+
 class ModelTrainer:
     """Train one model type with ``conf/train.yaml`` (``python src/train.py model=<model_type> ...``)."""
 
@@ -136,8 +130,6 @@ class ModelTrainer:
         overrides: Sequence[str] = (),
         output_dir: str | Path | None = None,
     ):
-        from training_pipeline.pipeline.compose import compose_task
-
         out = _run_dir("train", self.model_type, output_dir)
         model = ["experiment=aggregator"] if self.model_type == "aggregator" else [f"model={self.model_type}"]
         cfg = compose_task(
@@ -166,7 +158,7 @@ class ModelTrainer:
         ``trainer: {max_epochs: 5}``).
         Returns ``{"metrics", "output_dir", "best_checkpoint", "test_predictions"}``."""
         cfg = self.config(dataset_path, config_path, labels_path, overrides, output_dir)
-        metrics, objects = _task("train")(cfg)
+        metrics, objects = train(cfg)
         out = Path(cfg.paths.output_dir)
         trainer = objects["trainer"]
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -190,9 +182,9 @@ class HyperparameterOptimizer:
         self, model_type: str, n_trials: int, metric: str, overrides: Sequence[str] = ()
     ) -> tuple[list[str], Path, str]:
         _check_model(model_type)
-        search = REPO_ROOT / "conf" / "hparams_search" / f"{model_type}_optuna.yaml"
+        search = CONF_DIR / "hparams_search" / f"{model_type}_optuna.yaml"
         if not search.is_file():
-            have = sorted(p.stem for p in (REPO_ROOT / "conf" / "hparams_search").glob("*_optuna.yaml"))
+            have = sorted(p.stem for p in (CONF_DIR / "hparams_search").glob("*_optuna.yaml"))
             raise ConfigError(f"no Optuna search space for {model_type!r}; available: {', '.join(have)}")
         if n_trials < 1:
             raise ConfigError(f"n_trials={n_trials}: need at least 1")
@@ -200,9 +192,13 @@ class HyperparameterOptimizer:
         direction = "minimize" if name.split("/")[-1] in MINIMIZED else "maximize"
         sweep_dir = _run_dir("optimize", model_type, self.output_dir)
         study = f"{model_type}-{name.replace('/', '_')}"
+        # A sweep is a Hydra multirun: its sweeper and launcher own the process (and exit it), so it runs in a
+        # child process of the package's own command line, leaving the caller's Hydra and torch state alone.
         cmd = [
             sys.executable,
-            str(REPO_ROOT / "src" / "train.py"),
+            "-m",
+            "training_pipeline",
+            "train",
             "-m",
             f"hparams_search={model_type}_optuna",
             f"optimized_metric={name}",
@@ -227,7 +223,7 @@ class HyperparameterOptimizer:
         """Run ``n_trials`` trials; returns ``{"best_params", "best_value", "metric", "direction", "n_trials",
         "sweep_dir"}``. The study is stored in SQLite under the sweep dir's ``logs/optuna``."""
         cmd, sweep_dir, name = self.command(model_type, n_trials, metric, overrides)
-        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if proc.returncode != 0:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise RuntimeError(f"hyperparameter search failed (exit {proc.returncode}): {tail}")
@@ -262,14 +258,11 @@ class ModelEvaluator:
     ) -> dict[str, Any]:
         """Metrics of ``model_path`` on ``test_dataset`` (every record of it) or, without one, on the test
         split of the data the model type trains on. Returns ``{"metrics", "output_dir", "predictions"}``."""
-        from training_pipeline.pipeline.compose import compose_task
         from training_pipeline.pipeline.scan import MODEL_OPTION, _hparams_kind
 
         ckpt = Path(model_path).resolve()
         if not ckpt.is_file():
             raise DataError(f"{ckpt}: no such checkpoint (model_path)")
-        import torch
-
         hp = torch.load(ckpt, map_location="cpu", weights_only=False).get("hyper_parameters", {})
         model_type = "aggregator" if "view_names" in hp else MODEL_OPTION[_hparams_kind(hp)[0]]
         out = _run_dir("eval", model_type, output_dir)
@@ -288,11 +281,9 @@ class ModelEvaluator:
             out,
         )
         if model_type == "aggregator" and test_dataset is None:
-            from omegaconf import open_dict
-
             with open_dict(cfg):  # the pipeline dir the checkpoint was trained on
-                cfg.data.pipeline_dir = str(ckpt.parents[3])
-        metrics, _ = _task("evaluate")(cfg)
+                cfg.data.pipeline_dir = str(_pipeline_dir_of(ckpt))
+        metrics, _ = evaluate(cfg)
         preds = out / "predictions.jsonl"
         return {
             "metrics": {k: float(v) for k, v in metrics.items()},

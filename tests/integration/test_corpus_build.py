@@ -11,11 +11,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from train import train
 from training_pipeline.corpus import build
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, corpus_key, load_corpus, load_manifest
 from training_pipeline.data.records import read_records, write_records
 from training_pipeline.errors import ConfigError
+from training_pipeline.tasks import train
 
 
 @pytest.fixture(scope="module")

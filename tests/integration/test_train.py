@@ -9,8 +9,7 @@ import pytest
 import torch
 from conftest import compose_config, tiny_overrides
 
-from eval import evaluate
-from train import train
+from training_pipeline.tasks import evaluate, train
 
 
 def test_debug_fdr_trains_and_tests(tmp_path, data_dir) -> None:

@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "evaluation": 5,
     "tasks": 6, "pipeline": 6, "tuning": 6, "config": 0,
     "deploy": 7,
+    "cli": 8, "__main__": 8,
     "scan": 8, "serve": 8, "monitoring": 8, "api": 8, "benchmarks": 8,
 }  # fmt: skip
 

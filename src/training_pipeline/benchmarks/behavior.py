@@ -7,30 +7,27 @@ without gradients over the validation split.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-ROOT = Path(__file__).resolve().parents[3]
+from training_pipeline.config import compose_config, project_root
+from training_pipeline.corpus import txsim
+from training_pipeline.corpus.build import CorpusConfig
 
 
 def _compose(data_dir: str, n_contracts: int, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-
-    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        return compose(
-            "train.yaml",
-            overrides=[
-                "model=behavior_model",
-                f"paths.data_dir={data_dir}",
-                f"data.corpus.n_contracts={n_contracts}",
-                *overrides,
-            ],
-        )
+    return compose_config(
+        "train.yaml",
+        [
+            "model=behavior_model",
+            f"paths.data_dir={data_dir}",
+            f"data.corpus.n_contracts={n_contracts}",
+            *overrides,
+        ],
+    )
 
 
 def run(
@@ -40,13 +37,8 @@ def run(
     overrides: tuple[str, ...] = (),
 ) -> dict:
     """Histories/s and transactions/s of each stage; ``data_dir`` reuses stored histories (default: data/)."""
-    from hydra.utils import instantiate
-
-    from training_pipeline.corpus import txsim
-    from training_pipeline.corpus.build import CorpusConfig
-
     n_contracts = n_contracts or (60 if quick else 1500)  # 1500: the default behavior data
-    cfg = _compose(data_dir or str(ROOT / "data"), n_contracts, list(overrides))
+    cfg = _compose(data_dir or str(project_root() / "data"), n_contracts, list(overrides))
     sim = min(n_contracts, 20 if quick else 300)  # the simulator alone, on the first contracts
     records = txsim.corpus_records(CorpusConfig(**{**cfg.data.corpus, "n_contracts": max(sim, 10)}))
     start = time.perf_counter()

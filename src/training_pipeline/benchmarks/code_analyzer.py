@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 
-ROOT = Path(__file__).resolve().parents[3]
+from training_pipeline.config import compose_config, project_root
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[dict]:
@@ -65,20 +66,9 @@ def synthetic_records(n: int, seed: int = 0) -> list[dict]:
 
 
 def _datamodule(records_path: str | None, data_dir: str, n_contracts: int, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
-
-    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    from training_pipeline.utils.run import set_project_root
-
-    set_project_root()
     base = [f"paths.data_dir={data_dir}", "model=code_analyzer"]
     base += [f"data.path={records_path}"] if records_path else [f"data.corpus.n_contracts={n_contracts}"]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train.yaml", overrides=[*base, *overrides])
-    GlobalHydra.instance().clear()
+    cfg = compose_config("train.yaml", [*base, *overrides])
     return cfg, instantiate(cfg.data, _convert_="all")
 
 
@@ -121,8 +111,6 @@ def tokenization(dm) -> dict:
 
 def training(cfg, dm, steps: int, warmup: int = 2) -> dict:
     """Optimizer steps on real batches (forward, loss, backward, clip, AdamW): samples and tokens a second."""
-    from hydra.utils import instantiate
-
     dm.records, dm.split_of = [], []
     dm.prepare_data()
     dm.setup("fit")
@@ -190,7 +178,7 @@ def run(
             records = str(write_records(synthetic_records(n_contracts or 120), Path(tmp) / "synthetic.jsonl"))
             source = f"synthetic ({n_contracts or 120} contracts)"
         # the generated corpus lives in the project's data/ (built once, then reused); a file needs no cache
-        data_dir = data_dir or str(ROOT / "data" if records is None else Path(tmp) / "data")
+        data_dir = data_dir or str(project_root() / "data" if records is None else Path(tmp) / "data")
         cfg, dm = _datamodule(records, data_dir, n_contracts or 1500, list(overrides))
         tok = tokenization(dm)
         train = training(cfg, dm, steps or (4 if quick else 20))

@@ -51,10 +51,3 @@ def run(quick: bool = False) -> dict:
             "workers": WORKERS,
         }
     }
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -68,10 +68,3 @@ def run(quick: bool = False, n_contracts: int | None = None) -> dict:
             "cached_reuse_seconds": round(reuse, 3),
         }
     }
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

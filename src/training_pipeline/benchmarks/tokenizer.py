@@ -7,12 +7,11 @@ there) and random bytes without post-Istanbul opcodes. Times are the best of sev
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
-from pathlib import Path
 
+from training_pipeline.config import project_root
 from training_pipeline.data.evm import OPCODES, EvmTokenizer, disassemble
 
 SIZE = 10 * 1024
@@ -22,8 +21,7 @@ _POST_ISTANBUL_NAMES = {OPCODES[b][0] for b in _POST_ISTANBUL}
 
 
 def _fixture_codes() -> list[bytes]:
-    root = Path(os.environ.get("PROJECT_ROOT", Path(__file__).resolve().parents[3]))
-    paths = sorted((root / "tests" / "fixtures" / "evm").glob("vault-*.hex"))
+    paths = sorted((project_root() / "tests" / "fixtures" / "evm").glob("vault-*.hex"))
     return [bytes.fromhex(p.read_text().strip()) for p in paths]
 
 
@@ -107,10 +105,3 @@ def run(quick: bool = False) -> dict:
     by_kind = {kind: _measure(codes, slow, fast) for kind, codes in sets.items()}
     overall = _measure([c for codes in sets.values() for c in codes], slow, fast)
     return {"tokenizer": {**overall, "repeats": {"pyevmasm": slow, "ours": fast}, "by_kind": by_kind}}
-
-
-if __name__ == "__main__":
-    import json
-    import sys
-
-    print(json.dumps(run(quick="--quick" in sys.argv), indent=2))

@@ -6,17 +6,17 @@ batches, for the same number of epochs; the first epoch of each is a warm-up and
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import torch
+from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
-ROOT = Path(__file__).resolve().parents[3]
+from training_pipeline.config import compose_config, project_root
 
 
 class _EpochTimer(Callback):
@@ -31,15 +31,10 @@ class _EpochTimer(Callback):
 
 
 def _setup(data_dir: str, n_contracts: int, overrides: list[str]):
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(
-            "train.yaml",
-            overrides=[f"paths.data_dir={data_dir}", f"data.corpus.n_contracts={n_contracts}", *overrides],
-        )
+    cfg = compose_config(
+        "train.yaml",
+        [f"paths.data_dir={data_dir}", f"data.corpus.n_contracts={n_contracts}", *overrides],
+    )
     dm = instantiate(cfg.data, _convert_="all")
     dm.prepare_data()
     dm.setup("fit")
@@ -48,8 +43,6 @@ def _setup(data_dir: str, n_contracts: int, overrides: list[str]):
 
 
 def _model(cfg, dm):
-    from hydra.utils import instantiate
-
     torch.manual_seed(0)
     return instantiate(cfg.model, _convert_="all", **dm.model_kwargs())
 
@@ -73,8 +66,6 @@ def plain_loop(model, batches, epochs: int) -> list[float]:
 
 def lightning_loop(model, batches, epochs: int, out_dir: str) -> list[float]:
     """Trainer as the default config runs it (TensorBoard, step logging, grad clipping), no validation."""
-    from lightning.pytorch.loggers import TensorBoardLogger
-
     model.configure_optimizers = lambda: torch.optim.AdamW(  # same optimizer, no scheduler, as the plain loop
         model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay
     )
@@ -107,7 +98,7 @@ def run(
     epochs = 3
     n_contracts = n_contracts or (120 if quick else 1500)  # 1500: the default corpus (built by make train)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, dm, batches = _setup(data_dir or str(ROOT / "data"), n_contracts, list(overrides))
+        cfg, dm, batches = _setup(data_dir or str(project_root() / "data"), n_contracts, list(overrides))
         batches = batches[: 6 if quick else 16]
         samples = sum(len(b["labels"]) for b in batches)
         torch.set_num_threads(max(1, torch.get_num_threads()))

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from hydra.utils import instantiate
 
 from training_pipeline import taxonomy
+from training_pipeline.config import compose_config
 from training_pipeline.errors import DataError
 
 SPLIT_ORDER = ("train", "val", "test", "unused")
@@ -287,27 +289,13 @@ def print_report(report: dict[str, Any]) -> None:
     Console(width=None if sys.stdout.isatty() else 120).print(Markdown(render_markdown(report)))
 
 
-def load_configured_records(
-    overrides: Sequence[str] = (), config_dir: str | Path | None = None
-) -> tuple[list[dict[str, Any]], list[str], Any]:
+def load_configured_records(overrides: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[str], Any]:
     """Records and split names of the data config ``train.yaml`` composes with ``overrides`` (every source).
 
     Goes through the datamodule base (``load_records``), so clone grouping and fold assignment are the ones
     training sees. Returns (records, split names, the composed config).
     """
-    import os
-
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.utils import instantiate
-
-    from training_pipeline.utils.run import set_project_root
-
-    set_project_root()
-    config_dir = Path(config_dir or Path(os.environ["PROJECT_ROOT"]) / "conf")
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir.resolve())):
-        cfg = compose("train.yaml", overrides=list(overrides))
+    cfg = compose_config("train.yaml", overrides)
     dm = instantiate(cfg.data, _convert_="all")
     records, split_of = dm.load_records()
     return records, split_of, cfg

@@ -16,7 +16,7 @@ from training_pipeline.errors import DataError
 
 
 def load_checkpoint(model_target: str | type[LightningModule], ckpt_path: str | Path) -> Any:
-    """The module class ``model_target`` (a class or its dotted path) restored from ``ckpt_path``, in eval mode."""
+    """``model_target`` (a class or its dotted path) restored from ``ckpt_path``, in eval mode."""
     path = Path(ckpt_path)
     if not path.is_file():
         raise DataError(f"{path}: no such checkpoint (ckpt_path)")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.table import Table
 
 from training_pipeline.metrics.calibration import brier_score, expected_calibration_error
 from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
@@ -109,8 +110,6 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def rich_table(rows: Sequence[dict[str, Any]], title: str = "Test comparison (expert risk target)"):
-    from rich.table import Table
-
     table = Table(title=title)
     for col in ("method", "views", "n", *COLUMNS):
         table.add_column(col, justify="left" if col in ("method", "views") else "right")

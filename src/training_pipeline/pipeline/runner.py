@@ -19,24 +19,30 @@ reruns the stages named (or every stage of a model).
 from __future__ import annotations
 
 import gc
-import importlib.util
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from training_pipeline.config import compose_task, override_value
+from training_pipeline.data.stacked import read_stacked, write_stacked
 from training_pipeline.errors import ConfigError
-from training_pipeline.pipeline.compose import compose_task, override_value
+from training_pipeline.models.aggregator import Aggregator
+from training_pipeline.models.checkpoint import load_checkpoint
+from training_pipeline.pipeline.compare import compare, markdown_table, rich_table
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
 from training_pipeline.pipeline.views import check_kind, split_ids
-from training_pipeline.utils.run import REPO_ROOT, write_json
+from training_pipeline.tasks import train
+from training_pipeline.utils.checks import check_known_keys
+from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
 PIPELINE_FILE = "pipeline.json"
@@ -45,19 +51,6 @@ TOP_LEVEL_KEYS = {
     "common_overrides", "models", "aggregator", "paths", "extras",
 }  # fmt: skip
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
-
-
-def train_task() -> Callable[[DictConfig], tuple[dict, dict]]:
-    """``train(cfg)`` of the train entrypoint (from the package once it lives there, else src/train.py)."""
-    try:
-        from training_pipeline.tasks import train  # type: ignore[import-not-found]
-
-        return train
-    except ImportError:
-        spec = importlib.util.spec_from_file_location("_train_entrypoint", REPO_ROOT / "src" / "train.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module.train
 
 
 def _forced(force: Any, name: str) -> bool:
@@ -73,8 +66,6 @@ class Pipeline:
     """One pipeline run dir: plans the stages, runs or skips each, stacks, trains the aggregator, compares."""
 
     def __init__(self, cfg: DictConfig, console: Console | None = None) -> None:
-        from training_pipeline.utils.checks import check_known_keys
-
         check_known_keys(cfg, TOP_LEVEL_KEYS, "pipeline config")
         self.cfg = cfg
         self.dir = Path(cfg.paths.output_dir).resolve()
@@ -105,7 +96,7 @@ class Pipeline:
         if len(set(names)) != len(names):
             raise ConfigError(f"pipeline models: view names must differ, got {names}")
         self.stages: dict[str, StageResult] = {}
-        self.train = train_task()
+        self.train = train
 
     # -- overrides ----------------------------------------------------------------------------------------
     def base_overrides(self, mv: ModelView) -> list[str]:
@@ -195,7 +186,6 @@ class Pipeline:
 
     # -- the whole run --------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        import torch
 
         start = time.perf_counter()
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -209,8 +199,6 @@ class Pipeline:
             torch.set_num_threads(threads)  # in process (tests, the API) the caller keeps its setting
 
     def _run(self, start: float) -> dict[str, Any]:
-        from training_pipeline.data.stacked import read_stacked, write_stacked
-
         plan = self.plan()
         agg_on = bool(self.cfg.aggregator.get("enabled", True))
         total = len(plan) + int(agg_on)
@@ -247,22 +235,13 @@ class Pipeline:
         return summary
 
     def compare(self) -> list[dict[str, Any]]:
-        from hydra.utils import instantiate
-
-        from training_pipeline.models.aggregator import Aggregator
-        from training_pipeline.pipeline.compare import markdown_table, rich_table
-
         stage = self.stages["aggregator"]
         if not stage.checkpoint:
             self.console.print("aggregator: no checkpoint (fast_dev_run?), comparison skipped")
             return []
-        model = Aggregator.load_from_checkpoint(
-            self.dir / stage.checkpoint, map_location="cpu", weights_only=False
-        )
+        model = load_checkpoint(Aggregator, self.dir / stage.checkpoint)
         data_cfg = OmegaConf.load(self.dir / "stages" / "aggregator" / "config_resolved.yaml").data
         datamodule = instantiate(data_cfg, _convert_="all")
-        from training_pipeline.pipeline.compare import compare
-
         rows = compare(model, datamodule)
         write_json(self.dir / "comparison.json", rows)
         (self.dir / "comparison.md").write_text(markdown_table(rows))

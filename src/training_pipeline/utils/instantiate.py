@@ -6,6 +6,7 @@ import logging
 
 from hydra.utils import instantiate
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 
@@ -29,8 +30,6 @@ def instantiate_callbacks(cfg: DictConfig | None, progress_bar: bool = True) -> 
     With ``progress_bar=False`` (``trainer.enable_progress_bar=false``) progress-bar callbacks are left out
     instead of making the Trainer refuse the combination.
     """
-    from lightning.pytorch.callbacks import ProgressBar
-
     callbacks = _instantiate_keyed(cfg, "callback")
     return [cb for cb in callbacks if progress_bar or not isinstance(cb, ProgressBar)]
 

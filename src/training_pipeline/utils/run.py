@@ -15,13 +15,16 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from training_pipeline.errors import UserError
+from training_pipeline.utils.rich_tree import config_tree_text
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # a git checkout when installed editable (provenance)
 TRACKED_PACKAGES = (
     "torch",
     "lightning",
@@ -38,19 +41,9 @@ TRACKED_PACKAGES = (
 )
 
 
-def set_project_root() -> Path:
-    """Point ``PROJECT_ROOT`` (conf/paths) at the repository unless the user set it; register resolvers."""
-    os.environ.setdefault("PROJECT_ROOT", str(REPO_ROOT))
-    if not OmegaConf.has_resolver("mkdir"):
-        # ${mkdir:path} creates the folder and returns it: SQLite (Optuna's storage) will not create folders.
-        OmegaConf.register_new_resolver(
-            "mkdir", lambda p: (Path(p).mkdir(parents=True, exist_ok=True), str(p))[1]
-        )
-    return Path(os.environ["PROJECT_ROOT"])
-
-
-def git_state(root: Path = REPO_ROOT) -> dict[str, Any]:
-    """Commit hash and whether the work tree has uncommitted changes (None outside a git checkout)."""
+def git_state(root: Path = PACKAGE_DIR) -> dict[str, Any]:
+    """Commit hash of the code and whether its work tree has uncommitted changes (None when the package is
+    not inside a git checkout, e.g. installed from a wheel)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -87,8 +80,6 @@ def write_provenance(cfg: DictConfig, output_dir: Path, data_version: str | None
     """Resolved config, config tree, git state, command line, package versions and data version."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    from training_pipeline.utils.rich_tree import config_tree_text
-
     (output_dir / "config_tree.txt").write_text(config_tree_text(cfg))
     write_json(
         output_dir / "provenance.json",
@@ -116,9 +107,6 @@ def one_line(exc: BaseException) -> str:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that are the user's input, shown as one line without a traceback."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     return (
         UserError,
         HydraException,

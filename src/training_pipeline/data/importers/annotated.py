@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.solc import CompileJob, SolcPool
 from training_pipeline.data.clean import blank_label_comments, code_only
 from training_pipeline.data.importers.solidity import compatible_compilers, main_contract, pragma_constraints
 from training_pipeline.errors import DataError
@@ -181,8 +182,6 @@ def compile_records(
     records: Sequence[dict[str, Any]], n_workers: int = 2, cache_dir: str | Path | None = None
 ) -> dict[str, Any]:
     """Fill ``bytecode`` and ``compiler_version`` in place; DataError naming the first file that fails."""
-    from training_pipeline.corpus.solc import CompileJob, SolcPool
-
     candidates: list[list[str]] = []
     for r in records:
         versions = compatible_compilers(r["source_code"])

@@ -34,10 +34,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import datasets
+import pyarrow.parquet as pq
 
 from training_pipeline import taxonomy
 from training_pipeline.data.clean import blank_label_comments
+from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.evm import InvalidBytecodeError, parse_hex
 from training_pipeline.data.importers.store import (
     build_once,
@@ -49,9 +53,6 @@ from training_pipeline.data.importers.store import (
 )
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-
-if TYPE_CHECKING:
-    from training_pipeline.data.contracts import LoadedSource
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ def local_files(cfg: SlitherAuditedConfig) -> dict[str, list[Path]]:
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         try:
             return pq.read_table(path).to_pylist()
         except Exception as exc:
@@ -170,8 +169,6 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 def _hub_rows(cfg: SlitherAuditedConfig) -> dict[str, list[dict[str, Any]]]:
     """Rows per split from the hub (needs the network once; ``datasets`` caches the download)."""
-    import datasets
-
     try:
         loaded = datasets.load_dataset(cfg.hub_name, cfg.config_name, revision=cfg.revision)
     except Exception as exc:  # no network, unknown name, gated repo: one line, not a traceback
@@ -309,8 +306,6 @@ def import_slither_audited(cfg: SlitherAuditedConfig, data_dir: str | Path, forc
 
 def load_slither_audited(cfg: dict, data_dir: Path) -> LoadedSource:
     """The ``slither_audited`` source of ``ContractDataModule``."""
-    from training_pipeline.data.contracts import LoadedSource
-
     config = config_dataclass(SlitherAuditedConfig, plain(cfg), "data.slither_audited")
     records, manifest = load_stored(import_slither_audited(config, data_dir))
     return LoadedSource(records, "sha256:" + manifest["content_hash"])

@@ -36,10 +36,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.solc import CompileJob, SolcPool
 from training_pipeline.data.clean import IDENTIFIER, blank_label_comments
+from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.solidity import lines_covered, main_contract
 from training_pipeline.data.importers.store import (
     build_once,
@@ -51,9 +53,7 @@ from training_pipeline.data.importers.store import (
 )
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
-
-if TYPE_CHECKING:
-    from training_pipeline.data.contracts import LoadedSource
+from training_pipeline.utils.splits import assign_folds
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +216,6 @@ def import_solidifi(
 def _build(
     cfg: SolidifiConfig, root: Path, files: list[tuple[str, int, Path, Path]], cache_dir: Path
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    from training_pipeline.corpus.solc import CompileJob, SolcPool
-
     start = time.perf_counter()
     records: list[dict[str, Any]] = []
     renamed = occurrences = blanked = 0
@@ -300,9 +298,6 @@ def _build(
 
 def load_solidifi(cfg: dict, data_dir: Path) -> LoadedSource:
     """The ``solidifi`` source of ``ContractDataModule``: imported once, folds dealt by base contract."""
-    from training_pipeline.data.contracts import LoadedSource
-    from training_pipeline.utils.splits import assign_folds
-
     config = config_dataclass(SolidifiConfig, plain(cfg), "data.solidifi")
     records, manifest = load_stored(import_solidifi(config, data_dir))
     folds = assign_folds([r["group"] for r in records], [None] * len(records), config.n_folds, config.seed)

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import datasets
 from filelock import FileLock
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from training_pipeline.utils.run import write_json
 
@@ -28,8 +30,6 @@ STORE_FORMAT = 1  # bump when the stored columns change
 
 def plain(cfg: Any) -> Any:
     """A config block as plain Python (DictConfig/ListConfig resolved), anything else unchanged."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
     if isinstance(cfg, DictConfig | ListConfig):
         return OmegaConf.to_container(cfg, resolve=True)
     return cfg
@@ -67,8 +67,6 @@ def label_counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def _features():
-    import datasets
-
     return datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -95,8 +93,6 @@ def build_once(
             log.info("Reusing imported dataset %s", out)
             return out
         records, manifest = build()
-        import datasets
-
         datasets.disable_progress_bars()
         columns = {name: [r.get(name) for r in records] for name in _features()}
         columns["vulnerable_lines"] = [
@@ -115,8 +111,6 @@ def build_once(
 
 def load_stored(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The stored records (interchange fields + group/split/contract_name, nulls dropped) and manifest."""
-    import datasets
-
     manifest = json.loads((path / "manifest.json").read_text())
     records = []
     for row in datasets.load_from_disk(str(path / "dataset")).to_list():
