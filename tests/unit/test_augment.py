@@ -94,7 +94,12 @@ def datamodule(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     dm = instantiate(cfg.data, _convert_="all")
     dm.prepare_data()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(A, "augment_records", lambda records, c, d: augment_records(records[:N_AUGMENTED], c, d))
+
+        def few(records, c, d):
+            return augment_records(records[:N_AUGMENTED], c, d)
+
+        mp.setattr(A, "augment_records", few)
+        mp.setattr("training_pipeline.data.contracts.augment_records", few)  # bound there at import
         dm.setup()
     return dm
 
@@ -330,7 +335,7 @@ def test_a_variant_that_does_not_compile_is_dropped(data_dir: Path, monkeypatch)
     def break_it(source, rng, transforms, version):
         return A.Variant(source.replace("uint256 before", "uint256 before before"), {}, {}, ("rename",))
 
-    monkeypatch.setattr(A, "augment_source", break_it)
+    monkeypatch.setattr(A.driver, "augment_source", break_it)  # augment_records looks it up there
     stats = AugmentStats()
     cfg = AugmentConfig(enabled=True, copies=1, n_workers=1)
     assert augment_records([record], cfg, data_dir, stats=stats) == []

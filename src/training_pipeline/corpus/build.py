@@ -20,8 +20,11 @@ from pathlib import Path
 from filelock import FileLock
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.generator import GENERATOR_VERSION, GeneratedContract, generate_corpus
+from training_pipeline.corpus.solc import CompileJob, SolcPool
 from training_pipeline.errors import ConfigError
 from training_pipeline.utils.run import write_json
+from training_pipeline.utils.splits import assign_folds
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,7 @@ BUILD_FORMAT = 1  # bump when the stored columns change
 
 def _features():
     """Column types of the stored corpus (``datasets`` is imported only where a corpus is built or read)."""
-    import datasets
+    import datasets  # heavy (about a second to import): only building or reading a corpus pays for it
 
     return datasets.Features(
         {
@@ -91,8 +94,6 @@ class CorpusConfig:
 
 def corpus_key(cfg: CorpusConfig) -> str:
     """Hash of everything that decides the corpus content."""
-    from training_pipeline.corpus.generator import GENERATOR_VERSION
-
     payload = {"config": cfg.content_fields(), "generator": GENERATOR_VERSION, "format": BUILD_FORMAT}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -138,12 +139,9 @@ def build_corpus(cfg: CorpusConfig, data_dir: str | Path, force: bool = False) -
         return _build(cfg, Path(data_dir), out)
 
 
-def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
-    from training_pipeline.corpus.generator import GENERATOR_VERSION, generate_corpus
-    from training_pipeline.corpus.solc import CompileJob, SolcPool
-    from training_pipeline.utils.splits import assign_folds
-
-    start = time.perf_counter()
+def generate_with_folds(cfg: CorpusConfig) -> tuple[list[GeneratedContract], dict[str, int]]:
+    """The corpus's contracts (not compiled) and the fold of each group: one call for the build and the
+    transaction simulator, so their ids and folds always agree."""
     contracts = generate_corpus(
         cfg.n_contracts,
         seed=cfg.seed,
@@ -152,6 +150,13 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
         safe_fraction=cfg.safe_fraction,
         multi_label_fraction=cfg.multi_label_fraction,
     )
+    folds = assign_folds([c.group for c in contracts], [c.family for c in contracts], cfg.n_folds, cfg.seed)
+    return contracts, folds
+
+
+def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
+    start = time.perf_counter()
+    contracts, folds = generate_with_folds(cfg)
     gen_seconds = time.perf_counter() - start
     jobs = [CompileJob(c.source_code, c.compiler_version, c.contract_name) for c in contracts]
     log.info("Compiling %d generated contracts with %d solc-js workers", len(jobs), cfg.n_workers)
@@ -164,8 +169,6 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
             f"{c.id} ({c.family}, {c.compiler_version}, {c.shapes}): {r.error}" for c, r in failures[:3]
         )
         raise CorpusBuildError(f"{len(failures)} generated contracts failed to compile, e.g. {first}")
-
-    folds = assign_folds([c.group for c in contracts], [c.family for c in contracts], cfg.n_folds, cfg.seed)
     columns = {
         "id": [c.id for c in contracts],
         "group": [c.group for c in contracts],
@@ -181,7 +184,7 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
     }
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    import datasets
+    import datasets  # about a second to import: only building or reading a corpus pays for it
 
     datasets.disable_progress_bars()
     datasets.Dataset.from_dict(columns, features=_features()).save_to_disk(str(tmp / "dataset"))
@@ -229,6 +232,6 @@ def load_manifest(path: str | Path) -> dict:
 
 def load_corpus(path: str | Path):
     """The stored corpus as a ``datasets.Dataset``."""
-    import datasets
+    import datasets  # heavy import, only where a corpus is read
 
     return datasets.load_from_disk(str(Path(path) / "dataset"))

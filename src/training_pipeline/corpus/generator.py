@@ -9,6 +9,7 @@ template. Shapes, the families they fit and the lines they label are listed in `
 from __future__ import annotations
 
 import random
+import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -394,7 +395,6 @@ def coverage_markdown(corpus: Sequence[GeneratedContract] | None = None) -> str:
 def _corpus_tables(
     corpus: Sequence[GeneratedContract], fams: list[str], eras: list[str], classes: list[str]
 ) -> list[str]:
-    import statistics
 
     sizes = [c.source_code.count("\n") for c in corpus]
     shapes = Counter(s for c in corpus for s in c.shapes)

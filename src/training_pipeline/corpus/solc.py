@@ -1,4 +1,9 @@
-"""Solidity → runtime bytecode through long-lived solc-js node workers, with an on-disk compile cache."""
+"""Solidity → runtime bytecode through long-lived solc-js node workers, with an on-disk compile cache.
+
+Also which bundled compiler a source's ``pragma solidity`` allows (npm range syntax, read by
+``semantic_version.NpmSpec``). The solc-js folder is ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc``
+under the current directory; the package never guesses where its checkout is.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -18,10 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SOLC_DIR: Path = Path(os.environ.get("TRAINING_PIPELINE_SOLC_DIR") or REPO_ROOT / "scripts" / "solc")
+from semantic_version import NpmSpec, Version
+
+from training_pipeline import taxonomy
+from training_pipeline.errors import UserError
+from training_pipeline.utils.solidity import solidity_pragmas
+
+SOLC_DIR_ENV = "TRAINING_PIPELINE_SOLC_DIR"
 WORKER_SCRIPT = "compile_worker.js"
-DEFAULT_CACHE_DIR = REPO_ROOT / "data" / "solc_cache"
+DEFAULT_CACHE_DIR = Path("data") / "solc_cache"  # relative: under the current directory when used
 # Bump when the worker's compiler settings change (optimizer, output selection, contract choice).
 COMPILER_SETTINGS_VERSION = 1
 
@@ -39,11 +50,24 @@ def _read_versions(solc_dir: Path) -> dict[str, str]:
     }
 
 
+def solc_dir() -> Path:
+    """The solc-js folder: ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc`` under the current dir."""
+    return Path(os.environ.get(SOLC_DIR_ENV) or Path.cwd() / "scripts" / "solc")
+
+
+SOLC_DIR: Path = solc_dir()  # as found at import; pools look again when they start
 SUPPORTED_VERSIONS: dict[str, str] = _read_versions(SOLC_DIR)
 
 
-class SolcNotInstalledError(RuntimeError):
-    """node or the pinned solc-js packages are missing."""
+class SolcNotInstalledError(UserError, RuntimeError):
+    """No solc-js folder, or node or the pinned solc-js packages are missing (a one-line user error)."""
+
+
+def _no_solc_dir_message(directory: Path) -> str:
+    return (
+        f"no solc-js compilers at {directory}: set {SOLC_DIR_ENV} to the folder holding package.json and "
+        "node_modules, or run `make setup` in the repository root and start from there"
+    )
 
 
 class CompileError(RuntimeError):
@@ -214,7 +238,7 @@ class SolcPool:
         self.n_workers = max(1, n_workers if n_workers is not None else min(2, os.cpu_count() or 1))
         self.batch_size = max(1, batch_size)
         self.timeout_s = timeout_s
-        self.solc_dir = Path(os.environ.get("TRAINING_PIPELINE_SOLC_DIR") or SOLC_DIR)
+        self.solc_dir = solc_dir()
         self.supported_versions = _read_versions(self.solc_dir)
         if cache_dir is False:
             self._cache: _Cache | None = None
@@ -257,7 +281,8 @@ class SolcPool:
         if missing or not (self.solc_dir / WORKER_SCRIPT).is_file():
             raise SolcNotInstalledError(
                 f"solc-js is not installed in {self.solc_dir / 'node_modules'} "
-                f"(missing: {', '.join(missing) or WORKER_SCRIPT}): run `make setup`"
+                f"(missing: {', '.join(missing) or WORKER_SCRIPT}): run `make setup` or point {SOLC_DIR_ENV} "
+                "at an installed solc-js folder"
             )
 
     def _ensure_workers(self, n: int) -> None:
@@ -275,6 +300,8 @@ class SolcPool:
             raise CompileError("SolcPool is closed")
         start = time.perf_counter()
         jobs = list(jobs)
+        if jobs and not (self.solc_dir / "package.json").is_file():
+            raise SolcNotInstalledError(_no_solc_dir_message(self.solc_dir))
         unknown = sorted({j.version for j in jobs} - self.supported_versions.keys())
         if unknown:
             supported = ", ".join(sorted(self.supported_versions, key=_version_tuple))
@@ -421,3 +448,34 @@ def compile_many(
     """Compile jobs with a short-lived pool: convenient for one-off calls, results in job order."""
     with SolcPool(n_workers=n_workers, cache_dir=cache_dir) as pool:
         return pool.compile(jobs)
+
+
+# --- which bundled compiler a pragma allows --------------------------------------------------------------
+_OPERATOR_SPACE = re.compile(r"(\^|~|>=|<=|>|<|=)\s+")
+
+
+def pragma_constraints(source: str) -> list[str]:
+    """The version constraints of every ``pragma solidity`` statement (comments and strings ignored)."""
+    return solidity_pragmas(source)
+
+
+def satisfies(version: str, constraint: str) -> bool:
+    """Whether ``version`` lies in the npm-style range ``constraint`` (``>= 0.5.0`` spacing allowed)."""
+    try:
+        return Version(version) in NpmSpec(_OPERATOR_SPACE.sub(r"\1", constraint.strip()))
+    except ValueError:  # not a range solc accepts either
+        return False
+
+
+def compatible_compilers(source: str, versions: Sequence[str] | None = None) -> list[str]:
+    """Bundled solc versions (default ``taxonomy.COMPILER_VERSIONS``) satisfying every pragma, oldest first.
+
+    Oldest first because a pragma's lower bound is the era the author wrote against: ``>=0.5.11`` code built
+    with 0.8 would silently gain checked arithmetic. Callers try the next one when a compile fails (a
+    ``>=0.4.22 <0.6.0`` source may use 0.5-only syntax). No pragma → []: guessing an era is worse.
+    """
+    constraints = pragma_constraints(source)
+    if not constraints:
+        return []
+    candidates = sorted(versions or taxonomy.COMPILER_VERSIONS.values(), key=Version)
+    return [v for v in candidates if all(satisfies(v, c) for c in constraints)]

@@ -32,6 +32,8 @@ from typing import Any
 from filelock import FileLock
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.build import CorpusConfig, generate_with_folds
+from training_pipeline.corpus.generator import GENERATOR_VERSION
 from training_pipeline.errors import ConfigError
 from training_pipeline.utils.run import write_json
 
@@ -872,23 +874,10 @@ def simulate_histories(records: Sequence[dict[str, Any]], cfg: SimConfig) -> lis
 
 
 # --- the corpus it follows and the stored dataset -----------------------------------------------------------
-def corpus_records(corpus_cfg) -> list[dict[str, Any]]:
+def corpus_records(corpus_cfg: CorpusConfig) -> list[dict[str, Any]]:
     """The corpus's metadata (id, group, family, labels, fold) without compiling: the same generator call and
-    fold assignment as ``corpus.build``, so ids and folds match the built corpus."""
-    from training_pipeline.corpus.generator import generate_corpus
-    from training_pipeline.utils.splits import assign_folds
-
-    contracts = generate_corpus(
-        corpus_cfg.n_contracts,
-        seed=corpus_cfg.seed,
-        families=corpus_cfg.families,
-        compiler_versions=corpus_cfg.compiler_versions,
-        safe_fraction=corpus_cfg.safe_fraction,
-        multi_label_fraction=corpus_cfg.multi_label_fraction,
-    )
-    folds = assign_folds(
-        [c.group for c in contracts], [c.family for c in contracts], corpus_cfg.n_folds, corpus_cfg.seed
-    )
+    fold assignment as ``corpus.build`` (``generate_with_folds``), so ids and folds match the built corpus."""
+    contracts, folds = generate_with_folds(corpus_cfg)
     return [
         {"id": c.id, "group": c.group, "family": c.family, "labels": list(c.labels), "fold": folds[c.group]}
         for c in contracts
@@ -896,7 +885,7 @@ def corpus_records(corpus_cfg) -> list[dict[str, Any]]:
 
 
 def _features():
-    import datasets
+    import datasets  # heavy import, see ``_build``
 
     seq = {k: datasets.Sequence(datasets.Value(v)) for k, v in TX_COLUMNS.items()}
     return datasets.Features(
@@ -914,10 +903,8 @@ def _features():
     )
 
 
-def histories_key(corpus_cfg, sim_cfg: SimConfig) -> str:
+def histories_key(corpus_cfg: CorpusConfig, sim_cfg: SimConfig) -> str:
     """Hash of everything that decides the stored histories' content."""
-    from training_pipeline.corpus.generator import GENERATOR_VERSION
-
     payload = {
         "corpus": corpus_cfg.content_fields(),
         "generator": GENERATOR_VERSION,
@@ -950,7 +937,9 @@ def manifest_counts(histories: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_histories(corpus_cfg, sim_cfg: SimConfig, data_dir: str | Path, force: bool = False) -> Path:
+def build_histories(
+    corpus_cfg: CorpusConfig, sim_cfg: SimConfig, data_dir: str | Path, force: bool = False
+) -> Path:
     """Return ``data/behavior/<key>/``, simulating and storing the histories only when missing."""
     out = Path(data_dir) / "behavior" / histories_key(corpus_cfg, sim_cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -961,10 +950,8 @@ def build_histories(corpus_cfg, sim_cfg: SimConfig, data_dir: str | Path, force:
         return _build(corpus_cfg, sim_cfg, out)
 
 
-def _build(corpus_cfg, sim_cfg: SimConfig, out: Path) -> Path:
-    import datasets
-
-    from training_pipeline.corpus.generator import GENERATOR_VERSION
+def _build(corpus_cfg: CorpusConfig, sim_cfg: SimConfig, out: Path) -> Path:
+    import datasets  # heavy (about a second to import): only building or reading histories pays for it
 
     start = time.perf_counter()
     histories = simulate_histories(corpus_records(corpus_cfg), sim_cfg)
@@ -998,7 +985,7 @@ def load_manifest(path: str | Path) -> dict[str, Any]:
 
 def load_histories(path: str | Path) -> list[dict[str, Any]]:
     """The stored histories as a list of dicts (columns as lists)."""
-    import datasets
+    import datasets  # heavy import, see ``_build``
 
     return datasets.load_from_disk(str(Path(path) / "dataset")).to_list()
 

@@ -24,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.utils.solidity import COMMENTS, iter_tokens
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +36,6 @@ log = logging.getLogger(__name__)
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 BPE_FORMAT = 1  # bump when training or normalization changes what a cached tokenizer holds
 
-# A string literal is kept as is (an URL in a string is not a comment); a comment is blanked.
-_LEXEME = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*|/\*.*?\*/', re.S)
 _HSPACE = re.compile(r"[ \t\f\v\r]+")
 
 
@@ -64,13 +65,9 @@ class BpeConfig:
 def normalize_source(text: str, strip_comments: bool = True) -> str:
     """Blank comments (keeping their newlines), collapse runs of spaces, drop indentation; same line count."""
 
-    def blank(m: re.Match) -> str:
-        s = m.group(0)
-        if s[0] in "\"'" or not strip_comments:
-            return s
-        return "\n" * s.count("\n")
-
-    text = _LEXEME.sub(blank, text.replace("\r\n", "\n"))
+    text = text.replace("\r\n", "\n")
+    if strip_comments:  # the shared lexer: a string literal is kept as is (an URL in a string is no comment)
+        text = "".join("\n" * t.text.count("\n") if t.kind in COMMENTS else t.text for t in iter_tokens(text))
     return "\n".join(_HSPACE.sub(" ", line).strip() for line in text.split("\n"))
 
 
@@ -89,10 +86,8 @@ def offsets_to_lines(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarra
     return lines
 
 
-def train_bpe(texts: Iterable[str], cfg: BpeConfig):
+def train_bpe(texts: Iterable[str], cfg: BpeConfig) -> Any:
     """A byte-level BPE fitted on ``texts`` (already normalized), wrapped as a ``PreTrainedTokenizerFast``."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -108,7 +103,9 @@ def train_bpe(texts: Iterable[str], cfg: BpeConfig):
     return wrap_tokenizer(tok)
 
 
-def wrap_tokenizer(tok):
+def wrap_tokenizer(tok: Tokenizer) -> Any:
+    """``tok`` as a ``transformers`` fast tokenizer (same ids, special tokens in RoBERTa's order)."""
+    # transformers costs seconds to import; only the code that builds or loads a tokenizer pays for it.
     from transformers import PreTrainedTokenizerFast
 
     return PreTrainedTokenizerFast(
@@ -180,8 +177,6 @@ class SourceTokenizer:
         strip = state.get("strip_comments", True)
         origin = {k: v for k, v in state.items() if k not in ("strip_comments", "json")}
         if state.get("json"):
-            from tokenizers import Tokenizer
-
             return cls(wrap_tokenizer(Tokenizer.from_str(state["json"])), strip, origin)
         if state.get("kind") == "bpe" and state.get("dir") and Path(state["dir"]).is_dir():
             return cls(load_local_tokenizer(state["dir"]), strip, origin)
@@ -206,15 +201,16 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
-def load_local_tokenizer(directory: str | Path):
-    from transformers import AutoTokenizer
+def load_local_tokenizer(directory: str | Path) -> Any:
+    """A tokenizer saved with ``save_pretrained`` (never downloads)."""
+    from transformers import AutoTokenizer  # heavy import, see ``wrap_tokenizer``
 
     return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
 
 
-def load_pretrained_tokenizer(name_or_path: str):
+def load_pretrained_tokenizer(name_or_path: str) -> Any:
     """A pretrained model's fast tokenizer (a local dir, or a hub name when the network is allowed)."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # heavy import, see ``wrap_tokenizer``
 
     local = Path(name_or_path).is_dir()
     try:
@@ -237,8 +233,6 @@ def cached_bpe(
     cache_dir: Path,
 ) -> SourceTokenizer:
     """Train (once) a BPE on the training sources; reused from ``cache_dir/<key>/`` afterwards."""
-    from filelock import FileLock
-
     key = tokenizer_key(data_version, train_ids, cfg)
     path = Path(cache_dir) / key
     origin = {"kind": "bpe", "key": key, "dir": str(path)}

@@ -1,8 +1,8 @@
 """Source clean-up shared by every importer: label-bearing comments blanked, clone-detection hashing.
 
-Both rest on one comment-aware scanner (``scan``): a single left-to-right regex over comments and string
-literals, so ``//`` inside a string is never taken for a comment and a quote inside a comment never opens a
-string. Edits keep every newline, so line numbers (``vulnerable_lines``) stay valid.
+Both read source through the shared lexer (``utils.solidity``), so ``//`` inside a string is never taken for
+a comment and a quote inside a comment never opens a string. Edits keep every newline, so line numbers
+(``vulnerable_lines``) stay valid.
 """
 
 from __future__ import annotations
@@ -11,15 +11,7 @@ import hashlib
 import re
 from collections.abc import Callable, Collection, Iterator
 
-# Leftmost match wins, so whichever of comment or string starts first swallows the other's delimiters.
-# Unterminated block comments run to the end of the source, unterminated strings to the end of their line.
-_TOKENS = re.compile(
-    r"(?P<line>//[^\n]*)"
-    r"|(?P<block>/\*.*?(?:\*/|\Z))"
-    r"|(?P<string>\"(?:[^\"\\\n]|\\.)*\"?|'(?:[^'\\\n]|\\.)*'?)",
-    re.S,
-)
-IDENTIFIER = re.compile(r"(?<![\w$])[A-Za-z_$][\w$]*")
+from training_pipeline.utils.solidity import IDENTIFIER, Tok, code_only, comments_and_strings
 
 # What makes a comment label-bearing: a taxonomy name or a common vulnerability name, a bug marker, or an
 # analysis tool's annotation (SmartBugs' "<yes> <report>", slither/solhint/solium disables, @audit, SWC ids).
@@ -57,9 +49,9 @@ _CODE_TOKEN = re.compile(r"[\w$]+|\S")
 _SIZED_TYPE = re.compile(r"(?:u?int|bytes|u?fixed)\d+(?:x\d+)?")
 
 
-def scan(source: str) -> Iterator[re.Match[str]]:
-    """Comments and string literals in source order; ``m.lastgroup`` is 'line', 'block' or 'string'."""
-    return _TOKENS.finditer(source)
+def scan(source: str) -> Iterator[Tok]:
+    """Comments and string literals in source order; ``t.kind`` is 'comment', 'block' or 'str'."""
+    return comments_and_strings(source)
 
 
 def _blank(text: str) -> str:
@@ -71,15 +63,15 @@ def _blank_where(source: str, wanted: Callable[[str, int], bool]) -> tuple[str, 
     """Blank the comments for which ``wanted(text, first_line)`` holds; return (source, n_blanked)."""
     out: list[str] = []
     pos, n, line, counted = 0, 0, 1, 0
-    for m in scan(source):
-        if m.lastgroup == "string":
+    for t in scan(source):
+        if t.kind == "str":
             continue
-        line += source.count("\n", counted, m.start())
-        counted = m.start()
-        if not wanted(m.group(), line):
+        line += source.count("\n", counted, t.start)
+        counted = t.start
+        if not wanted(t.text, line):
             continue
-        out += [source[pos : m.start()], _blank(m.group())]
-        pos = m.end()
+        out += [source[pos : t.start], _blank(t.text)]
+        pos = t.end
         n += 1
     out.append(source[pos:])
     return "".join(out), n
@@ -101,11 +93,6 @@ def blank_all_comments(source: str) -> tuple[str, int]:
     return _blank_where(source, lambda text, line: True)
 
 
-def code_only(source: str) -> str:
-    """The source with comments and string contents replaced by spaces (same length, same lines)."""
-    return _TOKENS.sub(lambda m: re.sub(r"[^\n]", " ", m.group()), source)
-
-
 def normalized_source_hash(source: str) -> str:
     """sha256 of the source's tokens with comments dropped and identifiers alpha-renamed.
 
@@ -116,20 +103,35 @@ def normalized_source_hash(source: str) -> str:
     names: dict[str, str] = {}
     tokens: list[str] = []
     pos = 0
-    for m in scan(source):
-        tokens += _normal_tokens(source[pos : m.start()], names)
-        if m.lastgroup == "string":
-            tokens.append(m.group())
-        pos = m.end()
+    for t in scan(source):
+        tokens += _normal_tokens(source[pos : t.start], names)
+        if t.kind == "str":
+            tokens.append(t.text)
+        pos = t.end
     tokens += _normal_tokens(source[pos:], names)
     return hashlib.sha256(" ".join(tokens).encode()).hexdigest()
 
 
 def _normal_tokens(code: str, names: dict[str, str]) -> list[str]:
-    """Code tokens (words and single symbols); identifiers not in ``_KEEP`` become ``$<first index>``."""
+    """Code tokens (words and single symbols); identifiers not in ``_KEEP`` become ``$<first index>``.
+
+    Deliberately coarser than the lexer's tokens (``>=`` is two symbols here): the clone hash must not
+    change, since stored dedup decisions rest on it.
+    """
     out = []
     for tok in _CODE_TOKEN.findall(code):
         if IDENTIFIER.fullmatch(tok) and tok not in _KEEP and not _SIZED_TYPE.fullmatch(tok):
             tok = names.setdefault(tok, f"${len(names)}")
         out.append(tok)
     return out
+
+
+__all__ = [
+    "IDENTIFIER",
+    "LABEL_COMMENT",
+    "blank_all_comments",
+    "blank_label_comments",
+    "code_only",
+    "normalized_source_hash",
+    "scan",
+]

@@ -230,6 +230,7 @@ def _fallback(ctx: Ctx, b: Body, stmt: str) -> None:
 
 # --- vault --------------------------------------------------------------------------------------------------
 def build_vault(ctx: Ctx, plan: Plan) -> Built:
+    """An ether vault: deposits to a ledger and withdrawals; optional lock, internal moves, distribution."""
     b = Body(ctx)
     own = Owned(ctx, plan, b, [_p_ownership(ctx), _p_sweep(ctx), _p_fee(ctx), _p_collector(ctx)])
     u, L, oo = ctx.u, ctx["ledger"], ctx["only_owner"]
@@ -289,6 +290,7 @@ def build_vault(ctx: Ctx, plan: Plan) -> Built:
 
 # --- auction ------------------------------------------------------------------------------------------------
 def build_auction(ctx: Ctx, plan: Plan) -> Built:
+    """An open auction: bids refund the previous leader, beneficiary paid at the end; optional window."""
     b = Body(ctx)
     extend = Privileged(
         "fn_extend_auction",
@@ -303,15 +305,31 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
         lambda c, w: w(f"{c['beneficiary']} = {c['p_beneficiary']};"),
     )
     own = Owned(ctx, plan, b, [_p_ownership(ctx), extend, set_ben])
-    u, L, now = ctx.u, ctx["ledger"], ctx.now
-    bid_slot, end_slot = plan.slot("bid"), plan.slot("finalize")
+    u, now = ctx.u, ctx.now
+    bid_slot = plan.slot("bid")
     short = plan.is_("bid", "short_window") or (bid_slot is None and plan.has("bid_window", 0.2))
     win = S.window(ctx, bid_slot, "bid") if short else ""
     wtag = bid_slot.tag if bid_slot is not None and bid_slot.name == "short_window" else ""
+    end, ben = ctx["auction_end"], ctx["beneficiary"]
+    _auction_state(ctx, b, short, own.priv is set_ben, own.priv is extend)
+    _auction_bidding(ctx, b, plan, own, short, win, wtag)
+    bt, pb = ctx["p_bidding_time"], ctx["p_beneficiary"]
+
+    def ctor_body(w: W) -> None:
+        w(f"{end} = {now} + {bt};")
+        w(f"{ben} = {pb};")
+        if short:
+            w(f"{ctx['last_bid_at']} = {now};")
+
+    return own.finish(f"{u} {bt}, {ctx.pay_t} {pb}", ctor_body)
+
+
+def _auction_state(ctx: Ctx, b: Body, short: bool, ben_mutable: bool, end_mutable: bool) -> None:
+    """Beneficiary, end time, leading bid, ledger, ended flag, the optional last-bid time and the events."""
+    u, L = ctx.u, ctx["ledger"]
     end, hb, hbid, ended = ctx["auction_end"], ctx["highest_bidder"], ctx["highest_bid"], ctx["ended"]
-    ben = ctx["beneficiary"]
-    b.state("beneficiary", ctx.state(ctx.pay_t, ben, immutable=_immutable(ctx, own.priv is set_ben)))
-    b.state("auction_end", ctx.state(u, end, immutable=_immutable(ctx, own.priv is extend)))
+    b.state("beneficiary", ctx.state(ctx.pay_t, ctx["beneficiary"], immutable=_immutable(ctx, ben_mutable)))
+    b.state("auction_end", ctx.state(u, end, immutable=_immutable(ctx, end_mutable)))
     b.state("highest_bidder", ctx.state(ctx.pay_t, hb))
     b.state("highest_bid", ctx.state(u, hbid))
     b.state(
@@ -326,6 +344,12 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_end", f"address winner, {u} amount")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
 
+
+def _auction_bidding(ctx: Ctx, b: Body, plan: Plan, own: Owned, short: bool, win: str, wtag: str) -> None:
+    """``bid`` (bid site), the ledger withdrawal, ``end`` (finalize site) and the optional time view."""
+    u, now = ctx.u, ctx.now
+    end, hb, hbid, ended = ctx["auction_end"], ctx["highest_bidder"], ctx["highest_bid"], ctx["ended"]
+    bid_slot, end_slot = plan.slot("bid"), plan.slot("finalize")
     with b.fn("bid", ctx.func(ctx["fn_bid"], mut="payable", mods=own.live), doc="bid") as w:
         ctx.req(w, f"{now} <= {end}", "auction already ended", "err_late")
         if short:
@@ -357,7 +381,7 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
             ctx,
             w,
             end_slot,
-            ben,
+            ctx["beneficiary"],
             hbid,
             f"{ended} = true;",
             default=pick(ctx, "end_pay", ("transfer", "call")),
@@ -370,31 +394,15 @@ def build_auction(ctx: Ctx, plan: Plan) -> Built:
             w("return 0;")
             w.close()
             w(f"return {end} - {now};")
-    bt, pb = ctx["p_bidding_time"], ctx["p_beneficiary"]
-
-    def ctor_body(w: W) -> None:
-        w(f"{end} = {now} + {bt};")
-        w(f"{ben} = {pb};")
-        if short:
-            w(f"{ctx['last_bid_at']} = {now};")
-
-    return own.finish(f"{u} {bt}, {ctx.pay_t} {pb}", ctor_body)
 
 
 # --- lottery ------------------------------------------------------------------------------------------------
 def _draw(ctx: Ctx, b: Body, slot: Slot | None, own: Owned, pick_winner: Callable[[W, str], None]) -> None:
     """Winner selection: commit-reveal seed (default and repaired form) or entropy from the chain (flawed)."""
-    players, oo, r, tag = ctx["players"], ctx["only_owner"], ctx["l_rand"], slot.tag if slot else ""
+    players, oo, r = ctx["players"], ctx["only_owner"], ctx["l_rand"]
     if slot is None or not slot.vuln:
         sh, seed = ctx["seed_hash"], ctx["p_seed"]
-        b.state("seed_hash", ctx.state("bytes32", sh))
-        with b.fn(
-            "commit_seed",
-            ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
-            doc="commit_seed",
-        ) as w:
-            ctx.req(w, f"{players}.length == 0", "round in progress", "err_state")
-            w(f"{sh} = {ctx['p_seed_hash']};")
+        S.commit_seed(ctx, b, oo, sh, (f"{players}.length == 0", "round in progress", "err_state"))
         with b.fn("draw", ctx.func(ctx["fn_draw"], f"uint256 {seed}", mods=(oo,)), doc="draw") as w:
             ctx.req(w, f"{players}.length > 0", "no players", "err_state")
             ctx.req(w, f"{ctx.hash(seed)} == {sh}", "seed does not match", "err_input")
@@ -407,40 +415,12 @@ def _draw(ctx: Ctx, b: Body, slot: Slot | None, own: Owned, pick_winner: Callabl
             ctx.req(w, f"{players}.length >= {ctx['max_players']}", "round not full", "err_state")
         else:
             ctx.req(w, f"{players}.length > 0", "no players", "err_state")
-        n = f"{players}.length"
-        if slot.name == "block_attributes":
-            diff = (
-                "block.prevrandao"
-                if ctx.major >= 8 and pick(ctx, "prevrandao", (0, 1, 1))
-                else "block.difficulty"
-            )
-            src = pick(
-                ctx,
-                "entropy",
-                (
-                    (ctx.now, diff),
-                    (diff, ctx.now, n),
-                    (ctx.now, "msg.sender", n),
-                    ("block.coinbase", ctx.now),
-                    ("block.number", ctx.now, diff),
-                ),
-            )
-            w(f"{ctx.u} {r} = uint256({ctx.hash(*src)}) % {n};", tag)
-        elif slot.name == "blockhash":
-            bh = "block.blockhash" if ctx.major == 4 and pick(ctx, "old_blockhash", (0, 1)) else "blockhash"
-            if pick(ctx, "hash_wrap", (0, 1)):
-                w(f"{ctx.u} {r} = uint256({ctx.hash(f'{bh}(block.number - 1)', n)}) % {n};", tag)
-            else:
-                w(f"{ctx.u} {r} = uint256({bh}(block.number - 1)) % {n};", tag)
-        else:
-            seed = ctx["private_seed"]
-            b.state("private_seed", f"uint256 private {seed};")
-            w(f"{seed} = uint256({ctx.hash(seed, n)});", tag)
-            w(f"{ctx.u} {r} = {seed} % {n};", tag)
+        S.entropy(ctx, b, w, slot, r, f"{players}.length")
         pick_winner(w, r)
 
 
 def build_lottery(ctx: Ctx, plan: Plan) -> Built:
+    """A lottery with a drawn winner; optional ticket credits, last-entrant pot, instant play and puzzle."""
     b = Body(ctx)
 
     def set_price_body(c: Ctx, w: W) -> None:
@@ -451,7 +431,38 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
         "fn_set_price", "set_ticket_price", lambda c: f"{c.u} {c['p_price']}", set_price_body
     )
     own = Owned(ctx, plan, b, [_p_ownership(ctx), set_price, _p_fee(ctx)])
-    u, L, now, oo = ctx.u, ctx["ledger"], ctx.now, ctx["only_owner"]
+    u, oo = ctx.u, ctx["only_owner"]
+    credits = plan.has("price", 0.2)
+    last = plan.has("window", 0.2)
+    instant = plan.has("instant", 0.2)
+    puzzle = plan.has("answer", 0.15)
+    draw_slot = plan.slot("draw")
+    _lottery_state(ctx, b, own.priv is set_price)
+    add_player = _lottery_rounds(ctx, b, plan, own, last)
+    if credits:
+        _lottery_credits(ctx, b, plan, own, add_player)
+    if last:
+        _lottery_last_entrant(ctx, b, plan)
+    if instant:
+        _lottery_instant(ctx, b, plan, own)
+    if puzzle:
+        _puzzle(ctx, b, plan.slot("answer"), oo)
+    price = ctx["ticket_price"]
+
+    def ctor_body(w: W) -> None:
+        w(f"{price} = {ctx['p_price']};")
+        if draw_slot is not None and draw_slot.vuln and draw_slot.name == "private_seed":
+            w(f"{ctx['private_seed']} = {ctx['p_seed']};")
+
+    params = f"{u} {ctx['p_price']}"
+    if draw_slot is not None and draw_slot.vuln and draw_slot.name == "private_seed":
+        params += f", uint256 {ctx['p_seed']}"
+    return own.finish(params, ctor_body)
+
+
+def _lottery_state(ctx: Ctx, b: Body, price_mutable: bool) -> None:
+    """Players, ticket price, pot, round counter, last winner, ledger, player cap and the events."""
+    u, L = ctx.u, ctx["ledger"]
     players, price, pot, rnd, cap = (
         ctx["players"],
         ctx["ticket_price"],
@@ -459,13 +470,8 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
         ctx["round"],
         ctx["max_players"],
     )
-    credits = plan.has("price", 0.2)
-    last = plan.has("window", 0.2)
-    instant = plan.has("instant", 0.2)
-    puzzle = plan.has("answer", 0.15)
-    draw_slot = plan.slot("draw")
     b.state("players", f"{ctx.pay_t}[] public {players};", doc="players")
-    b.state("ticket_price", ctx.state(u, price, immutable=_immutable(ctx, own.priv is set_price)))
+    b.state("ticket_price", ctx.state(u, price, immutable=_immutable(ctx, price_mutable)))
     b.state("pot", ctx.state(u, pot))
     b.state("round", ctx.state(u, rnd))
     b.state("last_winner", ctx.state("address", ctx["last_winner"]))
@@ -474,6 +480,18 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_enter", f"address indexed player, {u} round")
     b.event("evt_winner", f"address indexed winner, {u} amount")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
+
+
+def _lottery_rounds(ctx: Ctx, b: Body, plan: Plan, own: Owned, last: bool) -> Callable[[W], None]:
+    """``enter``, the draw, the ledger withdrawal and optional distribution; returns the add-player writer."""
+    L, now, oo = ctx["ledger"], ctx.now, ctx["only_owner"]
+    players, price, pot, rnd, cap = (
+        ctx["players"],
+        ctx["ticket_price"],
+        ctx["pot"],
+        ctx["round"],
+        ctx["max_players"],
+    )
 
     def add_player(w: W) -> None:
         ctx.req(w, f"{players}.length < {cap}", "round is full", "err_full")
@@ -498,73 +516,74 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
         w(f"delete {players};")
         ctx.inc(w, rnd, "1")
 
-    _draw(ctx, b, draw_slot, own, pick_winner)
+    _draw(ctx, b, plan.slot("draw"), own, pick_winner)
     b.add(S.ledger_withdraw(ctx, plan.slot("withdraw")))
     if plan.has("distribute", 0.25):
         with b.fn("distribute", ctx.func(ctx["fn_distribute"], mods=(oo,)), doc="distribute") as w:
             S.push_loop(ctx, w, plan.slot("distribute"), players, price)
             w(f"delete {players};")
             w(f"{pot} = 0;")
-    if credits:
-        cr, cnt, cost = ctx["credits"], ctx["p_count"], ctx["l_due"]
-        b.state("credits", f"mapping(address => {u}) public {cr};")
-        with b.fn(
-            "buy_credits", ctx.func(ctx["fn_buy_credits"], f"{u} {cnt}", mut="payable"), doc="buy_credits"
-        ) as w:
-            ctx.req(w, f"{cnt} > 0", "zero tickets", "err_input")
-            S.product(ctx, w, plan.slot("price"), cost, cnt, price)
-            ctx.req(w, f"msg.value == {cost}", "wrong payment", "err_input")
-            ctx.inc(w, f"{cr}[msg.sender]", cnt)
-        with b.fn("use_credit", ctx.func(ctx["fn_use_credit"], mods=own.live), doc="use_credit") as w:
-            ctx.req(w, f"{cr}[msg.sender] > 0", "no credits", "err_funds")
-            ctx.dec(w, f"{cr}[msg.sender]", "1")
-            add_player(w)
-            ctx.inc(w, pot, price)
-            w(ctx.emit(ctx["evt_enter"], f"msg.sender, {rnd}"))
-    if last:
-        slot, le, la = plan.slot("window"), ctx["last_entrant"], ctx["last_entry_at"]
-        b.state("last_entrant", ctx.state("address", le))
-        b.state("last_entry_at", ctx.state(u, la))
-        with b.fn("claim_pot", ctx.func(ctx["fn_claim_pot"]), doc="claim_pot") as w:
-            ctx.req(w, f"{le} != address(0)", "no entrant", "err_state")
-            ctx.req(
-                w,
-                f"{now} > {la} + {S.window(ctx, slot, 'pot')}",
-                "round still active",
-                "err_early",
-                slot.tag if slot else "",
-            )
-            ctx.inc(w, f"{L}[{le}]", pot)
-            w(ctx.emit(ctx["evt_winner"], f"{le}, {pot}"))
-            w(f"{pot} = 0;")
-            w(f"{le} = address(0);")
-            w(f"delete {players};")
-    if instant:
-        slot, jp, pc = plan.slot("instant"), ctx["jackpot"], ctx["play_count"]
-        b.state("jackpot", ctx.state(u, jp))
-        b.state("play_count", ctx.state(u, pc))
-        b.event("evt_instant", f"address indexed player, {u} prize")
-        with b.fn("instant", ctx.func(ctx["fn_instant"], mut="payable", mods=own.live), doc="instant") as w:
-            ctx.req(w, f"msg.value == {price}", "wrong ticket price", "err_input")
-            ctx.inc(w, jp, "msg.value")
-            ctx.inc(w, pc, "1")
-            w.open(f"if ({S.lucky(ctx, slot, pc)}) {{", slot.tag if slot else "")
-            ctx.inc(w, f"{L}[msg.sender]", jp)
-            w(ctx.emit(ctx["evt_instant"], f"msg.sender, {jp}"))
-            w(f"{jp} = 0;")
-            w.close()
-    if puzzle:
-        _puzzle(ctx, b, plan.slot("answer"), oo)
+    return add_player
 
-    def ctor_body(w: W) -> None:
-        w(f"{price} = {ctx['p_price']};")
-        if draw_slot is not None and draw_slot.vuln and draw_slot.name == "private_seed":
-            w(f"{ctx['private_seed']} = {ctx['p_seed']};")
 
-    params = f"{u} {ctx['p_price']}"
-    if draw_slot is not None and draw_slot.vuln and draw_slot.name == "private_seed":
-        params += f", uint256 {ctx['p_seed']}"
-    return own.finish(params, ctor_body)
+def _lottery_credits(ctx: Ctx, b: Body, plan: Plan, own: Owned, add_player: Callable[[W], None]) -> None:
+    """Prepaid ticket credits: bulk purchase (the price site) and entering with a credit."""
+    u, price, pot, rnd = ctx.u, ctx["ticket_price"], ctx["pot"], ctx["round"]
+    cr, cnt, cost = ctx["credits"], ctx["p_count"], ctx["l_due"]
+    b.state("credits", f"mapping(address => {u}) public {cr};")
+    with b.fn(
+        "buy_credits", ctx.func(ctx["fn_buy_credits"], f"{u} {cnt}", mut="payable"), doc="buy_credits"
+    ) as w:
+        ctx.req(w, f"{cnt} > 0", "zero tickets", "err_input")
+        S.product(ctx, w, plan.slot("price"), cost, cnt, price)
+        ctx.req(w, f"msg.value == {cost}", "wrong payment", "err_input")
+        ctx.inc(w, f"{cr}[msg.sender]", cnt)
+    with b.fn("use_credit", ctx.func(ctx["fn_use_credit"], mods=own.live), doc="use_credit") as w:
+        ctx.req(w, f"{cr}[msg.sender] > 0", "no credits", "err_funds")
+        ctx.dec(w, f"{cr}[msg.sender]", "1")
+        add_player(w)
+        ctx.inc(w, pot, price)
+        w(ctx.emit(ctx["evt_enter"], f"msg.sender, {rnd}"))
+
+
+def _lottery_last_entrant(ctx: Ctx, b: Body, plan: Plan) -> None:
+    """The last entrant claims the pot once the round goes quiet (the window site)."""
+    u, L, now, players, pot = ctx.u, ctx["ledger"], ctx.now, ctx["players"], ctx["pot"]
+    slot, le, la = plan.slot("window"), ctx["last_entrant"], ctx["last_entry_at"]
+    b.state("last_entrant", ctx.state("address", le))
+    b.state("last_entry_at", ctx.state(u, la))
+    with b.fn("claim_pot", ctx.func(ctx["fn_claim_pot"]), doc="claim_pot") as w:
+        ctx.req(w, f"{le} != address(0)", "no entrant", "err_state")
+        ctx.req(
+            w,
+            f"{now} > {la} + {S.window(ctx, slot, 'pot')}",
+            "round still active",
+            "err_early",
+            slot.tag if slot else "",
+        )
+        ctx.inc(w, f"{L}[{le}]", pot)
+        w(ctx.emit(ctx["evt_winner"], f"{le}, {pot}"))
+        w(f"{pot} = 0;")
+        w(f"{le} = address(0);")
+        w(f"delete {players};")
+
+
+def _lottery_instant(ctx: Ctx, b: Body, plan: Plan, own: Owned) -> None:
+    """Instant play: every ticket may win the jackpot on a lucky condition (the instant site)."""
+    u, L, price = ctx.u, ctx["ledger"], ctx["ticket_price"]
+    slot, jp, pc = plan.slot("instant"), ctx["jackpot"], ctx["play_count"]
+    b.state("jackpot", ctx.state(u, jp))
+    b.state("play_count", ctx.state(u, pc))
+    b.event("evt_instant", f"address indexed player, {u} prize")
+    with b.fn("instant", ctx.func(ctx["fn_instant"], mut="payable", mods=own.live), doc="instant") as w:
+        ctx.req(w, f"msg.value == {price}", "wrong ticket price", "err_input")
+        ctx.inc(w, jp, "msg.value")
+        ctx.inc(w, pc, "1")
+        w.open(f"if ({S.lucky(ctx, slot, pc)}) {{", slot.tag if slot else "")
+        ctx.inc(w, f"{L}[msg.sender]", jp)
+        w(ctx.emit(ctx["evt_instant"], f"msg.sender, {jp}"))
+        w(f"{jp} = 0;")
+        w.close()
 
 
 def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
@@ -617,19 +636,44 @@ def _puzzle(ctx: Ctx, b: Body, slot: Slot | None, oo: str) -> None:
 
 # --- ERC20 token --------------------------------------------------------------------------------------------
 def build_erc20(ctx: Ctx, plan: Plan) -> Built:
+    """An ERC20 token: balances, allowances and transfers; optional burn, sale, airdrop and dividends."""
     b = Body(ctx)
-    bal, alw = ctx["token_bal"], ctx["token_allow"]
+    bal = ctx["token_bal"]
     mint = Privileged("fn_mint", "mint", lambda c: f"address {c['p_to']}, {c.u} {c['p_value']}", _mint_body)
     own = Owned(ctx, plan, b, [_p_ownership(ctx), mint, _p_collector(ctx)])
-    u, now, oo = ctx.u, ctx.now, ctx["only_owner"]
-    to, val, frm, sp, who = ctx["p_to"], ctx["p_value"], ctx["p_from"], ctx["p_spender"], ctx["p_who"]
-    pub_maps = bal == "balanceOf"
-    name = ctx["contract"]
+    u, now = ctx.u, ctx.now
     no_ret = plan.slot("erc20_return")
     use_itf = no_ret is None and pick(ctx, "erc20_interface", (0, 0, 1))
     ovr = (ctx.ovr,) if use_itf and ctx.ovr else ()
+    itf = _erc20_state(ctx, b, use_itf, ovr)
+    _erc20_transfers(ctx, b, plan, own, ovr)
+    price_in_ctor = _erc20_extras(ctx, b, plan, own)
+    supply = ctx["p_amount"]
+
+    def ctor_body(w: W) -> None:
+        w(f"totalSupply = {supply};")
+        w(f"{bal}[msg.sender] = {supply};")
+        w(ctx.emit("Transfer", f"address(0), msg.sender, {supply}"))
+        if plan.has("bonus"):
+            w(f"{ctx['launch']} = {now};")
+        if price_in_ctor:
+            w(f"{ctx['price']} = {ctx['p_price']};")
+
+    params = f"{u} {supply}" + (f", {u} {ctx['p_price']}" if price_in_ctor else "")
+    built = own.finish(params, ctor_body)
+    if itf is not None:
+        built.interfaces.append(itf[1])
+        built.parents.append(itf[0])
+    return built
+
+
+def _erc20_state(ctx: Ctx, b: Body, use_itf: bool, ovr: tuple[str, ...]) -> tuple[str, list[Line]] | None:
+    """Token metadata, supply and maps, the events (or the interface that declares them) and the map views."""
+    u, bal, alw = ctx.u, ctx["token_bal"], ctx["token_allow"]
+    who, sp = ctx["p_who"], ctx["p_spender"]
+    pub_maps = bal == "balanceOf"
     pub_ovr = " override" if ovr else ""
-    b.state("name", f'string public name = "{name}";')
+    b.state("name", f'string public name = "{ctx["contract"]}";')
     b.state("symbol", f'string public symbol = "{ctx["token_symbol"]}";')
     b.state("decimals", f"uint8 public {'constant ' if pick(ctx, 'dec_const', (0, 1)) else ''}decimals = 18;")
     b.state("total_supply", f"{u} public{pub_ovr} totalSupply;")
@@ -663,6 +707,14 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
             kind="view",
         ) as w:
             w(f"return {alw}[{who}][{sp}];")
+    return itf
+
+
+def _erc20_transfers(ctx: Ctx, b: Body, plan: Plan, own: Owned, ovr: tuple[str, ...]) -> None:
+    """``transfer`` (erc20_return, move sites), ``approve`` (approve site), ``transferFrom``, burn."""
+    u, bal, alw = ctx.u, ctx["token_bal"], ctx["token_allow"]
+    to, val, frm, sp, who = ctx["p_to"], ctx["p_value"], ctx["p_from"], ctx["p_spender"], ctx["p_who"]
+    no_ret = plan.slot("erc20_return")
     flat = no_ret is not None and no_ret.vuln
     with b.fn(
         "transfer",
@@ -711,6 +763,11 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
             ctx.dec(w, f"{bal}[msg.sender]", val)
             ctx.dec(w, "totalSupply", val)
             w(ctx.emit(ctx["evt_burn"], f"msg.sender, {val}"))
+
+
+def _erc20_extras(ctx: Ctx, b: Body, plan: Plan, own: Owned) -> bool:
+    """Optional token sale, airdrop and ether dividends; returns whether the constructor sets the price."""
+    u, oo, who = ctx.u, ctx["only_owner"], ctx["p_who"]
     dividends = plan.has("dividends", 0.2) or "withdraw" in plan.slots or "distribute" in plan.slots
     sale = plan.has("price", 0.3)
     price_slot = plan.slot("price")
@@ -725,23 +782,7 @@ def build_erc20(ctx: Ctx, plan: Plan) -> Built:
         b.event("evt_withdraw", f"address indexed {who}, {u} amount")
         b.add(S.ledger_withdraw(ctx, plan.slot("withdraw")))
         _distribute(ctx, b, plan.slot("distribute"), _payees(ctx, b, oo), oo)
-    supply = ctx["p_amount"]
-
-    def ctor_body(w: W) -> None:
-        w(f"totalSupply = {supply};")
-        w(f"{bal}[msg.sender] = {supply};")
-        w(ctx.emit("Transfer", f"address(0), msg.sender, {supply}"))
-        if plan.has("bonus"):
-            w(f"{ctx['launch']} = {now};")
-        if price_in_ctor:
-            w(f"{ctx['price']} = {ctx['p_price']};")
-
-    params = f"{u} {supply}" + (f", {u} {ctx['p_price']}" if price_in_ctor else "")
-    built = own.finish(params, ctor_body)
-    if itf is not None:
-        built.interfaces.append(itf[1])
-        built.parents.append(itf[0])
-    return built
+    return price_in_ctor
 
 
 def _erc20_interface(ctx: Ctx, pub_maps: bool) -> tuple[str, list[Line]]:
@@ -860,15 +901,27 @@ def _airdrop(ctx: Ctx, b: Body, slot: Slot | None) -> None:
 
 # --- multisig wallet ----------------------------------------------------------------------------------------
 def build_multisig(ctx: Ctx, plan: Plan) -> Built:
+    """A multisig wallet: owners confirm submitted transactions; optional revocation, daily limit, kill."""
     b = Body(ctx)
+    limit = plan.has("limit", 0.3)
+    init = plan.has("init", 0.12)
+    _multisig_state(ctx, b)
+    _multisig_setup(ctx, b, plan, init)
+    _multisig_submit_and_confirm(ctx, b, plan)
+    _multisig_execute(ctx, b, plan)
+    _multisig_admin(ctx, b, plan)
+    if limit:
+        _daily_limit(ctx, b, plan.slot("limit"), ctx["only_signer"])
+    return Built(b.members)
+
+
+def _multisig_state(ctx: Ctx, b: Body) -> None:
+    """The transaction struct, state variables, events, the two modifiers and the deposit fallback."""
     u = ctx.u
     owners, is_owner, req_n, txs, confs, cnt = (
         ctx[k] for k in ("owners", "is_owner", "required", "txs", "confirmations", "tx_count")
     )
-    st, t, i, tid = ctx["tx_struct"], ctx["l_tx"], ctx["l_idx"], ctx["p_tx_id"]
-    ow, sg = ctx["only_wallet"], ctx["only_signer"]
-    limit = plan.has("limit", 0.3)
-    init = plan.has("init", 0.12)
+    st = ctx["tx_struct"]
     w = W()
     w.decl(f"struct {st}")
     for field_ in (f"{ctx.pay_t} destination;", f"{u} value;", "bytes data;", "bool executed;"):
@@ -895,6 +948,12 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     )
     b.modifier("only_signer", f"{is_owner}[msg.sender]", "not an owner", "err_auth", doc="only_signer")
     _fallback(ctx, b, ctx.emit(ctx["evt_deposit"], "msg.sender, msg.value"))
+
+
+def _multisig_setup(ctx: Ctx, b: Body, plan: Plan, init: bool) -> None:
+    """Owner list and threshold setup, in the constructor or (init) in a one-time initializer."""
+    u, i = ctx.u, ctx["l_idx"]
+    owners, is_owner, req_n = ctx["owners"], ctx["is_owner"], ctx["required"]
     po, pr = ctx["p_owners"], ctx["p_required"]
     params = f"address[]{ctx.mem} {po}, {u} {pr}"
 
@@ -914,6 +973,12 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         b.add(S.initializer(ctx, plan.slot("init"), params, setup))
     else:
         b.add(S.constructor(ctx, plan.slot("ctor"), params, setup))
+
+
+def _multisig_submit_and_confirm(ctx: Ctx, b: Body, plan: Plan) -> None:
+    """``submit`` (optionally through a struct local: the struct_local site), ``confirm`` and ``revoke``."""
+    u, txs, confs, cnt = ctx.u, ctx["txs"], ctx["confirmations"], ctx["tx_count"]
+    st, t, tid, sg = ctx["tx_struct"], ctx["l_tx"], ctx["p_tx_id"], ctx["only_signer"]
     dest, val, data = ctx["p_dest"], ctx["p_amount"], ctx["p_data"]
     with b.fn(
         "submit",
@@ -952,6 +1017,12 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
             ctx.req(w, f"!{txs}[{tid}].executed", "already executed", "err_state")
             w(f"{confs}[{tid}][msg.sender] = false;")
             w(ctx.emit(ctx["evt_revoke"], f"msg.sender, {tid}"))
+
+
+def _multisig_execute(ctx: Ctx, b: Body, plan: Plan) -> None:
+    """``execute`` (the withdraw site), the ``is_confirmed`` count and the optional owner list view."""
+    u, owners, req_n, txs, confs = ctx.u, ctx["owners"], ctx["required"], ctx["txs"], ctx["confirmations"]
+    st, t, i, tid, sg = ctx["tx_struct"], ctx["l_tx"], ctx["l_idx"], ctx["p_tx_id"], ctx["only_signer"]
     with b.fn("execute", ctx.func(ctx["fn_execute"], f"{u} {tid}", mods=(sg,)), doc="execute") as w:
         ctx.req(w, f"{ctx['fn_is_confirmed']}({tid})", "not enough confirmations", "err_state")
         w(f"{st} storage {t} = {txs}[{tid}];")
@@ -992,6 +1063,11 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
         ) as w:
             w(f"return {owners};")
 
+
+def _multisig_admin(ctx: Ctx, b: Body, plan: Plan) -> None:
+    """The wallet-only privileged function (add an owner or change the threshold) and the optional kill."""
+    owners, is_owner, req_n, ow = ctx["owners"], ctx["is_owner"], ctx["required"], ctx["only_wallet"]
+
     def add_owner(c: Ctx, w: W) -> None:
         a = c["p_who"]
         c.req(w, f"!{is_owner}[{a}]", "already an owner", "err_state")
@@ -1021,9 +1097,6 @@ def build_multisig(ctx: Ctx, plan: Plan) -> Built:
     )
     if plan.has("kill", 0.25):
         b.add(S.kill(ctx, plan.slot("kill"), ow, f"{ctx.pay_t} {ctx['p_to']}", ctx["p_to"]))
-    if limit:
-        _daily_limit(ctx, b, plan.slot("limit"), sg)
-    return Built(b.members)
 
 
 def _daily_limit(ctx: Ctx, b: Body, slot: Slot | None, sg: str) -> None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from training_pipeline.corpus.templates import families as F
 from training_pipeline.corpus.templates import shapes as S
+from training_pipeline.corpus.templates import texture
 from training_pipeline.corpus.templates.families import Body, Built, Owned
 from training_pipeline.corpus.templates.render import Ctx, Line, Member, W
 from training_pipeline.corpus.templates.shapes import Plan, Privileged, pick
@@ -50,27 +51,43 @@ def _pay_out(ctx: Ctx, w: W, slot, target: str, amount: str) -> None:
 
 # --- ERC721 collection --------------------------------------------------------------------------------------
 def build_erc721(ctx: Ctx, plan: Plan) -> Built:
+    """An ERC721 collection: paid mint with wallet limits, optional presale and rarity, owner withdrawal."""
     b = Body(ctx)
     u, now = ctx.u, ctx.now
     set_uri = _setter("fn_set_uri", "set_uri", f"string{ctx.mem}", "p_uri", "base_uri")
     set_price = _setter("fn_set_mint_price", "set_price", "UINT", "p_price", "mint_price")
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), set_uri, set_price, F._p_sweep(ctx)])
     oo = ctx["only_owner"]
+    wd = plan.slot("withdraw")
+    locked = wd is not None and wd.name == "locked_ether"
+    itf_lines = _erc721_state(ctx, b)
+    has_code = _has_code(ctx, b)
+    _erc721_views_and_transfers(ctx, b, own)
+    rar, rarity_vuln = _erc721_rarity(ctx, b, plan)
+    _erc721_mint(ctx, b, plan, own, has_code, rar, rarity_vuln)
+    if not (locked and wd.vuln):
+        with b.fn("withdraw", ctx.func(ctx["fn_withdraw"], mods=(oo,)), doc="withdraw_proceeds") as w:
+            amt = ctx["l_due"]
+            w(f"{u} {amt} = {ctx.this_balance};")
+            ctx.req(w, f"{amt} > 0", "nothing to withdraw", "err_funds")
+            _pay_out(ctx, w, wd, ctx["owner"], amt)
+
+    def ctor_body(w: W) -> None:
+        w(f"{ctx['sale_start']} = {now} + {pick(ctx, 'sale_delay', ('1 days', '3 days', '12 hours'))};")
+
+    built = own.finish("", ctor_body)
+    built.interfaces.append(itf_lines)
+    return built
+
+
+def _erc721_state(ctx: Ctx, b: Body) -> list[Line]:
+    """State variables, events and the receiver interface of the collection (returned as lines)."""
+    u = ctx.u
     owners_, bals, apprs, ops = (
         ctx[k] for k in ("nft_owners", "nft_balances", "nft_approvals", "nft_operators")
     )
     total, cap, price, per, minted = (
         ctx[k] for k in ("total_minted", "max_supply", "mint_price", "max_per_wallet", "minted")
-    )
-    wd, mint_slot, draw_slot, price_slot = (
-        plan.slot("withdraw"),
-        plan.slot("mint"),
-        plan.slot("draw"),
-        plan.slot("price"),
-    )
-    locked = wd is not None and wd.name == "locked_ether"
-    tid, who, op, flag, to, frm = (
-        ctx[k] for k in ("p_token_id", "p_who", "p_operator", "p_flag", "p_to", "p_from")
     )
     b.state("name", f'string public name = "{ctx["contract"]}";')
     b.state("symbol", f'string public symbol = "{ctx["token_symbol"]}";')
@@ -111,7 +128,18 @@ def build_erc721(ctx: Ctx, plan: Plan) -> Built:
         " external returns (bytes4);"
     )
     itf.close()
-    has_code = _has_code(ctx, b)
+    return itf.lines
+
+
+def _erc721_views_and_transfers(ctx: Ctx, b: Body, own: Owned) -> None:
+    """The ERC721 views, approvals and ``transferFrom``."""
+    u = ctx.u
+    owners_, bals, apprs, ops = (
+        ctx[k] for k in ("nft_owners", "nft_balances", "nft_approvals", "nft_operators")
+    )
+    tid, who, op, flag, to, frm = (
+        ctx[k] for k in ("p_token_id", "p_who", "p_operator", "p_flag", "p_to", "p_from")
+    )
 
     with b.fn(
         "balance_of",
@@ -167,6 +195,12 @@ def build_erc721(ctx: Ctx, plan: Plan) -> Built:
         w(f"{owners_}[{tid}] = {to};")
         w(ctx.emit("Transfer", f"{frm}, {to}, {tid}"))
 
+
+def _erc721_rarity(ctx: Ctx, b: Body, plan: Plan) -> tuple[bool, bool]:
+    """Optional rarity: drawn at mint from chain entropy (flawed) or revealed from a committed seed."""
+    u, oo, tid = ctx.u, ctx["only_owner"], ctx["p_token_id"]
+    total, cap = ctx["total_minted"], ctx["max_supply"]
+    draw_slot = plan.slot("draw")
     rar = plan.has("draw", 0.3)
     rarity_vuln = draw_slot is not None and draw_slot.vuln
     if rar and rarity_vuln:
@@ -174,14 +208,7 @@ def build_erc721(ctx: Ctx, plan: Plan) -> Built:
     elif rar:
         off, sh, seed = ctx["rarity_offset"], ctx["seed_hash"], ctx["p_seed"]
         b.state("rarity_offset", ctx.state(u, off))
-        b.state("seed_hash", ctx.state("bytes32", sh))
-        with b.fn(
-            "commit_seed",
-            ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
-            doc="commit_seed",
-        ) as w:
-            ctx.req(w, f"{total} == 0", "sale started", "err_state")
-            w(f"{sh} = {ctx['p_seed_hash']};")
+        S.commit_seed(ctx, b, oo, sh, (f"{total} == 0", "sale started", "err_state"))
         with b.fn("reveal", ctx.func(ctx["fn_reveal"], f"uint256 {seed}", mods=(oo,)), doc="reveal") as w:
             ctx.req(w, f"{total} == {cap}", "sale not over", "err_state")
             ctx.req(w, f"{ctx.hash(seed)} == {sh}", "seed does not match", "err_input")
@@ -190,7 +217,55 @@ def build_erc721(ctx: Ctx, plan: Plan) -> Built:
             "rarity_of", ctx.func(ctx["fn_rarity_of"], f"{u} {tid}", mut="view", returns=u), kind="view"
         ) as w:
             w(f"return uint256({ctx.hash(off, tid)}) % 100;")
+    return rar, rarity_vuln
 
+
+def _erc721_mint(
+    ctx: Ctx, b: Body, plan: Plan, own: Owned, has_code: str, rar: bool, rarity_vuln: bool
+) -> None:
+    """``mint`` and the optional ``presale``: payment, limits, the receiver callback (reentrancy slot)."""
+    u, now, qty = ctx.u, ctx.now, ctx["p_qty"]
+    wd = plan.slot("withdraw")
+    locked = wd is not None and wd.name == "locked_ether"
+    mint_body = _erc721_mint_body(ctx, b, plan, has_code, rar, rarity_vuln)
+    mint_tag = wd.tag if locked else ""
+    with b.fn(
+        "mint",
+        ctx.func(ctx["fn_mint_nft"], f"{u} {qty}", mut="payable", mods=own.live),
+        mint_tag,
+        doc="mint_nft",
+    ) as w:
+        ctx.req(w, f"{now} >= {ctx['sale_start']}", "sale not open", "err_early")
+        mint_body(w)
+    b.state("sale_start", ctx.state(u, ctx["sale_start"]))
+    if plan.has("window", 0.25):
+        ws = plan.slot("window")
+        with b.fn(
+            "presale",
+            ctx.func(ctx["fn_presale"], f"{u} {qty}", mut="payable", mods=own.live),
+            mint_tag,
+            doc="presale",
+        ) as w:
+            ctx.req(
+                w,
+                f"{now} <= {ctx['sale_start']} + {S.window(ctx, ws, 'presale')}",
+                "presale over",
+                "err_late",
+                ws.tag if ws else "",
+            )
+            mint_body(w)
+
+
+def _erc721_mint_body(
+    ctx: Ctx, b: Body, plan: Plan, has_code: str, rar: bool, rarity_vuln: bool
+) -> Callable[[W], None]:
+    """The shared mint body writer: limits, payment (price site), rarity draw, callback (mint site)."""
+    u = ctx.u
+    owners_, bals = ctx["nft_owners"], ctx["nft_balances"]
+    total, cap, price, per, minted = (
+        ctx[k] for k in ("total_minted", "max_supply", "mint_price", "max_per_wallet", "minted")
+    )
+    mint_slot, draw_slot, price_slot = plan.slot("mint"), plan.slot("draw"), plan.slot("price")
     callback_first = mint_slot is not None and mint_slot.vuln
     ctag = mint_slot.tag if mint_slot else ""
     qty, cost, i, nid = ctx["p_qty"], ctx["l_cost"], ctx["l_idx"], ctx["l_id"]
@@ -226,49 +301,12 @@ def build_erc721(ctx: Ctx, plan: Plan) -> Built:
         if callback_first:
             ctx.inc(w, f"{minted}[msg.sender]", qty, ctag)
 
-    mint_tag = wd.tag if locked else ""
-    with b.fn(
-        "mint",
-        ctx.func(ctx["fn_mint_nft"], f"{u} {qty}", mut="payable", mods=own.live),
-        mint_tag,
-        doc="mint_nft",
-    ) as w:
-        ctx.req(w, f"{now} >= {ctx['sale_start']}", "sale not open", "err_early")
-        mint_body(w)
-    b.state("sale_start", ctx.state(u, ctx["sale_start"]))
-    if plan.has("window", 0.25):
-        ws = plan.slot("window")
-        with b.fn(
-            "presale",
-            ctx.func(ctx["fn_presale"], f"{u} {qty}", mut="payable", mods=own.live),
-            mint_tag,
-            doc="presale",
-        ) as w:
-            ctx.req(
-                w,
-                f"{now} <= {ctx['sale_start']} + {S.window(ctx, ws, 'presale')}",
-                "presale over",
-                "err_late",
-                ws.tag if ws else "",
-            )
-            mint_body(w)
-    if not (locked and wd.vuln):
-        with b.fn("withdraw", ctx.func(ctx["fn_withdraw"], mods=(oo,)), doc="withdraw_proceeds") as w:
-            amt = ctx["l_due"]
-            w(f"{u} {amt} = {ctx.this_balance};")
-            ctx.req(w, f"{amt} > 0", "nothing to withdraw", "err_funds")
-            _pay_out(ctx, w, wd, ctx["owner"], amt)
-
-    def ctor_body(w: W) -> None:
-        w(f"{ctx['sale_start']} = {now} + {pick(ctx, 'sale_delay', ('1 days', '3 days', '12 hours'))};")
-
-    built = own.finish("", ctor_body)
-    built.interfaces.append(itf.lines)
-    return built
+    return mint_body
 
 
 # --- crowdsale ----------------------------------------------------------------------------------------------
 def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
+    """A capped, timed crowdsale: buy at a rate, finalize or refund; optional bonuses, draw, distribution."""
     b = Body(ctx)
     u, now = ctx.u, ctx.now
     extend = Privileged(
@@ -281,16 +319,40 @@ def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
         "fn_set_collector", "set_collector", ctx.pay_t, "p_collector", "wallet", "{p} != address(0)"
     )
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), extend, set_wallet])
-    oo, L = ctx["only_owner"], ctx["ledger"]
-    tb, rate, wallet, raised, goal, cap = (
-        ctx[k] for k in ("token_credit", "rate", "wallet", "raised", "goal", "cap_wei")
-    )
-    opening, closing, fin, backers = ctx["opening"], ctx["closing"], ctx["finalized"], ctx["payees"]
+    rate, wallet, goal, cap = (ctx[k] for k in ("rate", "wallet", "goal", "cap_wei"))
+    opening, closing = ctx["opening"], ctx["closing"]
     price_slot, fwd = plan.slot("price"), plan.slot("withdraw")
     form = price_slot.name if price_slot else pick(ctx, "sale_form", ("overflow_mul", "price_change"))
     has_lock_site = fwd is not None and fwd.name == "locked_ether"
     locked = has_lock_site and fwd.vuln
     refunds = plan.has("withdraw", 0.6) and not has_lock_site
+    _crowdsale_state(ctx, b, own.priv.role != "fn_extend_sale")
+    _crowdsale_buy(ctx, b, plan, own, form, locked)
+    _crowdsale_finalize(ctx, b, plan, locked, refunds)
+    _crowdsale_extras(ctx, b, plan)
+    rp, wp, gp, cp, op_, dp = (
+        ctx[k] for k in ("p_rate", "p_collector", "p_amount", "p_price", "p_bidding_time", "p_secs")
+    )
+
+    def ctor_body(w: W) -> None:
+        ctx.req(w, f"{rp} > 0", "zero rate", "err_input")
+        w(f"{rate} = {rp};")
+        w(f"{wallet} = {wp};")
+        w(f"{goal} = {gp};")
+        w(f"{cap} = {cp};")
+        w(f"{opening} = {now} + {op_};")
+        w(f"{closing} = {now} + {op_} + {dp};")
+
+    return own.finish(f"{u} {rp}, {ctx.pay_t} {wp}, {u} {gp}, {u} {cp}, {u} {op_}, {u} {dp}", ctor_body)
+
+
+def _crowdsale_state(ctx: Ctx, b: Body, closing_fixed: bool) -> None:
+    """Token credits, rate, wallet, totals, the sale period, ledger, backer list and the events."""
+    u, L = ctx.u, ctx["ledger"]
+    tb, rate, wallet, raised, goal, cap = (
+        ctx[k] for k in ("token_credit", "rate", "wallet", "raised", "goal", "cap_wei")
+    )
+    opening, closing, fin, backers = ctx["opening"], ctx["closing"], ctx["finalized"], ctx["payees"]
     b.state("token_credit", f"mapping(address => {u}) public {tb};")
     b.state("rate", ctx.state(u, rate))
     b.state("wallet", ctx.state(ctx.pay_t, wallet))
@@ -298,13 +360,21 @@ def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
     b.state("goal", ctx.state(u, goal, immutable=True))
     b.state("cap_wei", ctx.state(u, cap, immutable=True))
     b.state("opening", ctx.state(u, opening, immutable=True))
-    b.state("closing", ctx.state(u, closing, immutable=own.priv.role != "fn_extend_sale"))
+    b.state("closing", ctx.state(u, closing, immutable=closing_fixed))
     b.state("finalized", ctx.state("bool", fin))
     b.state("ledger", f"mapping(address => {u}) public {L};", doc="ledger")
     b.state("payees", f"{ctx.pay_t}[] public {backers};")
     b.event("evt_buy", f"address indexed buyer, {u} value, {u} amount")
     b.event("evt_finalized", f"{u} raised")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
+
+
+def _crowdsale_buy(ctx: Ctx, b: Body, plan: Plan, own: Owned, form: str, locked: bool) -> None:
+    """``buy`` (price, bonus and loop sites; locked_ether tag) and, for a movable rate, ``set_rate``."""
+    u, now, oo, L = ctx.u, ctx.now, ctx["only_owner"], ctx["ledger"]
+    tb, rate, raised, cap = ctx["token_credit"], ctx["rate"], ctx["raised"], ctx["cap_wei"]
+    opening, closing, backers = ctx["opening"], ctx["closing"], ctx["payees"]
+    price_slot, fwd = plan.slot("price"), plan.slot("withdraw")
     tokens, mo = ctx["l_tokens"], ctx["p_min_out"]
     vuln_price = price_slot is not None and price_slot.vuln
     min_out = form == "price_change" and not vuln_price
@@ -350,6 +420,14 @@ def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
         ) as w:
             ctx.req(w, f"{ctx['p_rate']} > 0", "zero rate", "err_input")
             w(f"{rate} = {ctx['p_rate']};")
+
+
+def _crowdsale_finalize(ctx: Ctx, b: Body, plan: Plan, locked: bool, refunds: bool) -> None:
+    """``finalize`` (optional completion bonus loop: the loop site) and the refund withdrawal."""
+    u, now, oo = ctx.u, ctx.now, ctx["only_owner"]
+    tb, wallet, raised, goal, cap = (ctx[k] for k in ("token_credit", "wallet", "raised", "goal", "cap_wei"))
+    closing, fin, backers = ctx["closing"], ctx["finalized"], ctx["payees"]
+    loop_slot = plan.slot("loop")
     looped = plan.has("loop", 0.35)
     if looped:
         b.state(
@@ -375,6 +453,12 @@ def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
             ctx.req(w, f"{fin} && {raised} < {goal}", "no refunds", "err_state")
 
         b.add(S.ledger_withdraw(ctx, plan.slot("withdraw"), pre))
+
+
+def _crowdsale_extras(ctx: Ctx, b: Body, plan: Plan) -> None:
+    """The token credit view, an optional bonus-token draw among backers and an optional distribution."""
+    u, now, oo = ctx.u, ctx.now, ctx["only_owner"]
+    tb, closing, backers = ctx["token_credit"], ctx["closing"], ctx["payees"]
     with b.fn(
         "tokens_of",
         ctx.func(ctx["fn_tokens_of"], f"address {ctx['p_who']}", mut="view", returns=u),
@@ -393,33 +477,27 @@ def build_crowdsale(ctx: Ctx, plan: Plan) -> Built:
         S.seeded_draw(ctx, b, plan.slot("draw"), backers, oo, "fn_draw", winner, guard=f"{now} > {closing}")
     if plan.has("distribute", 0.2):
         F._distribute(ctx, b, plan.slot("distribute"), backers, oo)
-    rp, wp, gp, cp, op_, dp = (
-        ctx[k] for k in ("p_rate", "p_collector", "p_amount", "p_price", "p_bidding_time", "p_secs")
-    )
-
-    def ctor_body(w: W) -> None:
-        ctx.req(w, f"{rp} > 0", "zero rate", "err_input")
-        w(f"{rate} = {rp};")
-        w(f"{wallet} = {wp};")
-        w(f"{goal} = {gp};")
-        w(f"{cap} = {cp};")
-        w(f"{opening} = {now} + {op_};")
-        w(f"{closing} = {now} + {op_} + {dp};")
-
-    return own.finish(f"{u} {rp}, {ctx.pay_t} {wp}, {u} {gp}, {u} {cp}, {u} {op_}, {u} {dp}", ctor_body)
 
 
 # --- staking ------------------------------------------------------------------------------------------------
 def build_staking(ctx: Ctx, plan: Plan) -> Built:
+    """A staking pool: stakes accrue reward points per block; optional lock, sync loop and distribution."""
     b = Body(ctx)
-    u, now = ctx.u, ctx.now
     set_reward = _setter("fn_set_reward", "set_reward", "UINT", "p_reward", "reward_rate")
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), F._p_fee(ctx), set_reward])
-    oo, L = ctx["only_owner"], ctx["ledger"]
+    lock = plan.has("limit", 0.3)
+    _staking_state(ctx, b, lock)
+    _staking_stake(ctx, b, plan, own, lock)
+    _staking_rewards(ctx, b, plan, lock)
+    return own.finish()
+
+
+def _staking_state(ctx: Ctx, b: Body, lock: bool) -> None:
+    """Ledger, totals, reward rate and points, staker list, the optional lock map and the events."""
+    u, L = ctx.u, ctx["ledger"]
     total, rr, pts, lb, stakers = (
         ctx[k] for k in ("total_staked", "reward_rate", "reward_points", "last_block", "payees")
     )
-    lock = plan.has("limit", 0.3)
     b.state("ledger", f"mapping(address => {u}) public {L};", doc="ledger")
     b.state("total_staked", ctx.state(u, total))
     b.state("reward_rate", ctx.state(u, rr, init=pick(ctx, "rr", ("10", "100", "1000"))))
@@ -432,6 +510,14 @@ def build_staking(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_stake", f"address indexed {ctx['p_who']}, {u} amount")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
     b.event("evt_reward", f"address indexed {ctx['p_who']}, {u} points")
+
+
+def _staking_stake(ctx: Ctx, b: Body, plan: Plan, own: Owned, lock: bool) -> None:
+    """The internal ``accrue``, ``stake`` (the loop site's push) and the ledger withdrawal of stakes."""
+    now, L = ctx.now, ctx["ledger"]
+    total, rr, pts, lb, stakers = (
+        ctx[k] for k in ("total_staked", "reward_rate", "reward_points", "last_block", "payees")
+    )
     acc, who = ctx["fn_accrue"], ctx["p_who"]
     with b.fn("accrue", ctx.func(acc, f"address {who}", vis="internal")) as w:
         w.open(f"if ({lb}[{who}] != 0) {{")
@@ -439,12 +525,11 @@ def build_staking(ctx: Ctx, plan: Plan) -> Built:
         ctx.inc(w, f"{pts}[{who}]", f"{pending} / 1e18" if not ctx.safemath else f"{pending}.div(1e18)")
         w.close()
         w(f"{lb}[{who}] = block.number;")
-    loop_slot = plan.slot("loop")
     with b.fn("stake", ctx.func(ctx["fn_stake"], mut="payable", mods=own.live), doc="stake") as w:
         ctx.req(w, "msg.value > 0", "nothing sent", "err_input")
         w(f"{acc}(msg.sender);")
         w.open(f"if ({L}[msg.sender] == 0) {{")
-        S.capped_push(ctx, b, w, loop_slot, stakers, ctx.sender_pay)
+        S.capped_push(ctx, b, w, plan.slot("loop"), stakers, ctx.sender_pay)
         w.close()
         ctx.inc(w, f"{L}[msg.sender]", "msg.value")
         ctx.inc(w, total, "msg.value")
@@ -461,6 +546,11 @@ def build_staking(ctx: Ctx, plan: Plan) -> Built:
             ctx.req(w, f"{now} >= {ctx['lock']}[msg.sender]", "stake is locked", "err_early")
 
     b.add(S.ledger_withdraw(ctx, plan.slot("withdraw"), pre, lambda w, v: ctx.dec(w, total, v)))
+
+
+def _staking_rewards(ctx: Ctx, b: Body, plan: Plan, lock: bool) -> None:
+    """Claiming points, the optional sync loop (loop site), lock extension (limit site) and distribution."""
+    u, oo, pts, stakers, acc = ctx.u, ctx["only_owner"], ctx["reward_points"], ctx["payees"], ctx["fn_accrue"]
     with b.fn("claim", ctx.func(ctx["fn_claim_rewards"]), doc="claim_rewards") as w:
         w(f"{acc}(msg.sender);")
         p = ctx["l_share"]
@@ -471,7 +561,7 @@ def build_staking(ctx: Ctx, plan: Plan) -> Built:
         w(ctx.emit(ctx["evt_reward"], f"msg.sender, {p}"))
     if plan.has("loop", 0.35):
         with b.fn("sync_all", ctx.func(ctx["fn_sync_all"]), doc="sync_all") as w:
-            i = S.list_loop(ctx, w, loop_slot, stakers)
+            i = S.list_loop(ctx, w, plan.slot("loop"), stakers)
             w(f"{acc}({stakers}[{i}]);")
             ctx.end_loop(w, i)
     if lock:
@@ -480,13 +570,12 @@ def build_staking(ctx: Ctx, plan: Plan) -> Built:
             S.add_to(ctx, w, plan.slot("limit"), f"{ctx['lock']}[msg.sender]", secs)
     if plan.has("distribute", 0.2):
         F._distribute(ctx, b, plan.slot("distribute"), stakers, oo)
-    return own.finish()
 
 
 # --- simple exchange (ether / token pair) -------------------------------------------------------------------
 def build_exchange(ctx: Ctx, plan: Plan) -> Built:
+    """An ether/token pool: liquidity shares, constant-product swaps both ways, ledger withdrawal."""
     b = Body(ctx)
-    u = ctx.u
     tb = ctx["token_credit"]
 
     def mint_body(c: Ctx, w: W) -> None:
@@ -496,7 +585,15 @@ def build_exchange(ctx: Ctx, plan: Plan) -> Built:
         "fn_mint_tokens", "mint", lambda c: f"address {c['p_to']}, {c.u} {c['p_value']}", mint_body
     )
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), F._p_fee(ctx), mint])
-    L = ctx["ledger"]
+    _exchange_state(ctx, b)
+    _exchange_liquidity(ctx, b, own)
+    _exchange_swaps(ctx, b, plan, own)
+    return own.finish()
+
+
+def _exchange_state(ctx: Ctx, b: Body) -> None:
+    """Token credits, ledger, both reserves, liquidity shares and the events."""
+    u, tb, L = ctx.u, ctx["token_credit"], ctx["ledger"]
     re_, rt, sh, ts = ctx["reserve_eth"], ctx["reserve_token"], ctx["shares"], ctx["total_shares"]
     b.state("token_credit", f"mapping(address => {u}) public {tb};")
     b.state("ledger", f"mapping(address => {u}) public {L};", doc="ledger")
@@ -507,10 +604,18 @@ def build_exchange(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_swap", f"address indexed trader, {u} amountIn, {u} amountOut, bool ethIn")
     b.event("evt_liquidity", f"address indexed provider, {u} ethAmount, {u} tokenAmount")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
-    ai, ri, ro, out = ctx["p_amount_in"], ctx["p_reserve_in"], ctx["p_reserve_out"], ctx["l_out_amt"]
-    q = ctx["fn_quote"]
+
+
+def _exchange_liquidity(ctx: Ctx, b: Body, own: Owned) -> None:
+    """The ``quote`` formula and adding or removing liquidity."""
+    u, tb, L = ctx.u, ctx["token_credit"], ctx["ledger"]
+    re_, rt, sh, ts = ctx["reserve_eth"], ctx["reserve_token"], ctx["shares"], ctx["total_shares"]
+    ai, ri, ro = ctx["p_amount_in"], ctx["p_reserve_in"], ctx["p_reserve_out"]
     with b.fn(
-        "quote", ctx.func(q, f"{u} {ai}, {u} {ri}, {u} {ro}", mut="pure", returns=u), doc="quote", kind="view"
+        "quote",
+        ctx.func(ctx["fn_quote"], f"{u} {ai}, {u} {ri}, {u} {ro}", mut="pure", returns=u),
+        doc="quote",
+        kind="view",
     ) as w:
         ctx.req(w, f"{ai} > 0", "zero input", "err_input")
         ctx.req(w, f"{ri} > 0 && {ro} > 0", "empty pool", "err_state")
@@ -541,6 +646,12 @@ def build_exchange(ctx: Ctx, plan: Plan) -> Built:
         ctx.dec(w, rt, t)
         ctx.inc(w, f"{L}[msg.sender]", e)
         ctx.inc(w, f"{tb}[msg.sender]", t)
+
+
+def _exchange_swaps(ctx: Ctx, b: Body, plan: Plan, own: Owned) -> None:
+    """Ether-in (the swap site) and token-in (the move site) swaps, withdrawal and optional token transfer."""
+    u, tb, L, q = ctx.u, ctx["token_credit"], ctx["ledger"], ctx["fn_quote"]
+    re_, rt, out, amt = ctx["reserve_eth"], ctx["reserve_token"], ctx["l_out_amt"], ctx["p_amount"]
     swap = plan.slot("swap")
     vuln = swap is not None and swap.vuln
     mo = ctx["p_min_out"]
@@ -575,16 +686,33 @@ def build_exchange(ctx: Ctx, plan: Plan) -> Built:
             ctx.req(w, f"{tb}[msg.sender] >= {amt}", "not enough tokens", "err_funds")
             ctx.dec(w, f"{tb}[msg.sender]", amt)
             ctx.inc(w, f"{tb}[{to}]", amt)
-    return own.finish()
 
 
 # --- investment scheme (pays earlier investors from later deposits) ----------------------------------------
 def build_investment(ctx: Ctx, plan: Plan) -> Built:
+    """A scheme paying early investors from later deposits; optional interest, loop, jackpot, draw, bonus."""
     b = Body(ctx)
-    u, now = ctx.u, ctx.now
     set_rate = _setter("fn_set_rate", "set_rate", "UINT", "p_rate", "daily_rate", "{p} <= 100")
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), F._p_fee(ctx), F._p_collector(ctx), set_rate])
-    oo, L = ctx["only_owner"], ctx["ledger"]
+    _investment_state(ctx, b)
+    window = plan.has("window", 0.3)
+    jackpot = window or plan.has("draw", 0.25) or plan.has("bonus", 0.2)
+    if jackpot:
+        b.state("jackpot", ctx.state(ctx.u, ctx["jackpot"]))
+    if window:
+        b.state("last_investor", ctx.state("address", ctx["last_investor"]))
+        b.state("last_invest_at", ctx.state(ctx.u, ctx["last_invest_at"]))
+    bonus = plan.has("bonus")
+    if bonus:
+        b.state("invest_count", ctx.state(ctx.u, ctx["play_count"]))
+    _investment_invest(ctx, b, plan, own, window, jackpot, bonus)
+    _investment_payouts(ctx, b, plan, window, jackpot)
+    return own.finish()
+
+
+def _investment_state(ctx: Ctx, b: Body) -> None:
+    """The investor struct and list, invested amounts, ledger, minimum, rates and the events."""
+    u, L = ctx.u, ctx["ledger"]
     st, invs, inv_map, mn = ctx["investor_struct"], ctx["investors"], ctx["invested"], ctx["min_invest"]
     rate, pct = ctx["daily_rate"], ctx["referral_pct"]
     w = W()
@@ -605,16 +733,15 @@ def build_investment(ctx: Ctx, plan: Plan) -> Built:
     b.state("referral_pct", f"{u} public constant {pct} = {pick(ctx, 'pct', ('5', '10', '20'))};")
     b.event("evt_invest", f"address indexed investor, {u} amount")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
-    window = plan.has("window", 0.3)
-    jackpot = window or plan.has("draw", 0.25) or plan.has("bonus", 0.2)
-    if jackpot:
-        b.state("jackpot", ctx.state(u, ctx["jackpot"]))
-    if window:
-        b.state("last_investor", ctx.state("address", ctx["last_investor"]))
-        b.state("last_invest_at", ctx.state(u, ctx["last_invest_at"]))
-    bonus = plan.has("bonus")
-    if bonus:
-        b.state("invest_count", ctx.state(u, ctx["play_count"]))
+
+
+def _investment_invest(
+    ctx: Ctx, b: Body, plan: Plan, own: Owned, window: bool, jackpot: bool, bonus: bool
+) -> None:
+    """``invest`` (invest, loop, payout and bonus sites) and the ledger withdrawal."""
+    u, now, L = ctx.u, ctx.now, ctx["ledger"]
+    st, invs, inv_map, mn = ctx["investor_struct"], ctx["investors"], ctx["invested"], ctx["min_invest"]
+    pct = ctx["referral_pct"]
     loop_slot = plan.slot("loop")
     inv, prev = ctx["l_inv"], ctx["l_prev"]
     with b.fn("invest", ctx.func(ctx["fn_invest"], mut="payable", mods=own.live), doc="invest") as w:
@@ -647,6 +774,12 @@ def build_investment(ctx: Ctx, plan: Plan) -> Built:
             w(f"{ctx['last_invest_at']} = {now};")
         w(ctx.emit(ctx["evt_invest"], "msg.sender, msg.value"))
     b.add(S.ledger_withdraw(ctx, plan.slot("withdraw"), mods=own.live))
+
+
+def _investment_payouts(ctx: Ctx, b: Body, plan: Plan, window: bool, jackpot: bool) -> None:
+    """Optional interest claim (interest site), payout loop (loop site), last-investor jackpot and draw."""
+    u, now, oo, L = ctx.u, ctx.now, ctx["only_owner"], ctx["ledger"]
+    invs, inv_map, rate = ctx["investors"], ctx["invested"], ctx["daily_rate"]
     if plan.has("interest", 0.35):
         lc, step, due = ctx["last_claim"], ctx["l_step"], ctx["l_due"]
         its = plan.slot("interest")
@@ -663,7 +796,7 @@ def build_investment(ctx: Ctx, plan: Plan) -> Built:
             ctx.inc(w, f"{L}[msg.sender]", due)
     if plan.has("loop", 0.35):
         with b.fn("pay_all", ctx.func(ctx["fn_pay_dividends"], mods=(oo,)), doc="pay_all") as w:
-            i = S.list_loop(ctx, w, loop_slot, invs)
+            i = S.list_loop(ctx, w, plan.slot("loop"), invs)
             ctx.inc(w, f"{L}[{invs}[{i}].addr]", f"{ctx.mul(f'{invs}[{i}].amount', rate)} / 100")
             ctx.end_loop(w, i)
     if window:
@@ -688,17 +821,23 @@ def build_investment(ctx: Ctx, plan: Plan) -> Built:
             w(f"{jp} = 0;")
 
         S.seeded_draw(ctx, b, plan.slot("draw"), invs, oo, "fn_draw", winner)
-    return own.finish()
 
 
 # --- escrow -------------------------------------------------------------------------------------------------
 def build_escrow(ctx: Ctx, plan: Plan) -> Built:
+    """An arbitrated escrow: buyers open deals, buyer or arbiter release to the seller, arbiter refunds."""
     b = Body(ctx)
-    u, now = ctx.u, ctx.now
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), F._p_fee(ctx), F._p_collector(ctx)])
-    L = ctx["ledger"]
-    st, deals, cnt, dl = ctx["deal_struct"], ctx["deals"], ctx["deal_count"], ctx["l_deal"]
-    delay = ctx["release_delay"]
+    _escrow_state(ctx, b)
+    _escrow_create(ctx, b, plan, own)
+    _escrow_settle(ctx, b, plan, own)
+    return own.finish()
+
+
+def _escrow_state(ctx: Ctx, b: Body) -> None:
+    """The deal struct, deals, counter, ledger, release delay and the events."""
+    u, L = ctx.u, ctx["ledger"]
+    st, deals, cnt, delay = ctx["deal_struct"], ctx["deals"], ctx["deal_count"], ctx["release_delay"]
     w = W()
     w.decl(f"struct {st}")
     for f in (
@@ -722,6 +861,12 @@ def build_escrow(ctx: Ctx, plan: Plan) -> Built:
     b.event("evt_deal", f"{u} indexed id, address buyer, address seller, {u} amount")
     b.event("evt_released", f"{u} indexed id")
     b.event("evt_withdraw", f"address indexed {ctx['p_who']}, {u} amount")
+
+
+def _escrow_create(ctx: Ctx, b: Body, plan: Plan, own: Owned) -> None:
+    """``create``: a paid deal, written whole or through a struct local (the create site)."""
+    u, now = ctx.u, ctx.now
+    st, deals, cnt = ctx["deal_struct"], ctx["deals"], ctx["deal_count"]
     sel, arb, tid = ctx["p_seller"], ctx["p_arbiter"], ctx["p_tx_id"]
     with b.fn(
         "create",
@@ -751,6 +896,13 @@ def build_escrow(ctx: Ctx, plan: Plan) -> Built:
             w(f"{deals}[{tid}] = {st}({ctx.sender_pay}, {sel}, {arb}, msg.value, {now}, false);")
         ctx.inc(w, cnt, "1")
         w(ctx.emit(ctx["evt_deal"], f"{tid}, msg.sender, {sel}, msg.value"))
+
+
+def _escrow_settle(ctx: Ctx, b: Body, plan: Plan, own: Owned) -> None:
+    """``release`` (release site), the arbiter's refund, the optional timed auto-release and withdrawal."""
+    u, now, L = ctx.u, ctx.now, ctx["ledger"]
+    st, deals, dl, delay = ctx["deal_struct"], ctx["deals"], ctx["l_deal"], ctx["release_delay"]
+    tid = ctx["p_tx_id"]
     with b.fn("release", ctx.func(ctx["fn_release"], f"{u} {tid}", mods=own.live), doc="release") as w:
         w(f"{st} storage {dl} = {deals}[{tid}];")
         ctx.req(w, f"msg.sender == {dl}.buyer || msg.sender == {dl}.arbiter", "not allowed", "err_auth")
@@ -780,7 +932,6 @@ def build_escrow(ctx: Ctx, plan: Plan) -> Built:
             w(f"{dl}.done = true;")
             ctx.inc(w, f"{L}[{dl}.seller]", f"{dl}.amount")
     b.add(S.ledger_withdraw(ctx, plan.slot("withdraw")))
-    return own.finish()
 
 
 # --- upgradeable proxy --------------------------------------------------------------------------------------
@@ -818,10 +969,10 @@ IMPL_SLOT = "0x360894a13ba1a3210667c828492db98dca3e2076cc3735a920a3ca505d382bbc"
 
 
 def build_proxy(ctx: Ctx, plan: Plan) -> Built:
+    """An EIP-1967 upgradeable proxy: implementation slot, upgrades (optionally with a call), forwarding."""
     b = Body(ctx)
     pi, evt = ctx["p_impl"], ctx["evt_upgraded"]
-
-    slot_const, getter, setter = ctx["impl_slot"], ctx["implementation"], ctx["fn_set_impl"]
+    setter = ctx["fn_set_impl"]
 
     def upgrade_body(c: Ctx, w: W) -> None:
         c.req(w, f"{pi} != address(0)", "zero address", "err_zero")
@@ -831,7 +982,22 @@ def build_proxy(ctx: Ctx, plan: Plan) -> Built:
 
     upgrade = Privileged("fn_upgrade", "upgrade", lambda c: f"address {pi}", upgrade_body)
     own = Owned(ctx, plan, b, [F._p_ownership(ctx), upgrade])
-    oo = ctx["only_owner"]
+    _proxy_slot_access(ctx, b)
+    _proxy_upgrades(ctx, b, plan, upgrade_body, own.priv is not upgrade)
+    _proxy_forwarding(ctx, b)
+    p = ctx["p_impl"]
+
+    def ctor_body(w: W) -> None:
+        w(f"{setter}({p});")
+
+    built = own.finish(f"address {p}", ctor_body)
+    built.interfaces.append(_implementation(ctx))
+    return built
+
+
+def _proxy_slot_access(ctx: Ctx, b: Body) -> None:
+    """The implementation slot constant and its assembly getter and internal setter."""
+    slot_const, getter, setter = ctx["impl_slot"], ctx["implementation"], ctx["fn_set_impl"]
     b.state("impl_slot", f"bytes32 private constant {slot_const} = {IMPL_SLOT};")
     with b.fn("get_impl", ctx.func(getter, mut="view", returns="address a"), kind="view") as w:
         w(f"bytes32 position = {slot_const};")
@@ -843,9 +1009,16 @@ def build_proxy(ctx: Ctx, plan: Plan) -> Built:
         w.open("assembly {")
         w("sstore(position, a)")
         w.close()
+
+
+def _proxy_upgrades(
+    ctx: Ctx, b: Body, plan: Plan, upgrade_body: Callable[[Ctx, W], None], standalone: bool
+) -> None:
+    """The upgrade counter and event, ``upgrade`` (unless privileged) and the optional upgrade-and-call."""
+    pi, oo = ctx["p_impl"], ctx["only_owner"]
     b.state("upgrades", ctx.state(ctx.u, ctx["upgrades"]))
     b.event("evt_upgraded", "address indexed implementation")
-    if own.priv is not upgrade:
+    if standalone:
         with b.fn("upgrade", ctx.func(ctx["fn_upgrade"], f"address {pi}", mods=(oo,)), doc="upgrade") as w:
             upgrade_body(ctx, w)
     sl = plan.slot("upgrade_call")
@@ -870,6 +1043,11 @@ def build_proxy(ctx: Ctx, plan: Plan) -> Built:
             else:
                 w(f"(bool {ctx['ok_var']}, ) = {call};")
                 ctx.req(w, ctx["ok_var"], "initialization failed", "err_transfer")
+
+
+def _proxy_forwarding(ctx: Ctx, b: Body) -> None:
+    """The delegating fallback and, from 0.6, a ``receive`` that logs deposits."""
+    getter = ctx["implementation"]
     header = "fallback() external payable" if ctx.major >= 6 else "function () external payable"
     with b.fn("fallback", header, doc="fallback", kind="fallback") as w:
         w(f"address target = {getter}();")
@@ -888,19 +1066,10 @@ def build_proxy(ctx: Ctx, plan: Plan) -> Built:
         with b.fn("receive", "receive() external payable", kind="fallback") as w:
             w(ctx.emit(ctx["evt_deposit"], "msg.sender, msg.value"))
         b.event("evt_deposit", f"address indexed from, {ctx.u} amount")
-    p = ctx["p_impl"]
-
-    def ctor_body(w: W) -> None:
-        w(f"{setter}({p});")
-
-    built = own.finish(f"address {p}", ctor_body)
-    built.interfaces.append(_implementation(ctx))
-    return built
 
 
 def build_multisig(ctx: Ctx, plan: Plan) -> Built:
-    from training_pipeline.corpus.templates import texture
-
+    """The multisig wallet of ``families`` plus filler members guarded by the wallet itself."""
     built = F.build_multisig(ctx, plan)
     built.members += texture.fillers(ctx, ctx["only_wallet"], "address(this)", None)[0]
     return built

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from training_pipeline.corpus.templates import names as N
+from training_pipeline.corpus.templates import texture as T  # a module import: texture imports this one too
 
 
 @dataclass(frozen=True)
@@ -389,9 +390,7 @@ def _comment(ctx: Ctx, m: Member) -> list[str]:
     if m.kind in ("state", "event", "struct"):
         return [f"// {text}"]
     if p < ctx.doc_density * 0.8:
-        from training_pipeline.corpus.templates.texture import natspec
-
-        return natspec(ctx, m, text)
+        return T.natspec(ctx, m, text)
     if p < 0.4:
         return [f"/// @notice {text}"] if p < 0.28 else [f"/// @dev {text}"]
     if p < 0.55:
@@ -445,14 +444,12 @@ def assemble(
     parents: Iterable[str] = (),
 ) -> tuple[str, dict[str, list[int]]]:
     """Lay out one contract file: header, SafeMath, interfaces, optional base contract, the main contract."""
-    from training_pipeline.corpus.templates.texture import extra_blocks, file_header
-
     r = ctx.rng("layout")
     out: list[str] = []
     tags: dict[str, list[int]] = {}
     if ctx.spdx:
         out.append(f"// SPDX-License-Identifier: {ctx.spdx}")
-    out += file_header(ctx)
+    out += T.file_header(ctx)
     pragma = {
         4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25")
         if not ctx.ctor_named
@@ -468,7 +465,7 @@ def assemble(
         _format(ctx, safemath_library(ctx), 0, out, tags)
         out.append("")
     calls_token = any(ln.text.find(ctx["itf_token"] + "(") >= 0 for m in members for ln in m.lines)
-    for itf in [*extra_blocks(ctx, calls_token), *interfaces]:
+    for itf in [*T.extra_blocks(ctx, calls_token), *interfaces]:
         _format(ctx, itf, 0, out, tags)
         out.append("")
     layout = r.choice(SECTION_LAYOUTS)

@@ -630,6 +630,20 @@ def entropy(ctx: Ctx, b, w: W, slot: Slot, local: str, n: str, mix: str = "") ->
         w(f"{u} {local} = {seed} % {n};", tag)
 
 
+def commit_seed(ctx: Ctx, b, oo: str, sh: str, require: tuple[str, str, str] | None = None) -> None:
+    """State ``sh`` and the owner's ``commit_seed(bytes32)`` storing the hash of a seed revealed later;
+    ``require`` is an optional (condition, message, error key) checked first."""
+    b.state("seed_hash", ctx.state("bytes32", sh))
+    with b.fn(
+        "commit_seed",
+        ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
+        doc="commit_seed",
+    ) as w:
+        if require is not None:
+            ctx.req(w, *require)
+        w(f"{sh} = {ctx['p_seed_hash']};")
+
+
 def seeded_draw(
     ctx: Ctx, b, slot: Slot | None, pool: str, oo: str, fn: str, pick_winner, guard: str | None = None
 ) -> None:
@@ -638,13 +652,7 @@ def seeded_draw(
     r = ctx["l_rand"]
     if slot is None or not slot.vuln or slot.shape.cls != "bad_randomness":
         sh, seed = ctx["seed_hash"], ctx["p_seed"]
-        b.state("seed_hash", ctx.state("bytes32", sh))
-        with b.fn(
-            "commit_seed",
-            ctx.func(ctx["fn_commit_seed"], f"bytes32 {ctx['p_seed_hash']}", mods=(oo,)),
-            doc="commit_seed",
-        ) as w:
-            w(f"{sh} = {ctx['p_seed_hash']};")
+        commit_seed(ctx, b, oo, sh)
         with b.fn("draw", ctx.func(ctx[fn], f"uint256 {seed}", mods=(oo,)), doc="draw") as w:
             ctx.req(w, f"{pool}.length > 0", "nobody to draw from", "err_state")
             if guard:

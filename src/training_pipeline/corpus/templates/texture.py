@@ -8,9 +8,11 @@ that is only logged, a loop over a caller-supplied array inside a view.
 
 from __future__ import annotations
 
+import random
 import re
 
-from training_pipeline.corpus.templates.render import Ctx, Line, Member, W
+# A module import: render imports this module at its top, so names are looked up at call time.
+from training_pipeline.corpus.templates import render as R
 
 # --- NatSpec ------------------------------------------------------------------------------------------------
 _PARAM_BY_NAME = (
@@ -41,7 +43,7 @@ def _params(header: str) -> list[tuple[str, str]]:
     return out
 
 
-def _param_doc(ctx: Ctx, key: str, typ: str, name: str) -> str:
+def _param_doc(ctx: R.Ctx, key: str, typ: str, name: str) -> str:
     for pattern, texts in _PARAM_BY_NAME:
         if re.search(pattern, name, re.I):
             return ctx.choose(f"pdoc/{key}/{name}", texts)
@@ -51,7 +53,7 @@ def _param_doc(ctx: Ctx, key: str, typ: str, name: str) -> str:
     return ctx.choose(f"pdoc/{key}/{name}", _PARAM_BY_TYPE.get(base, ("Input value.",)))
 
 
-def natspec(ctx: Ctx, m: Member, text: str) -> list[str]:
+def natspec(ctx: R.Ctx, m: R.Member, text: str) -> list[str]:
     """A NatSpec block for a function-like member: notice, sometimes a dev note, params and return."""
     header = m.lines[0].text
     if not re.match(r"(function|constructor|modifier)\b", header):
@@ -93,7 +95,7 @@ _ABOUT = (
 )
 
 
-def file_header(ctx: Ctx) -> list[str]:
+def file_header(ctx: R.Ctx) -> list[str]:
     if ctx.draw("file-header") >= {"small": 0.1, "medium": 0.3, "large": 0.6, "xl": 0.9}[ctx.size]:
         return []
     r = ctx.rng("file-header")
@@ -103,8 +105,8 @@ def file_header(ctx: Ctx) -> list[str]:
 
 
 # --- libraries and interfaces (text, no code generated unless used) ----------------------------------------
-def _lib_math(ctx: Ctx) -> list[Line]:
-    w = W()
+def _lib_math(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w.decl("library Math")
     for name, op, doc in (("max", ">=", "larger"), ("min", "<", "smaller")):
         if ctx.draw("libdoc") < 0.6:
@@ -121,8 +123,8 @@ def _lib_math(ctx: Ctx) -> list[Line]:
     return w.lines
 
 
-def _lib_address(ctx: Ctx) -> list[Line]:
-    w = W()
+def _lib_address(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w.decl("library Address")
     w("/**")
     w(" * @dev True when `account` holds code. Returns false during construction of that account.")
@@ -138,8 +140,8 @@ def _lib_address(ctx: Ctx) -> list[Line]:
     return w.lines
 
 
-def _lib_strings(ctx: Ctx) -> list[Line]:
-    w = W()
+def _lib_strings(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w.decl("library Strings")
     w("/// @dev Decimal text of a number.")
     w.decl(f"function toString(uint256 value) internal pure returns (string{ctx.mem})")
@@ -164,8 +166,8 @@ def _lib_strings(ctx: Ctx) -> list[Line]:
     return w.lines
 
 
-def _itf_erc165(ctx: Ctx) -> list[Line]:
-    w = W()
+def _itf_erc165(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w("/// @dev Interface of the ERC165 standard.")
     w.decl("interface IERC165")
     w("function supportsInterface(bytes4 interfaceId) external view returns (bool);")
@@ -173,8 +175,8 @@ def _itf_erc165(ctx: Ctx) -> list[Line]:
     return w.lines
 
 
-def _itf_token(ctx: Ctx) -> list[Line]:
-    w = W()
+def _itf_token(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w.decl(f"interface {ctx['itf_token']}")
     w("function transfer(address to, uint256 value) external returns (bool);")
     w("function balanceOf(address who) external view returns (uint256);")
@@ -182,8 +184,8 @@ def _itf_token(ctx: Ctx) -> list[Line]:
     return w.lines
 
 
-def _itf_oracle(ctx: Ctx) -> list[Line]:
-    w = W()
+def _itf_oracle(ctx: R.Ctx) -> list[R.Line]:
+    w = R.W()
     w("/// @notice Read-only price feed used by off-chain tooling.")
     w.decl(f"interface {ctx['itf_feed']}")
     w("function latestAnswer() external view returns (int256);")
@@ -242,9 +244,9 @@ _DOC_ERC721 = (
 )
 
 
-def _documented_interface(ctx: Ctx, name: str, sigs: tuple, events: tuple[str, ...]) -> list[Line]:
+def _documented_interface(ctx: R.Ctx, name: str, sigs: tuple, events: tuple[str, ...]) -> list[R.Line]:
     """A standard interface written out with a NatSpec line per function (flattened-file texture)."""
-    w = W()
+    w = R.W()
     w("/**")
     w(f" * @dev Interface of the {name[1:]} standard as defined in the EIP.")
     w(" */")
@@ -270,12 +272,12 @@ _EVT20 = (
 )
 
 
-def _itf_std721(ctx: Ctx) -> list[Line]:
+def _itf_std721(ctx: R.Ctx) -> list[R.Line]:
     evt = ("event Transfer(address indexed from, address indexed to, uint256 indexed tokenId);",)
     return _documented_interface(ctx, "IERC721Std", _DOC_ERC721, evt)
 
 
-def _itf_std(ctx: Ctx) -> list[Line]:
+def _itf_std(ctx: R.Ctx) -> list[R.Line]:
     if ctx.draw("std-itf") < 0.5:
         return _documented_interface(ctx, "IERC20Std", _DOC_ERC20, _EVT20)
     return _itf_std721(ctx)
@@ -284,7 +286,7 @@ def _itf_std(ctx: Ctx) -> list[Line]:
 _LIBS = (("math", _lib_math), ("address", _lib_address), ("strings", _lib_strings))
 
 
-def extra_blocks(ctx: Ctx, token_itf: bool) -> list[list[Line]]:
+def extra_blocks(ctx: R.Ctx, token_itf: bool) -> list[list[R.Line]]:
     """Helper libraries and standalone interfaces before the contracts, more of them in bigger files."""
     n = {"small": 0, "medium": 1, "large": 2, "xl": 4}[ctx.size]
     r = ctx.rng("blocks")
@@ -303,82 +305,121 @@ def extra_blocks(ctx: Ctx, token_itf: bool) -> list[list[Line]]:
 
 
 # --- filler members -----------------------------------------------------------------------------------------
-def n_fillers(ctx: Ctx) -> int:
+def n_fillers(ctx: R.Ctx) -> int:
     return {"small": 1, "medium": 2, "large": 4, "xl": 6}[ctx.size]
 
 
-def fillers(ctx: Ctx, owner_mod: str, owner_var: str, ledger: str | None) -> tuple[list[Member], bool]:
+def fillers(ctx: R.Ctx, owner_mod: str, owner_var: str, ledger: str | None) -> tuple[list[R.Member], bool]:
     """Filler members for the main contract; the flag says whether they call the token interface."""
-    u = ctx.u
-    out: list[Member] = []
-    uses_token = False
-    now = ctx.now
     options = ["version", "metadata", "rescue", "info", "batch", "stats"]
     if ledger is None:
         options.remove("batch")
     r = ctx.rng("fillers")
     chosen = r.sample(options, min(n_fillers(ctx), len(options)))
+    out: list[R.Member] = []
     for kind in chosen:
-        w = W()
         if kind == "version":
-            w.decl(ctx.func(ctx["fn_version"], mut="pure", returns=f"string{ctx.mem}"))
-            w(f'return "{r.choice(("1.0.0", "1.2.1", "2.0.3", "0.9.4", "3.1.0"))}";')
-            w.close()
-            out.append(Member("view", "f/version", w.lines, "version"))
+            out += _filler_version(ctx, r)
         elif kind == "metadata":
-            meta, evt, p = ctx["metadata"], ctx["evt_metadata"], ctx["p_text"]
-            out.append(Member("state", "f/meta", [Line(f"string public {meta};", 0)], "metadata"))
-            out.append(Member("state", "f/updated", [Line(f"{u} public {ctx['updated_at']};", 0)]))
-            out.append(Member("event", "f/meta_evt", [Line(f"event {evt}(string value, {u} timestamp);", 0)]))
-            w.decl(ctx.func(ctx["fn_set_metadata"], f"string{ctx.mem} {p}", mods=(owner_mod,)))
-            w(f"{meta} = {p};")
-            w(f"{ctx['updated_at']} = {now};")
-            w(ctx.emit(evt, f"{p}, {now}"))
-            w.close()
-            out.append(Member("func", "f/set_meta", w.lines, "set_metadata"))
+            out += _filler_metadata(ctx, owner_mod)
         elif kind == "rescue":
-            uses_token = True
-            tok, to, amt, evt = ctx["p_token"], ctx["p_sweep_to"], ctx["p_amount"], ctx["evt_rescue"]
-            out.append(
-                Member(
-                    "event", "f/rescue_evt", [Line(f"event {evt}(address token, address to, {u} amount);", 0)]
-                )
-            )
-            w.decl(ctx.func(ctx["fn_rescue"], f"address {tok}, address {to}, {u} {amt}", mods=(owner_mod,)))
-            ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
-            w(ctx.emit(evt, f"{tok}, {to}, {amt}"))
-            ctx.req(
-                w, f"{ctx['itf_token']}({tok}).transfer({to}, {amt})", "token transfer failed", "err_transfer"
-            )
-            w.close()
-            out.append(Member("func", "f/rescue", w.lines, "rescue"))
+            out += _filler_rescue(ctx, owner_mod)
         elif kind == "info":
-            w.decl(ctx.func(ctx["fn_info"], mut="view", returns=f"address, {u}, {u}"))
-            w(f"return ({owner_var}, {ctx.this_balance}, block.number);")
-            w.close()
-            out.append(Member("view", "f/info", w.lines, "info"))
+            out += _filler_info(ctx, owner_var)
         elif kind == "batch":
-            who, res, i = ctx["p_accounts"], ctx["l_out"], ctx["l_idx"]
-            w.decl(
-                ctx.func(
-                    ctx["fn_batch"], f"address[]{ctx.mem} {who}", mut="view", returns=f"{u}[]{ctx.mem} {res}"
-                )
-            )
-            w(f"{res} = new {u}[]({who}.length);")
-            ctx.loop(w, i, f"{who}.length")
-            w(f"{res}[{i}] = {ledger}[{who}[{i}]];")
-            ctx.end_loop(w, i)
-            w.close()
-            out.append(Member("view", "f/batch", w.lines, "batch"))
-        else:  # stats: a counter bumped by a ping, logged with the time
-            cnt, evt = ctx["ping_count"], ctx["evt_ping"]
-            out.append(Member("state", "f/ping", [Line(f"{u} public {cnt};", 0)]))
-            out.append(
-                Member("event", "f/ping_evt", [Line(f"event {evt}(address indexed from, {u} at);", 0)])
-            )
-            w.decl(ctx.func(ctx["fn_ping"]))
-            ctx.inc(w, cnt, "1")
-            w(ctx.emit(evt, f"msg.sender, {now}"))
-            w.close()
-            out.append(Member("func", "f/ping_fn", w.lines, "ping"))
-    return out, uses_token
+            out += _filler_batch(ctx, ledger)
+        else:
+            out += _filler_stats(ctx)
+    return out, "rescue" in chosen
+
+
+def _filler_version(ctx: R.Ctx, r: random.Random) -> list[R.Member]:
+    """A pure view returning a version string drawn from the fillers generator."""
+    w = R.W()
+    w.decl(ctx.func(ctx["fn_version"], mut="pure", returns=f"string{ctx.mem}"))
+    w(f'return "{r.choice(("1.0.0", "1.2.1", "2.0.3", "0.9.4", "3.1.0"))}";')
+    w.close()
+    return [R.Member("view", "f/version", w.lines, "version")]
+
+
+def _filler_metadata(ctx: R.Ctx, owner_mod: str) -> list[R.Member]:
+    """An owner-set metadata string with its update time and event (a timestamp that is only logged)."""
+    u, now = ctx.u, ctx.now
+    meta, evt, p = ctx["metadata"], ctx["evt_metadata"], ctx["p_text"]
+    out = [
+        R.Member("state", "f/meta", [R.Line(f"string public {meta};", 0)], "metadata"),
+        R.Member("state", "f/updated", [R.Line(f"{u} public {ctx['updated_at']};", 0)]),
+        R.Member("event", "f/meta_evt", [R.Line(f"event {evt}(string value, {u} timestamp);", 0)]),
+    ]
+    w = R.W()
+    w.decl(ctx.func(ctx["fn_set_metadata"], f"string{ctx.mem} {p}", mods=(owner_mod,)))
+    w(f"{meta} = {p};")
+    w(f"{ctx['updated_at']} = {now};")
+    w(ctx.emit(evt, f"{p}, {now}"))
+    w.close()
+    out.append(R.Member("func", "f/set_meta", w.lines, "set_metadata"))
+    return out
+
+
+def _filler_rescue(ctx: R.Ctx, owner_mod: str) -> list[R.Member]:
+    """An owner-only token rescue: an external call made after every state update (a hard negative)."""
+    u = ctx.u
+    tok, to, amt, evt = ctx["p_token"], ctx["p_sweep_to"], ctx["p_amount"], ctx["evt_rescue"]
+    out = [
+        R.Member(
+            "event",
+            "f/rescue_evt",
+            [R.Line(f"event {evt}(address token, address to, {u} amount);", 0)],
+        )
+    ]
+    w = R.W()
+    w.decl(ctx.func(ctx["fn_rescue"], f"address {tok}, address {to}, {u} {amt}", mods=(owner_mod,)))
+    ctx.req(w, f"{to} != address(0)", "zero address", "err_zero")
+    w(ctx.emit(evt, f"{tok}, {to}, {amt}"))
+    ctx.req(w, f"{ctx['itf_token']}({tok}).transfer({to}, {amt})", "token transfer failed", "err_transfer")
+    w.close()
+    out.append(R.Member("func", "f/rescue", w.lines, "rescue"))
+    return out
+
+
+def _filler_info(ctx: R.Ctx, owner_var: str) -> list[R.Member]:
+    """A view returning the owner, the balance and the block number."""
+    u = ctx.u
+    w = R.W()
+    w.decl(ctx.func(ctx["fn_info"], mut="view", returns=f"address, {u}, {u}"))
+    w(f"return ({owner_var}, {ctx.this_balance}, block.number);")
+    w.close()
+    return [R.Member("view", "f/info", w.lines, "info")]
+
+
+def _filler_batch(ctx: R.Ctx, ledger: str | None) -> list[R.Member]:
+    """A view looping over a caller-supplied array of accounts to read their ledger balances."""
+    u = ctx.u
+    who, res, i = ctx["p_accounts"], ctx["l_out"], ctx["l_idx"]
+    w = R.W()
+    w.decl(
+        ctx.func(ctx["fn_batch"], f"address[]{ctx.mem} {who}", mut="view", returns=f"{u}[]{ctx.mem} {res}")
+    )
+    w(f"{res} = new {u}[]({who}.length);")
+    ctx.loop(w, i, f"{who}.length")
+    w(f"{res}[{i}] = {ledger}[{who}[{i}]];")
+    ctx.end_loop(w, i)
+    w.close()
+    return [R.Member("view", "f/batch", w.lines, "batch")]
+
+
+def _filler_stats(ctx: R.Ctx) -> list[R.Member]:
+    """A counter bumped by a ping, logged with the time."""
+    u = ctx.u
+    cnt, evt = ctx["ping_count"], ctx["evt_ping"]
+    out = [
+        R.Member("state", "f/ping", [R.Line(f"{u} public {cnt};", 0)]),
+        R.Member("event", "f/ping_evt", [R.Line(f"event {evt}(address indexed from, {u} at);", 0)]),
+    ]
+    w = R.W()
+    w.decl(ctx.func(ctx["fn_ping"]))
+    ctx.inc(w, cnt, "1")
+    w(ctx.emit(evt, f"msg.sender, {ctx.now}"))
+    w.close()
+    out.append(R.Member("func", "f/ping_fn", w.lines, "ping"))
+    return out

@@ -1,6 +1,7 @@
 """Just enough Solidity reading for the importers: pragma → bundled solc, declarations, main contract.
 
-Everything works on ``clean.code_only`` text (comments and strings blanked, offsets and lines unchanged), so a
+Pragma ranges are read in ``corpus.solc`` (re-exported here). Everything else works on the shared lexer's
+``code_only`` text (comments and strings blanked, offsets and lines unchanged), so a
 brace or a keyword inside a comment or string never counts.
 """
 
@@ -10,70 +11,10 @@ import re
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from training_pipeline import taxonomy
-from training_pipeline.data.clean import code_only
+from training_pipeline.corpus.solc import compatible_compilers, pragma_constraints
+from training_pipeline.utils.solidity import code_only
 
-_PRAGMA = re.compile(r"\bpragma\s+solidity\s+([^;]*);")
-_COMPARATOR = re.compile(r"(\^|~|>=|<=|>|<|=)?\s*v?(\d+)(?:\.(\d+|[xX*]))?(?:\.(\d+|[xX*]))?")
 _DECLARATION = re.compile(r"\b(?:(abstract)\s+)?(contract|library|interface)\s+([A-Za-z_$][\w$]*)([^{;]*)\{")
-
-
-def _version(text: str) -> tuple[int, int, int]:
-    return tuple(int(p) for p in text.split("."))  # type: ignore[return-value]
-
-
-def _satisfies(version: tuple[int, int, int], constraint: str) -> bool:
-    """npm-style range as solc reads it: comparators joined by spaces (and), alternatives by ``||``."""
-    for alternative in constraint.split("||"):
-        comparators = _COMPARATOR.findall(alternative.strip())
-        if not comparators or not alternative.strip():
-            continue
-        if all(_one(version, c) for c in comparators):
-            return True
-    return False
-
-
-def _one(version: tuple[int, int, int], comparator: tuple[str, ...]) -> bool:
-    op, major, minor, patch = comparator
-    wild = [p in ("", "x", "X", "*") for p in (minor, patch)]
-    low = (int(major), 0 if wild[0] else int(minor), 0 if wild[0] or wild[1] else int(patch))
-    if op in ("", "=") and (wild[0] or wild[1]):
-        op = "~" if not wild[0] else "^x"  # 0.5.x / 0.5 → that minor; 0.x / 0 → that major
-    if op == "^x":
-        return version[0] == low[0]
-    if op == "^":
-        # ^0.5.2 → >=0.5.2 <0.6.0; ^1.2.3 → <2.0.0; ^0.0.3 → <0.0.4
-        high = (low[0] + 1, 0, 0) if low[0] else (0, low[1] + 1, 0) if low[1] else (0, 0, low[2] + 1)
-        return low <= version < high
-    if op == "~":
-        return low <= version < (low[0], low[1] + 1, 0)
-    return {
-        "": version == low,
-        "=": version == low,
-        ">=": version >= low,
-        "<=": version <= low,
-        ">": version > low,
-        "<": version < low,
-    }[op]
-
-
-def pragma_constraints(source: str) -> list[str]:
-    """The version constraints of every ``pragma solidity`` statement (comments ignored)."""
-    return [m.group(1).strip() for m in _PRAGMA.finditer(code_only(source))]
-
-
-def compatible_compilers(source: str) -> list[str]:
-    """Bundled solc versions (taxonomy.COMPILER_VERSIONS) satisfying every pragma, oldest first.
-
-    Oldest first because a pragma's lower bound is the era the author wrote against: ``>=0.5.11`` code built
-    with 0.8 would silently gain checked arithmetic. Callers try the next one when a compile fails (a
-    ``>=0.4.22 <0.6.0`` source may use 0.5-only syntax). No pragma → []: guessing an era is worse.
-    """
-    constraints = pragma_constraints(source)
-    if not constraints:
-        return []
-    candidates = sorted(taxonomy.COMPILER_VERSIONS.values(), key=_version)
-    return [v for v in candidates if all(_satisfies(_version(v), c) for c in constraints)]
 
 
 @dataclass(frozen=True)
@@ -161,3 +102,13 @@ def main_contract(source: str, lines: Collection[int] = ()) -> str | None:
         if best is None or (covered, order) >= best:
             best, chosen = (covered, order), d.name
     return chosen
+
+
+__all__ = [
+    "Declaration",
+    "compatible_compilers",
+    "declarations",
+    "lines_covered",
+    "main_contract",
+    "pragma_constraints",
+]

@@ -1,0 +1,54 @@
+"""The shared Solidity lexer and pragma → compiler choice (npm ranges through semantic_version)."""
+
+from __future__ import annotations
+
+import pytest
+
+from training_pipeline.corpus.solc import compatible_compilers, pragma_constraints
+from training_pipeline.utils.solidity import code_only, pragmas, render, tokenize
+
+SOURCE = 'pragma solidity ^0.5.0; // "quote\ncontract A { string s = "a//b"; /* x\n y */ uint x = 0x1f; }\n'
+
+
+def test_tokens_round_trip_and_kinds() -> None:
+    toks = tokenize(SOURCE.replace("\n", "\r\n"))
+    assert render(toks) == SOURCE
+    kinds = {t.text: t.kind for t in toks}
+    assert kinds['// "quote'] == "comment" and kinds['"a//b"'] == "str" and kinds["0x1f"] == "num"
+    assert kinds["/* x\n y */"] == "block" and kinds["pragma"] == "ident" and kinds["{"] == "punct"
+    assert [t.line for t in toks if t.text == "uint"] == [3]
+
+
+def test_code_only_keeps_offsets_and_lines() -> None:
+    code = code_only(SOURCE)
+    assert len(code) == len(SOURCE) and code.count("\n") == SOURCE.count("\n")
+    assert "//" not in code and "quote" not in code and "uint x = 0x1f" in code
+
+
+def test_pragmas_skip_comments() -> None:
+    src = "/* pragma solidity ^0.4.0; */\npragma solidity >=0.4.22 <0.6.0;\npragma experimental ABIEncoderV2;"
+    assert [(p.name, p.value, p.line) for p in pragmas(src)] == [
+        ("solidity", ">=0.4.22 <0.6.0", 2),
+        ("experimental", "ABIEncoderV2", 3),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pragma", "expected"),
+    [
+        ("^0.4.24", ["0.4.26"]),
+        ("0.5.17", ["0.5.17"]),
+        ("=0.6.12", ["0.6.12"]),
+        ("~0.7.0", ["0.7.6"]),
+        (">=0.4.22 <0.6.0", ["0.4.26", "0.5.17"]),
+        (">= 0.6.0 < 0.8.0", ["0.6.12", "0.7.6"]),
+        ("^0.4.0 || ^0.8.0", ["0.4.26", "0.8.26"]),
+        ("0.5.16", []),
+    ],
+)
+def test_compiler_choice(pragma: str, expected: list[str]) -> None:
+    assert compatible_compilers(f"pragma solidity {pragma};\ncontract A {{}}") == expected
+
+
+def test_no_pragma_means_no_guess() -> None:
+    assert pragma_constraints("contract A {}") == [] and compatible_compilers("contract A {}") == []
