@@ -15,10 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from training_pipeline.utils.run import one_line, set_project_root, user_errors  # noqa: E402
+from omegaconf import OmegaConf
 
-set_project_root()
+from training_pipeline import taxonomy
+from training_pipeline.corpus.build import CorpusConfig, corpus_dir, load_corpus
+from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.scan import latest_pipeline_dir
+from training_pipeline.utils.run import one_line, user_errors
+
 FILES = ("vulnerable.sol", "safe_twin.sol", "vulnerable_runtime.hex")
 
 
@@ -42,11 +46,6 @@ def pick_pair(records: list[dict], fold: int, vulnerability: str) -> tuple[dict,
 
 def run_corpus(root: Path) -> tuple[list[dict], int]:
     """The corpus records of a train-all run dir and its outer test fold (from the full bytecode stage)."""
-    from omegaconf import OmegaConf
-
-    from training_pipeline.corpus.build import CorpusConfig, corpus_dir, load_corpus
-    from training_pipeline.errors import DataError
-
     stage_cfg = root / "stages" / "bytecode_detector" / "full" / "config_resolved.yaml"
     if not stage_cfg.is_file():
         raise DataError(f"{root}: no finished bytecode_detector/full stage (run `make train-all` first)")
@@ -66,10 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="overwrite existing example files")
     args = p.parse_args(argv)
     try:
-        from training_pipeline import taxonomy
-        from training_pipeline.errors import ConfigError, DataError
-        from training_pipeline.pipeline.scan import latest_pipeline_dir
-
         if args.vulnerability not in taxonomy.VULNERABILITY_CLASSES:
             raise ConfigError(
                 f"--vulnerability {args.vulnerability!r}: expected one of {taxonomy.VULNERABILITY_CLASSES}"

@@ -1,83 +1,9 @@
-"""Scan contracts and report how risky they are and why.
+"""Scan contracts and report how risky they are and why: ``python src/predict.py contract.sol`` (the same as
+``scathat-scan``; see ``training_pipeline.scan.cli`` for the flags)."""
 
-python src/predict.py contract.sol                       # compiled with the solc its pragma asks for
-python src/predict.py contract.sol --transactions txs.csv --output report.json
-python src/predict.py runtime.hex                        # or --bytecode 0x6080...
-python src/predict.py contracts.jsonl                    # every record of a contract interchange file
-python src/predict.py txs.csv --address 0xabc...         # a transaction history alone
-python src/predict.py contract.sol --checkpoint outputs/train/runs/<run>/checkpoints/best.ckpt
-
-Models: the latest `make train-all` run (outputs/pipeline/*) unless --pipeline-dir or --checkpoint (a single
-base model: its own, uncalibrated risk) is given. Bad input is one `error:` line and exit status 2.
-"""
-
-from __future__ import annotations
-
-import argparse
-import json
-import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from training_pipeline.utils.run import one_line, quiet_known_warnings, set_project_root, user_errors  # noqa: E402
-
-set_project_root()
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Scan smart contracts for security risk.")
-    p.add_argument(
-        "inputs",
-        nargs="*",
-        help=".sol, runtime bytecode (.hex/.bin/.txt or 0x...), .csv history, .jsonl/.parquet contracts",
-    )
-    p.add_argument(
-        "--bytecode",
-        help="runtime bytecode: hex string or file (with one contract: added as its bytecode view)",
-    )
-    p.add_argument("--transactions", help="transaction CSV (explorer export) of the contract")
-    p.add_argument("--address", help="the contract's address in the transaction CSV (default: detected)")
-    p.add_argument("--solc", help="compiler version for .sol inputs (default: from the pragma)")
-    p.add_argument("--pipeline-dir", help="a train-all run dir (default: the latest under outputs/pipeline)")
-    p.add_argument("--checkpoint", help="a single base-model checkpoint instead of a pipeline")
-    p.add_argument("--output", help="write the JSON report here")
-    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
-    return p.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_known_warnings()
-    import datasets
-
-    datasets.disable_progress_bars()  # featurizing a handful of contracts: no bars between the report lines
-    from training_pipeline.pipeline.scan import Scanner, read_inputs, render
-
-    try:
-        items = read_inputs(args.inputs, args.bytecode, args.transactions, args.address, args.solc)
-        scanner = (
-            Scanner.from_checkpoint(args.checkpoint)
-            if args.checkpoint
-            else Scanner.from_pipeline(args.pipeline_dir)
-        )
-        reports = scanner.scan(items)
-    except user_errors() as exc:
-        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
-        return 2
-    payload = {"models": scanner.origin, "reports": reports}
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
-    if args.json:
-        print(json.dumps(payload, indent=2))
-    else:
-        render(reports)
-        if args.output:
-            print(f"report: {args.output}")
-    return 0
-
+from training_pipeline.scan.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

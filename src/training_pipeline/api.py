@@ -24,12 +24,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from hydra.utils import get_class
 from omegaconf import OmegaConf, open_dict
 
 from training_pipeline.config import CONF_DIR, compose_task, project_root
 from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.scan.models import checkpoint_model_option
 from training_pipeline.tasks import evaluate, train
 
 MODEL_TYPES = ("bytecode_detector", "code_analyzer", "behavior_model", "aggregator")
@@ -258,13 +258,10 @@ class ModelEvaluator:
     ) -> dict[str, Any]:
         """Metrics of ``model_path`` on ``test_dataset`` (every record of it) or, without one, on the test
         split of the data the model type trains on. Returns ``{"metrics", "output_dir", "predictions"}``."""
-        from training_pipeline.pipeline.scan import MODEL_OPTION, _hparams_kind
-
         ckpt = Path(model_path).resolve()
         if not ckpt.is_file():
             raise DataError(f"{ckpt}: no such checkpoint (model_path)")
-        hp = torch.load(ckpt, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-        model_type = "aggregator" if "view_names" in hp else MODEL_OPTION[_hparams_kind(hp)[0]]
+        model_type = checkpoint_model_option(ckpt)
         out = _run_dir("eval", model_type, output_dir)
         data = _dataset_overrides(model_type, test_dataset, labels_path)
         split = split or ("all" if test_dataset is not None and model_type != "aggregator" else "test")

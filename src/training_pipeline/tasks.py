@@ -17,9 +17,10 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.errors import ConfigError
+from training_pipeline.evaluation.callbacks import ConfusionMatrixImage, ReliabilityDiagram
 from training_pipeline.evaluation.predictions import write_model_predictions
 from training_pipeline.evaluation.report import print_metrics
 from training_pipeline.models.checkpoint import load_checkpoint
@@ -55,7 +56,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if trainer.is_global_zero:
         write_provenance(cfg, output_dir, datamodule.data_version)
     for lg in loggers:
-        lg.log_hyperparams({"data_version": datamodule.data_version, **dict(model.hparams)})
+        optim = {
+            k: OmegaConf.to_container(cfg.model[k]) for k in ("optimizer", "scheduler") if cfg.model.get(k)
+        }
+        lg.log_hyperparams({"data_version": datamodule.data_version, **dict(model.hparams), **optim})
 
     if cfg.get("train"):
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -123,7 +127,11 @@ def _restore(cfg: DictConfig) -> tuple[Any, Any, Any]:
         datamodule.use_normalizer_state(model.hparams.normalizer_state)  # the training split's statistics
     datamodule.prepare_data()
     datamodule.setup("test")
-    trainer = instantiate(cfg.trainer, logger=instantiate_loggers(cfg.get("logger")) or False, callbacks=[])
+    trainer = instantiate(
+        cfg.trainer,
+        logger=instantiate_loggers(cfg.get("logger")) or False,
+        callbacks=[ReliabilityDiagram(), ConfusionMatrixImage()],  # the figures a test epoch writes
+    )
     write_provenance(cfg, Path(cfg.paths.output_dir), datamodule.data_version)
     return model, datamodule, trainer
 

@@ -83,7 +83,7 @@ def test_evaluator_on_a_contract_file(trained: dict, dataset: Path, tmp_path: Pa
 
 
 def test_single_checkpoint_scan(trained: dict) -> None:
-    from training_pipeline.pipeline.scan import Scanner, read_inputs
+    from training_pipeline.scan import Scanner, read_inputs
 
     items = read_inputs([str(ROOT / "tests" / "fixtures" / "evm" / "vault-0.5.17.hex")])
     (report,) = Scanner.from_checkpoint(trained["best_checkpoint"]).scan(items)
@@ -119,4 +119,7 @@ def test_optimizer_runs_a_study(tmp_path: Path, data_dir: Path) -> None:
         model_type="bytecode_detector", n_trials=1, metric="f1_macro", timeout=600
     )
     assert result["metric"] == "val/f1_macro" and result["direction"] == "maximize"
-    assert set(result["best_params"]) >= {"model.lr", "model.channels"} and result["best_value"] is not None
+    assert (
+        set(result["best_params"]) >= {"model.optimizer.lr", "model.channels"}
+        and result["best_value"] is not None
+    )

@@ -9,8 +9,7 @@ import pytest
 from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
-from eval import evaluate
-from train import train
+from training_pipeline.tasks import evaluate, train
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "tx_csv"
 TINY = [

@@ -13,8 +13,8 @@ import torch
 from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
-from eval import evaluate
-from train import train
+from training_pipeline.evaluation.predictions import write_model_predictions
+from training_pipeline.tasks import evaluate, train
 
 # Each class: a telltale statement (its line is the labelled vulnerable line) and a family.
 BUGS = {
@@ -117,6 +117,15 @@ def test_fast_dev_run_predicts_one_row_per_contract_and_localizes(
         for cls in set(row["predicted"]) | set(row["labels"]):
             top = row["top_lines"][cls]
             assert top and all(1 <= line <= 60 for line, _ in top)
+    # without a test epoch, the predictions writer runs trainer.predict (with line ranking) on the test split
+    model.test_predictions = {}
+    path = write_model_predictions(tmp_path / "predict.jsonl", model.eval(), dm)
+    predicted = {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+    assert len(predicted) == len(dm.splits["test"])
+    for row in rows:
+        again = predicted[row["id"]]
+        assert again["predicted"] == row["predicted"] and again["top_lines"].keys() == row["top_lines"].keys()
+        assert again["probs"] == pytest.approx(row["probs"], abs=1e-4)
     assert (tmp_path / "fdr" / "tokenizer" / "tokenizer.json").exists()  # saved with the run
     assert list((source_data_dir / "tokenizers").glob("*/tokenizer.json"))
     assert list((source_data_dir / "tokenized").iterdir())

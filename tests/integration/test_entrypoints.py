@@ -21,14 +21,20 @@ FIXTURES = ROOT / "tests" / "fixtures" / "evm"
 LABELS = [[], ["reentrancy"], ["arithmetic"], [], ["access_control"], ["reentrancy", "arithmetic"]]
 
 
-def _contract_file(folder: Path, n: int = 40) -> Path:
-    """``n`` records over the fixture bytecodes, each its own group: enough for five grouped folds."""
+def _contract_file(folder: Path, n: int = 60) -> Path:
+    """``n`` distinct records over the fixture bytecodes (a ``PUSH1 i POP`` prefix keeps them from being
+    grouped as clones): enough groups for five grouped folds."""
     codes = sorted(FIXTURES.glob("*.hex"))
     path = folder / "contracts.jsonl"
     with path.open("w") as fh:
         for i in range(n):
             code = codes[i % len(codes)].read_text().strip()
-            record = {"id": f"c{i}", "bytecode": "0x" + code.removeprefix("0x"), "labels": LABELS[i % 6]}
+            prefix = f"60{i:02x}50"
+            record = {
+                "id": f"c{i}",
+                "bytecode": "0x" + prefix + code.removeprefix("0x"),
+                "labels": LABELS[i % 6],
+            }
             fh.write(json.dumps(record) + "\n")
     return path
 
@@ -80,7 +86,7 @@ def test_console_scripts_train_and_scan_outside_the_checkout(tmp_path: Path) -> 
 
     fdr = _run("scathat-train", "debug=fdr", *common, cwd=work)
     assert fdr.returncode == 0, fdr.stderr[-3000:]
-    (run,) = (work / "outputs" / "train" / "runs").iterdir()  # outputs land where the command ran
+    (run,) = (work / "outputs" / "debug" / "runs").iterdir()  # outputs land where the command ran
     provenance = json.loads((run / "provenance.json").read_text())
     assert Path(provenance["cwd"]) == work
     assert json.loads((run / "status.json").read_text())["state"] == "completed"
@@ -90,7 +96,7 @@ def test_console_scripts_train_and_scan_outside_the_checkout(tmp_path: Path) -> 
         "scathat-train", "debug=limit", "trainer.max_epochs=1", "task_name=ckpt", *common, cwd=work
     )
     assert limited.returncode == 0, limited.stderr[-3000:]
-    (ckpt,) = (work / "outputs" / "ckpt" / "runs").glob("*/checkpoints/last.ckpt")
+    (ckpt,) = (work / "outputs" / "ckpt" / "runs").rglob("*.ckpt")  # debug runs: Lightning's own checkpoint
     scan = _run(
         "scathat-scan", str(FIXTURES / "vault-0.8.26.hex"), "--checkpoint", str(ckpt), "--json", cwd=work
     )

@@ -119,7 +119,7 @@ def test_rerun_resumes_without_training(pipeline, data_dir: Path) -> None:
 
 def test_scan_with_the_pipeline_ranks_and_explains(pipeline, tmp_path: Path) -> None:
     from training_pipeline.corpus.generator import generate_group
-    from training_pipeline.pipeline.scan import Scanner, read_inputs
+    from training_pipeline.scan import Scanner, read_inputs
 
     pdir, _ = pipeline
     vuln, safe = generate_group("vault", "0.8.26", ["reentrancy/call_before_write"], seed=1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
 import random
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -14,6 +16,8 @@ import torch
 from training_pipeline import taxonomy
 from training_pipeline.data.stacked import StackedPredictionData, write_stacked
 from training_pipeline.errors import ConfigError
+from training_pipeline.evaluation.callbacks import ReliabilityDiagram
+from training_pipeline.evaluation.predictions import JsonlPredictionWriter, write_model_predictions
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.risk import RiskTarget, risk_level, view_risk
 
@@ -128,10 +132,13 @@ def test_training_calibrates_on_val_and_beats_chance(
     datamodule: StackedPredictionData, tmp_path: Path
 ) -> None:
     L.seed_everything(0, verbose=False)
-    model = Aggregator(**datamodule.model_kwargs(), lr=0.01)
+    optimizer = partial(torch.optim.AdamW, lr=0.01, weight_decay=0.01)
+    scheduler = partial(torch.optim.lr_scheduler.CosineAnnealingLR, eta_min=5e-4)
+    model = Aggregator(**datamodule.model_kwargs(), optimizer=optimizer, scheduler=scheduler)
     trainer = L.Trainer(
         max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
+        callbacks=[ReliabilityDiagram()],
     )  # fmt: skip
     trainer.fit(model, datamodule=datamodule)
     m = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -139,6 +146,33 @@ def test_training_calibrates_on_val_and_beats_chance(
     assert m["val/auroc"] > 0.7
     trainer.test(model, datamodule=datamodule, verbose=False)
     assert (tmp_path / "reliability_test.png").is_file() and (tmp_path / "calibration.json").is_file()
-    preds = model.write_test_predictions(tmp_path / "p.jsonl", datamodule)
+    preds = write_model_predictions(tmp_path / "p.jsonl", model, datamodule)
     lines = preds.read_text().splitlines()
     assert len(lines) == len(datamodule.splits["test"])
+    row = json.loads(lines[0])
+    assert {"id", "risk", "risk_raw", "level", "target", "views", "gates", "probs"} <= set(row)
+    # trainer.predict with the prediction writer gives the same records
+    writer = JsonlPredictionWriter(tmp_path / "predict.jsonl", datamodule)
+    predictor = L.Trainer(logger=False, enable_progress_bar=False, callbacks=[writer])
+    predictor.predict(model, dataloaders=datamodule.test_dataloader(), return_predictions=False)
+    predicted = [json.loads(x) for x in (tmp_path / "predict.jsonl").read_text().splitlines()]
+    assert predicted == [json.loads(x) for x in lines]
+    model.test_predictions = {}  # no test epoch: write_model_predictions runs trainer.predict itself
+    again = write_model_predictions(tmp_path / "again.jsonl", model, datamodule)
+    assert again.read_text() == preds.read_text()
+
+
+def test_checkpoint_restores_without_an_optimizer(datamodule: StackedPredictionData, tmp_path: Path) -> None:
+    """A module for inference needs no optimizer; one without an optimizer refuses to train, clearly."""
+    model = Aggregator(**datamodule.model_kwargs())
+    assert "optimizer" not in model.hparams and "scheduler" not in model.hparams
+    with pytest.raises(ConfigError, match="model.optimizer"):
+        model.configure_optimizers()
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    restored = Aggregator.load_from_checkpoint(tmp_path / "m.ckpt", weights_only=False)
+    x, mask = torch.full((2, sum(map(len, datamodule.view_features.values()))), 0.3), torch.ones(2, 3).bool()
+    assert torch.allclose(
+        restored.eval().predict_risk(x, mask)["risk"], model.eval().predict_risk(x, mask)["risk"]
+    )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from training_pipeline.evaluation.plots import confusion_figure, figure_array, reliability_figure
 from training_pipeline.metrics.calibration import (
     apply_isotonic,
     brier_score,
@@ -12,7 +14,6 @@ from training_pipeline.metrics.calibration import (
     fit_isotonic,
     fit_temperature,
     reliability_bins,
-    reliability_image,
 )
 
 
@@ -62,9 +63,23 @@ def test_degenerate_validation_leaves_scores_alone() -> None:
     assert torch.allclose(apply_isotonic(torch.tensor([0.0]), table), torch.tensor([0.5]), atol=1e-3)
 
 
-def test_reliability_image_is_rgb() -> None:
+def test_ece_matches_the_bin_definition() -> None:
+    """torchmetrics' ECE equals the count-weighted gap of our reliability bins (edges included)."""
+    logits, y = overconfident(500, seed=3)
+    p = torch.sigmoid(logits)
+    p[:4] = torch.tensor([0.1, 0.2, 0.5, 0.9])  # on bin edges
+    for n_bins in (5, 10, 15):
+        bins = reliability_bins(p, y, n_bins)
+        gap = sum(b["count"] * abs(b["frequency"] - b["confidence"]) for b in bins if b["count"]) / len(p)
+        assert expected_calibration_error(p, y, n_bins) == pytest.approx(gap, abs=1e-6)
+
+
+def test_reliability_and_confusion_figures_render_rgb() -> None:
     logits, y = overconfident(200)
-    img = reliability_image(
+    fig = reliability_figure(
         reliability_bins(torch.sigmoid(logits / 4), y), reliability_bins(torch.sigmoid(logits), y)
     )
+    img = figure_array(fig)
     assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    cm = figure_array(confusion_figure(torch.tensor([[3, 1], [0, 4]]), ["normal", "exploit_drain"]))
+    assert cm.ndim == 3 and cm.shape[2] == 3 and (cm < 255).any()

@@ -80,7 +80,7 @@ def test_optuna_search_space_and_storage(tmp_path: Path) -> None:
     sweeper = HydraConfig.get().sweeper
     assert cfg.optimized_metric == "val/f1_macro" and sweeper.direction == "maximize"
     assert sweeper.sampler._target_ == "optuna.samplers.TPESampler"
-    assert {"model.lr", "model.channels", "model.depth", "model.dropout", "data.batch_size"} <= set(
+    assert {"model.optimizer.lr", "model.channels", "model.depth", "model.dropout", "data.batch_size"} <= set(
         sweeper.params
     )
     assert sweeper.storage.startswith("sqlite:///") and sweeper.storage.endswith("studies.db")

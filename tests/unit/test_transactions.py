@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from training_pipeline.data import transactions as tx
-from training_pipeline.data.transactions import FeatureNormalizer, TransactionDataModule, collate, featurize
+from training_pipeline.data import featurizers as tx
+from training_pipeline.data.featurizers import FeatureNormalizer, featurize
+from training_pipeline.data.transactions import TransactionDataModule, collate
 from training_pipeline.errors import ConfigError
 from training_pipeline.models.behavior_model import BehaviorModel
 

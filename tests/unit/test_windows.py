@@ -6,13 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from training_pipeline.data.source import (
-    WindowBudgetSampler,
-    WindowCollator,
-    WindowConfig,
-    make_windows,
-    window_starts,
-)
+from training_pipeline.data.featurizers import WindowConfig, make_windows, window_starts
+from training_pipeline.data.source import WindowBudgetSampler, WindowCollator
 from training_pipeline.errors import ConfigError
 from training_pipeline.models.nets.transformer import WindowPooling, pool_tokens
 

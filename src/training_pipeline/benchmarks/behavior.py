@@ -13,6 +13,7 @@ import time
 import torch
 from hydra.utils import instantiate
 
+from training_pipeline.benchmarks.training import plain_loop
 from training_pipeline.config import compose_config, project_root
 from training_pipeline.corpus import txsim
 from training_pipeline.corpus.build import CorpusConfig
@@ -57,18 +58,7 @@ def run(
     batches = list(dm.train_dataloader())[: 4 if quick else 16]
     samples = sum(len(b["labels"]) for b in batches)
     transactions = int(sum(b["mask"].sum() for b in batches))
-    opt = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
-    model.train()
-    times = []
-    for _ in range(2 if quick else 3):
-        t = time.perf_counter()
-        for batch in batches:
-            loss, _, _ = model._shared_step(batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-        times.append(time.perf_counter() - t)
+    times = plain_loop(model, batches, 2 if quick else 3)  # the first epoch is a warm-up
     train_s = statistics.median(times[1:])
 
     model.eval()

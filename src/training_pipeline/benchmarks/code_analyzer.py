@@ -25,6 +25,9 @@ import torch
 from hydra.utils import instantiate
 
 from training_pipeline.config import compose_config, project_root
+from training_pipeline.data.bpe import cached_bpe
+from training_pipeline.data.records import write_records
+from training_pipeline.data.source import tokenize_sources
 
 
 def synthetic_records(n: int, seed: int = 0) -> list[dict]:
@@ -75,8 +78,6 @@ def _datamodule(records_path: str | None, data_dir: str, n_contracts: int, overr
 def tokenization(dm) -> dict:
     """BPE training on the train split, then every source tokenized with and without the on-disk cache
     (below 200 contracts, num_proc > 1 still runs in-process: forking would cost more)."""
-    from training_pipeline.data.bpe import cached_bpe
-    from training_pipeline.data.source import tokenize_sources
 
     records, names = dm.load_records()
     dm.records, dm.split_of = records, names
@@ -119,7 +120,7 @@ def training(cfg, dm, steps: int, warmup: int = 2) -> dict:
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr)
+    opt = model.optimizer_factory(params=model.parameters(), weight_decay=0.0)
     batches = []
     for b in dm.train_dataloader():
         batches.append(b)
@@ -132,7 +133,7 @@ def training(cfg, dm, steps: int, warmup: int = 2) -> dict:
             torch.cuda.synchronize()
         t = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            loss, _, _ = model._shared_step(batch)
+            loss = model.training_loss(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -173,8 +174,6 @@ def run(
     with tempfile.TemporaryDirectory() as tmp:
         source = records or f"generated corpus ({n_contracts or 1500} contracts)"
         if records is None and quick:
-            from training_pipeline.data.records import write_records
-
             records = str(write_records(synthetic_records(n_contracts or 120), Path(tmp) / "synthetic.jsonl"))
             source = f"synthetic ({n_contracts or 120} contracts)"
         # the generated corpus lives in the project's data/ (built once, then reused); a file needs no cache

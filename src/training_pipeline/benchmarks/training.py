@@ -49,13 +49,13 @@ def _model(cfg, dm):
 
 def plain_loop(model, batches, epochs: int) -> list[float]:
     """What Lightning does for us, written out: AdamW, forward, loss, backward, clip, step."""
-    opt = torch.optim.AdamW(model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay)
+    opt = model.build_optimizer()
     model.train()
     times = []
     for _ in range(epochs):
         t = time.perf_counter()
         for batch in batches:
-            loss, _, _ = model._shared_step(batch)
+            loss = model.training_loss(batch)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -66,9 +66,7 @@ def plain_loop(model, batches, epochs: int) -> list[float]:
 
 def lightning_loop(model, batches, epochs: int, out_dir: str) -> list[float]:
     """Trainer as the default config runs it (TensorBoard, step logging, grad clipping), no validation."""
-    model.configure_optimizers = lambda: torch.optim.AdamW(  # same optimizer, no scheduler, as the plain loop
-        model.parameters(), lr=model.hparams.lr, weight_decay=model.hparams.weight_decay
-    )
+    model.configure_optimizers = model.build_optimizer  # same optimizer, no scheduler, as the plain loop
     timer = _EpochTimer()
     trainer = Trainer(
         max_epochs=epochs,

@@ -400,7 +400,7 @@ class SolcPool:
             for _ in range(len(batches)):
                 while True:
                     try:
-                        worker, i, answer = answers.get(timeout=0.5)
+                        worker, i, answer = answers.get(timeout=min(0.5, self.timeout_s))
                         break
                     except queue.Empty:
                         now = time.monotonic()

@@ -22,10 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.augment import AugmentConfig, augment_records
+from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
+from training_pipeline.data.clean import normalized_source_hash
+from training_pipeline.data.records import read_records
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.splits import SplitConfig, split_names, stable_fold
@@ -64,21 +69,20 @@ SOURCE_CONFIGS: dict[str, str] = {
 def check_source_config(name: str, cfg: dict | None) -> None:
     """Build the source's config dataclass once, so a misspelled key is an error before any data loads."""
     if name in SOURCE_CONFIGS:
-        from training_pipeline.data.importers.store import plain
+        from training_pipeline.data.importers.store import plain  # imports datasets (heavy): only when needed
 
         module, cls = SOURCE_CONFIGS[name].split(":")
         config_dataclass(getattr(importlib.import_module(module), cls), plain(cfg), f"data.{name}")
 
 
 def source_loader(name: str) -> Callable[[dict, Path], LoadedSource]:
+    """The loader function of a registered source (imported on first use)."""
     module, func = SOURCES[name].split(":")
     return getattr(importlib.import_module(module), func)
 
 
 def load_generated_corpus(cfg: dict, data_dir: Path) -> LoadedSource:
     """The generated, solc-compiled corpus (built once per config, then reused from ``data/corpus/``)."""
-    from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
-
     path = build_corpus(config_dataclass(CorpusConfig, cfg, "data.corpus"), data_dir)
     records = load_corpus(path).to_list()
     for r in records:
@@ -88,8 +92,6 @@ def load_generated_corpus(cfg: dict, data_dir: Path) -> LoadedSource:
 
 def load_contract_file(cfg: dict, data_dir: Path) -> LoadedSource:
     """An interchange file (JSONL/parquet); ``cfg`` holds its ``path``."""
-    from training_pipeline.data.records import read_records
-
     path = cfg.get("path")
     if not path:
         raise ConfigError("data.path: the 'file' source needs a contract file (data.path=...)")
@@ -104,8 +106,6 @@ def group_clones(records: list[dict[str, Any]]) -> int:
 
     Clones then share one group, so they never straddle splits. Returns how many groups were merged away.
     """
-    from training_pipeline.data.clean import normalized_source_hash
-
     parent: dict[str, str] = {}
 
     def find(g: str) -> str:
@@ -132,6 +132,33 @@ def group_clones(records: list[dict[str, Any]]) -> int:
     for r in records:
         r["group"] = find(r["group"])
     return before - len({r["group"] for r in records})
+
+
+class ColumnDataset(Dataset):
+    """Parallel columns, one entry per sample (``index``: the record each came from); an item is the dict of
+    every column's entry."""
+
+    def __init__(self, **columns: Sequence[Any]) -> None:
+        self.columns = columns
+
+    @property
+    def index(self) -> Sequence[Any]:
+        return self.columns["index"]
+
+    def __len__(self) -> int:
+        return len(self.columns["index"])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {name: column[i] for name, column in self.columns.items()}
+
+
+def label_columns(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Multi-hot labels, family index and record index of a batch of contracts, as tensors."""
+    return {
+        "labels": torch.from_numpy(np.stack([b["labels"] for b in batch])),
+        "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
+        "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+    }
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -255,8 +282,6 @@ class ContractDataModule(SplitDataModule):
                 raise ConfigError(f"data.{name}: the {name!r} source has no config block")
             check_source_config(name, self.source_cfgs[name])
         self.split_cfg = config_dataclass(SplitConfig, split, "data.split")
-        from training_pipeline.corpus.augment import AugmentConfig
-
         self.augment_cfg = config_dataclass(AugmentConfig, augment, "data.augment")
         if eval_split not in EVAL_SPLITS:
             raise ConfigError(f"eval split {eval_split!r}: expected one of {', '.join(EVAL_SPLITS)}")
@@ -355,8 +380,6 @@ class ContractDataModule(SplitDataModule):
             return
         records, names = self.load_records()
         if self.augment_cfg.enabled:
-            from training_pipeline.corpus.augment import augment_records
-
             train = [r for r, s in zip(records, names, strict=True) if s == "train"]
             extra = augment_records(train, self.augment_cfg, self.data_dir)
             records, names = records + extra, names + ["train"] * len(extra)
@@ -389,11 +412,13 @@ class ContractDataModule(SplitDataModule):
 
     # -- what every contract model needs to know -------------------------------------------------------
     def label_matrix(self, split: str) -> np.ndarray:
+        """Multi-hot labels of a split's records, (N, classes)."""
         return np.array(
             [taxonomy.multi_hot(self.records[i]["labels"]) for i in self.indices(split)], dtype=np.float32
         ).reshape(-1, len(self.class_names))
 
     def family_index(self) -> np.ndarray:
+        """Family index per record (-100 where unknown: ignored by the loss)."""
         index = {f: i for i, f in enumerate(self.family_names)}
         return np.array([index.get(r.get("family"), -100) for r in self.records], dtype=np.int64)
 

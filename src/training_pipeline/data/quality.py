@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from itertools import combinations
@@ -19,9 +20,13 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
+from rich.console import Console
+from rich.markdown import Markdown
 
 from training_pipeline import taxonomy
 from training_pipeline.config import compose_config
+from training_pipeline.data.clean import normalized_source_hash
+from training_pipeline.data.evm import parse_hex, strip_metadata
 from training_pipeline.errors import DataError
 
 SPLIT_ORDER = ("train", "val", "test", "unused")
@@ -57,8 +62,6 @@ def _bytecode_size(code: str | None) -> int:
 
 
 def _stripped_hash(code: str) -> str:
-    from training_pipeline.data.evm import parse_hex, strip_metadata
-
     return hashlib.sha256(strip_metadata(parse_hex(code))).hexdigest()
 
 
@@ -79,8 +82,6 @@ def _duplicate_sets(keys: dict[str, list[int]], records: Sequence[dict], split_o
 
 def quality_report(records: Sequence[dict[str, Any]], split_of: Sequence[str]) -> dict[str, Any]:
     """Counts, lengths, duplicates, label co-occurrence and the split/group leak checks of ``records``."""
-    from training_pipeline.data.clean import normalized_source_hash
-
     if len(records) != len(split_of):
         raise ValueError(f"{len(records)} records but {len(split_of)} split names")
     labels = [list(r.get("labels") or []) for r in records]
@@ -281,11 +282,6 @@ def write_report(report: dict[str, Any], out_dir: str | Path, extra: dict[str, A
 
 def print_report(report: dict[str, Any]) -> None:
     """Print the markdown report with rich (tables drawn in the terminal)."""
-    import sys
-
-    from rich.console import Console
-    from rich.markdown import Markdown
-
     Console(width=None if sys.stdout.isatty() else 120).print(Markdown(render_markdown(report)))
 
 

@@ -19,9 +19,10 @@ FIELDS = ("id", "source_code", "bytecode", "labels", "vulnerable_lines", "compil
 SUFFIXES = (".jsonl", ".json", ".parquet")
 
 
-def _raw_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The raw rows of a JSONL, JSON (array) or parquet file; unreadable content is a DataError naming it."""
     if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # heavy, and only parquet files need it
 
         try:
             return pq.read_table(path).to_pylist()
@@ -95,7 +96,7 @@ def read_records(path: str | Path, require_bytecode: bool = False) -> list[dict[
         raise DataError(f"{path}: no such file")
     if path.is_dir() or path.suffix not in SUFFIXES:
         raise DataError(f"{path}: expected a {', '.join(SUFFIXES)} file of contract records")
-    rows = _raw_rows(path)
+    rows = read_rows(path)
     if not rows:
         raise DataError(f"{path}: no records")
     records = [normalize_record(r, f"{path} record {i + 1}", require_bytecode) for i, r in enumerate(rows)]
@@ -118,7 +119,7 @@ def write_records(records: Iterable[dict[str, Any]], path: str | Path, overwrite
     rows = [{k: r.get(k) for k in (*FIELDS, "group")} for r in records]
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
-        import pyarrow as pa
+        import pyarrow as pa  # heavy, and only parquet files need it
         import pyarrow.parquet as pq
 
         for r in rows:

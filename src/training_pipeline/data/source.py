@@ -8,21 +8,35 @@ of windows plus the contract each belongs to, so the model pools them into one p
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from training_pipeline import taxonomy
-from training_pipeline.data.bpe import BpeConfig, SourceTokenizer, cached_bpe, load_pretrained_tokenizer
-from training_pipeline.data.contracts import SPLITS, ContractDataModule
+from training_pipeline.data.bpe import (
+    BpeConfig,
+    SourceTokenizer,
+    cached_bpe,
+    load_local_tokenizer,
+    load_pretrained_tokenizer,
+)
+from training_pipeline.data.contracts import (
+    SPLITS,
+    ColumnDataset,
+    ContractDataModule,
+    label_columns,
+    make_loader,
+)
+from training_pipeline.data.featurizers import SourceFeaturizer, WindowConfig, batch_windows, pad_windows
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 
@@ -32,81 +46,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # datasets.map forks a
 TOKENIZED_FORMAT = 1  # bump when the stored token columns change
 
 
-@dataclass(frozen=True)
-class WindowConfig:
-    """``data.window.*``: overlapping token windows over a contract (sizes include <s> and </s>)."""
+class SourceWindows(ColumnDataset):
+    """Per contract: its ``windows``, their token ``lines``, labels, family, index and vulnerable lines."""
 
-    size: int = 256
-    stride: int = 192
-    max_windows: int = 12  # more are thinned to this many, spread evenly from head to tail
-    max_batch_windows: int = 96  # a batch stops growing at this many windows: bounded memory
-
-    def __post_init__(self) -> None:
-        if self.size < 8 or not 0 < self.stride <= self.size - 2:
-            raise ConfigError(f"data.window: need size >= 8 and 0 < stride <= size - 2, got {self}")
-        if self.max_windows < 1 or self.max_batch_windows < self.max_windows:
-            raise ConfigError("data.window: need 1 <= max_windows <= max_batch_windows")
-
-
-def window_starts(n_tokens: int, content: int, stride: int, max_windows: int) -> list[int]:
-    """Start offsets of windows of ``content`` tokens covering ``n_tokens``; the last one ends at the tail."""
-    if n_tokens <= content:
-        return [0]
-    starts = list(range(0, n_tokens - content, stride)) + [n_tokens - content]
-    if len(starts) > max_windows:
-        pick = np.linspace(0, len(starts) - 1, max_windows).round().astype(int)
-        starts = [starts[i] for i in pick]
-    return starts
-
-
-def make_windows(
-    ids: Sequence[int], lines: Sequence[int], cfg: WindowConfig, cls_id: int, sep_id: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``<s> tokens </s>`` windows and their token lines (0 for special tokens)."""
-    content = cfg.size - 2
-    ids, lines = np.asarray(ids, dtype=np.int64), np.asarray(lines, dtype=np.int32)
-    win_ids, win_lines = [], []
-    for s in window_starts(len(ids), content, cfg.stride, cfg.max_windows):
-        win_ids.append(np.concatenate([[cls_id], ids[s : s + content], [sep_id]]).astype(np.int64))
-        win_lines.append(np.concatenate([[0], lines[s : s + content], [0]]).astype(np.int32))
-    return win_ids, win_lines
-
-
-class SourceWindows(Dataset):
-    """Per contract: its windows, their token lines, labels, family, record index and vulnerable lines."""
-
-    def __init__(self, windows, lines, labels, families, index, vuln_lines) -> None:
-        self.windows, self.lines, self.labels = windows, lines, labels
-        self.families, self.index, self.vuln_lines = families, index, vuln_lines
-
-    def __len__(self) -> int:
-        return len(self.windows)
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {
-            "windows": self.windows[i],
-            "lines": self.lines[i],
-            "labels": self.labels[i],
-            "family": self.families[i],
-            "index": self.index[i],
-            "vulnerable_lines": self.vuln_lines[i],
-        }
+    @property
+    def windows(self) -> Sequence[list[np.ndarray]]:
+        return self.columns["windows"]
 
     def n_windows(self) -> list[int]:
+        """Window count per contract (for window-budget batches)."""
         return [len(w) for w in self.windows]
-
-
-def pad_windows(windows: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention mask), padded to the longest window of the batch."""
-    longest = max(len(w) for w in windows)
-    ids = np.full((len(windows), longest), pad_id, dtype=np.int64)
-    for row, w in enumerate(windows):
-        ids[row, : len(w)] = w
-    ids_t = torch.from_numpy(ids)
-    mask = torch.zeros_like(ids_t)
-    for row, w in enumerate(windows):
-        mask[row, : len(w)] = 1
-    return ids_t, mask
 
 
 class WindowCollator:
@@ -116,23 +65,9 @@ class WindowCollator:
         self.pad_id = pad_id
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, Any]:
-        windows = [w for b in batch for w in b["windows"]]
-        ids, mask = pad_windows(windows, self.pad_id)
-        lines = torch.zeros_like(ids, dtype=torch.int32)
-        row = 0
-        for b in batch:
-            for wl in b["lines"]:
-                lines[row, : len(wl)] = torch.from_numpy(wl)
-                row += 1
-        owner = torch.tensor([i for i, b in enumerate(batch) for _ in b["windows"]], dtype=torch.long)
         return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "token_lines": lines,
-            "window_owner": owner,
-            "labels": torch.from_numpy(np.stack([b["labels"] for b in batch])),
-            "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
-            "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
+            **batch_windows([b["windows"] for b in batch], [b["lines"] for b in batch], self.pad_id),
+            **label_columns(batch),
             "vulnerable_lines": [b["vulnerable_lines"] for b in batch],
         }
 
@@ -193,8 +128,7 @@ def tokenize_sources(
     num_proc: int,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids and lines of every source through ``datasets.map`` (batched), cached on disk when asked."""
-    import datasets
-    from filelock import FileLock
+    import datasets  # heavy (pyarrow, pandas): only the datamodules' bulk tokenizing needs it
 
     h = hashlib.sha256(f"{TOKENIZED_FORMAT}:{tokenizer.fingerprint()}".encode())
     for rid, src in zip(ids, sources, strict=True):
@@ -239,10 +173,6 @@ def tokenizer_from_artifact(path: str | Path) -> SourceTokenizer:
     """The tokenizer a code_analyzer_mlm checkpoint (``.ckpt``) or an exported model dir was trained with."""
     path = Path(path)
     if path.is_dir():
-        import json
-
-        from training_pipeline.data.bpe import load_local_tokenizer
-
         meta = path / "source_tokenizer.json"
         state = json.loads(meta.read_text()) if meta.exists() else {}
         strip = state.pop("strip_comments", True)
@@ -283,13 +213,17 @@ class ContractSourceDataModule(ContractDataModule):
         self.tokenizer_cfg = config_dataclass(BpeConfig, tokenizer, "data.tokenizer")
         self.window_cfg = config_dataclass(WindowConfig, window, "data.window")
         self.num_proc, self.cache = num_proc, cache
-        self.tokenizer: SourceTokenizer | None = None
+        self.featurizer: SourceFeaturizer | None = None  # once the tokenizer is fitted or given
         self.collate_fn = None
 
     # -- tokenizer ------------------------------------------------------------------------------------
+    @property
+    def tokenizer(self) -> SourceTokenizer | None:
+        return self.featurizer.tokenizer if self.featurizer is not None else None
+
     def use_tokenizer_state(self, state: dict[str, Any]) -> None:
         """Featurize with a trained model's tokenizer (eval and predict); state as the checkpoint holds it."""
-        self.tokenizer = SourceTokenizer.from_state_dict(state)
+        self.featurizer = SourceFeaturizer(SourceTokenizer.from_state_dict(state), self.window_cfg)
 
     def _fit_tokenizer(self, records: list[dict[str, Any]]) -> SourceTokenizer:
         cfg = self.tokenizer_cfg
@@ -311,10 +245,10 @@ class ContractSourceDataModule(ContractDataModule):
 
     # -- features -------------------------------------------------------------------------------------
     def featurize(self, records: list[dict[str, Any]]) -> None:
-        if self.tokenizer is None:
-            self.tokenizer = self._fit_tokenizer(records)
-        special = self.tokenizer.special_ids()
-        self.collate_fn = WindowCollator(special["pad"])
+        """BPE windows of every record (the tokenizer fitted on train first), split into datasets."""
+        if self.featurizer is None:
+            self.featurizer = SourceFeaturizer(self._fit_tokenizer(records), self.window_cfg)
+        self.collate_fn = WindowCollator(self.featurizer.pad_id)
         ids, lines = tokenize_sources(
             [r["id"] for r in records],
             [r["source_code"] for r in records],
@@ -323,22 +257,19 @@ class ContractSourceDataModule(ContractDataModule):
             self.num_proc,
         )
         self.n_tokens = [len(x) for x in ids]
-        windows = [
-            make_windows(i, ln, self.window_cfg, special["cls"], special["sep"])
-            for i, ln in zip(ids, lines, strict=True)
-        ]
+        windows = [self.featurizer.windows(i, ln) for i, ln in zip(ids, lines, strict=True)]
         labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
         families = self.family_index()
         vuln = [r.get("vulnerable_lines") or {} for r in records]
         for split in (*SPLITS, "all"):
             idx = self.indices(split)
             self.splits[split] = SourceWindows(
-                [windows[i][0] for i in idx],
-                [windows[i][1] for i in idx],
-                labels[idx],
-                families[idx],
-                idx,
-                [vuln[i] for i in idx],
+                windows=[windows[i][0] for i in idx],
+                lines=[windows[i][1] for i in idx],
+                labels=labels[idx],
+                family=families[idx],
+                index=idx,
+                vulnerable_lines=[vuln[i] for i in idx],
             )
         n_win = [len(w[0]) for w in windows]
         log.info(
@@ -367,6 +298,7 @@ class ContractSourceDataModule(ContractDataModule):
 
     # -- what the model needs to know -----------------------------------------------------------------
     def tokenizer_kwargs(self) -> dict[str, Any]:
+        """Vocabulary, special ids, window size and tokenizer state the model is built with."""
         self.setup()
         special = self.tokenizer.special_ids()
         return {
@@ -399,6 +331,8 @@ class WindowSamples(Dataset):
 
 
 class MLMCollator:
+    """Pads a batch of windows: ``input_ids`` and ``attention_mask``."""
+
     def __init__(self, pad_id: int) -> None:
         self.pad_id = pad_id
 
@@ -425,6 +359,7 @@ class ContractSourceMLMDataModule(ContractSourceDataModule):
         self.mlm_on = mlm_on
 
     def featurize(self, records: list[dict[str, Any]]) -> None:
+        """BPE windows of every record (the tokenizer fitted on train first), split into datasets."""
         super().featurize(records)
         contracts = self.splits
         self.splits = {}
@@ -434,14 +369,10 @@ class ContractSourceMLMDataModule(ContractSourceDataModule):
         self.collate_fn = MLMCollator(self.tokenizer.special_ids()["pad"])
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=train,
-            collate_fn=self.collate_fn,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        return make_loader(
+            self.splits[split], self.batch_size, self.collate_fn, self.num_workers, self.pin_memory, train
         )
 
     def model_kwargs(self) -> dict[str, Any]:
+        """The tokenizer the masked-LM model is built with."""
         return self.tokenizer_kwargs()

@@ -26,12 +26,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
 from training_pipeline import taxonomy
-from training_pipeline.data.contracts import SplitDataModule
+from training_pipeline.data.contracts import SplitDataModule, make_loader
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.risk import RiskTarget
+from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +51,12 @@ def write_stacked(pipeline_dir: str | Path, rows: Sequence[dict[str, Any]], mani
     tmp.write_text(text)
     tmp.replace(path)
     manifest = {**manifest, "content_hash": "sha256:" + hashlib.sha256(text.encode()).hexdigest()}
-    from training_pipeline.utils.run import write_json
-
     write_json(Path(pipeline_dir) / MANIFEST_FILE, manifest)
     return path
 
 
 def read_stacked(pipeline_dir: str | Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The stacked rows and their manifest of a pipeline run dir."""
     root = Path(pipeline_dir)
     path, manifest = root / STACKED_FILE, root / MANIFEST_FILE
     if not path.is_file() or not manifest.is_file():
@@ -89,6 +89,8 @@ def view_matrix(
 
 
 class StackedRows(Dataset):
+    """Per contract: the views' features (NaN where missing), the view mask, the risk target and labels."""
+
     def __init__(
         self, x: np.ndarray, mask: np.ndarray, risk: np.ndarray, classes: np.ndarray, index: np.ndarray
     ):
@@ -185,6 +187,7 @@ class StackedPredictionData(SplitDataModule):
         )
 
     def model_kwargs(self) -> dict[str, Any]:
+        """View names and features, classes, risk target and its positive weight."""
         self.setup()
         y = self.splits["train"].risk
         pos = float(y.sum())
@@ -198,10 +201,6 @@ class StackedPredictionData(SplitDataModule):
         }
 
     def _loader(self, split: str, train: bool = False) -> DataLoader:
-        return DataLoader(
-            self.splits[split],
-            batch_size=self.batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        return make_loader(
+            self.splits[split], self.batch_size, default_collate, self.num_workers, False, train
         )

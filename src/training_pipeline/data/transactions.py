@@ -1,25 +1,16 @@
-"""Transaction histories → per-transaction feature sequences, and the LightningDataModule over them.
+"""The LightningDataModule over transaction histories: per-transaction feature sequences, history classes and
+per-transaction anomaly flags.
 
 Histories come from the simulator (``corpus/txsim.py``, one per contract of the generated corpus, split by
-the corpus's grouped folds) or from explorer CSV exports (``data/tx_csv.py``, ``data=behavior_csv``).
-
-Per transaction: time and block deltas, value, gas used, success, internal calls, the contract's balance
-change, its running balance and the fraction of it moved, token amount, how often the sender was seen
-before and the position in the history (numeric, log-scaled, then standardized with statistics fitted on
-the training split only and saved in the model's checkpoint), plus the method category and sender role
-(embedded by the model).
-
-Long histories are cut to ``max_length`` transactions *after* the features are computed, so running
-quantities (balance, sender counts, positions) still describe the whole history. ``truncation=tail`` (the
-default) keeps the latest transactions, what a monitor sees; ``head`` keeps the first; ``head_tail`` keeps
-the first quarter and the last three quarters of the budget. Transactions cut away are out of the
-per-transaction metrics.
+the corpus's grouped folds) or from explorer CSV exports (``data/tx_csv.py``, ``data=behavior_csv``). The
+features (``data/featurizers.py``, ``TransactionFeaturizer``) are standardized with statistics fitted on the
+training split only and saved in the model's checkpoint; transactions cut away by ``max_length`` are out of
+the per-transaction metrics.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,127 +20,23 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.build import CorpusConfig
+from training_pipeline.corpus.txsim import SimConfig, build_histories, load_histories, load_manifest
 from training_pipeline.data.contracts import SplitDataModule, make_loader
+from training_pipeline.data.featurizers import (
+    NUMERIC_FEATURES,
+    FeatureNormalizer,
+    TransactionFeaturizer,
+    batch_histories,
+)
+from training_pipeline.data.tx_csv import check_bad_row_mode, files_version, import_histories
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.splits import SplitConfig, split_names, stable_fold
 
 log = logging.getLogger(__name__)
 
-TRUNCATIONS = ("tail", "head", "head_tail")
 SPLITS = ("test", "val", "train", "all")
-NUMERIC_FEATURES: tuple[str, ...] = (
-    "log_time_delta",
-    "log_block_delta",
-    "log_value",
-    "log_gas_used",
-    "success",
-    "log_internal_calls",
-    "balance_delta",  # signed log
-    "log_balance",
-    "balance_fraction",  # the share of the balance this transaction moved, in [-1, 1]
-    "log_token_amount",
-    "log_sender_seen",  # the sender's earlier transactions in this history
-    "log_position",
-)
-METHOD_INDEX = {m: i + 1 for i, m in enumerate(taxonomy.METHOD_CATEGORIES)}  # 0 = padding
-ROLE_INDEX = {r: i + 1 for i, r in enumerate(taxonomy.SENDER_ROLES)}
-MILLI_ETHER = 1e-3
-
-
-def _slog(x: np.ndarray, scale: float) -> np.ndarray:
-    """Signed log: sign(x) * log1p(|x| / scale), for heavy-tailed amounts of either sign."""
-    return np.sign(x) * np.log1p(np.abs(x) / scale)
-
-
-def featurize(history: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(numeric (T, F) float32 before normalization, method ids (T,), role ids (T,)) of one history."""
-    ts = np.asarray(history["timestamp"], dtype=np.float64)
-    block = np.asarray(history["block"], dtype=np.float64)
-    delta = np.asarray(history["balance_delta"], dtype=np.float64)
-    balance = np.cumsum(delta)
-    before = balance - delta
-    moved = delta / np.maximum(before + np.maximum(delta, 0.0), 1e-12)
-    seen: dict[str, int] = {}
-    sender_seen = np.empty(len(ts))
-    for i, s in enumerate(history["sender"]):
-        sender_seen[i] = seen.get(s, 0)
-        seen[s] = seen.get(s, 0) + 1
-    numeric = np.stack(
-        [
-            np.log1p(np.maximum(np.diff(ts, prepend=ts[:1]), 0.0)),
-            np.log1p(np.maximum(np.diff(block, prepend=block[:1]), 0.0)),
-            np.log1p(np.maximum(np.asarray(history["value"], dtype=np.float64), 0.0) / MILLI_ETHER),
-            np.log1p(np.asarray(history["gas_used"], dtype=np.float64)),
-            np.asarray(history["success"], dtype=np.float64),
-            np.log1p(np.asarray(history["internal_calls"], dtype=np.float64)),
-            _slog(delta, MILLI_ETHER),
-            _slog(balance, MILLI_ETHER),
-            np.clip(moved, -1.0, 1.0),
-            np.log1p(np.maximum(np.asarray(history["token_amount"], dtype=np.float64), 0.0)),
-            np.log1p(sender_seen),
-            np.log1p(np.arange(len(ts), dtype=np.float64)),
-        ],
-        axis=1,
-    ).astype(np.float32)
-    methods = np.array(
-        [METHOD_INDEX.get(m, METHOD_INDEX["other"]) for m in history["method"]], dtype=np.int64
-    )
-    roles = np.array([ROLE_INDEX.get(r, ROLE_INDEX["new_account"]) for r in history["sender_role"]])
-    return numeric, methods, roles.astype(np.int64)
-
-
-def keep_positions(length: int, max_length: int, strategy: str) -> np.ndarray:
-    """Indices of the transactions a history of ``length`` keeps under ``max_length`` (see module doc)."""
-    if length <= max_length:
-        return np.arange(length)
-    if strategy == "tail":
-        return np.arange(length - max_length, length)
-    if strategy == "head":
-        return np.arange(max_length)
-    head = max_length // 4
-    return np.concatenate([np.arange(head), np.arange(length - (max_length - head), length)])
-
-
-class FeatureNormalizer:
-    """Per-feature standardization; fitted on training transactions only, saved with the model."""
-
-    def __init__(
-        self,
-        names: Sequence[str] = NUMERIC_FEATURES,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ) -> None:
-        self.names = list(names)
-        self.mean = None if mean is None else np.asarray(mean, dtype=np.float32)
-        self.std = None if std is None else np.asarray(std, dtype=np.float32)
-
-    @property
-    def fitted(self) -> bool:
-        return self.mean is not None
-
-    def fit(self, arrays: Sequence[np.ndarray]) -> FeatureNormalizer:
-        rows = np.concatenate(arrays, axis=0).astype(np.float64)
-        self.mean = rows.mean(0).astype(np.float32)
-        std = rows.std(0)
-        self.std = np.where(std < 1e-6, 1.0, std).astype(np.float32)  # a constant feature stays as it is
-        return self
-
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        if not self.fitted:
-            raise RuntimeError("FeatureNormalizer.transform before fit")
-        return ((x - self.mean) / self.std).astype(np.float32)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"names": self.names, "mean": self.mean.tolist(), "std": self.std.tolist()}
-
-    @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> FeatureNormalizer:
-        if list(state["names"]) != list(NUMERIC_FEATURES):
-            raise DataError(
-                f"normalizer state has features {state['names']}; this version computes {NUMERIC_FEATURES}"
-            )
-        return cls(state["names"], state["mean"], state["std"])
 
 
 class TransactionSequences(Dataset):
@@ -165,6 +52,7 @@ class TransactionSequences(Dataset):
         return {**self.items[i], "index": int(self.index[i])}
 
     def lengths(self) -> list[int]:
+        """Transaction count per history (for length-bucketed batches)."""
         return [len(x["method"]) for x in self.items]
 
     @property
@@ -174,23 +62,12 @@ class TransactionSequences(Dataset):
 
 def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Pad to the batch's longest history; ``mask`` marks real transactions, ``tx_labels`` is -1 elsewhere."""
-    longest = max(len(b["method"]) for b in batch)
-    n, f = len(batch), batch[0]["numeric"].shape[1]
-    numeric = np.zeros((n, longest, f), dtype=np.float32)
-    method = np.zeros((n, longest), dtype=np.int64)
-    role = np.zeros((n, longest), dtype=np.int64)
-    tx = np.full((n, longest), -1.0, dtype=np.float32)
-    mask = np.zeros((n, longest), dtype=bool)
+    inputs = batch_histories(batch)
+    tx = np.full(tuple(inputs["mask"].shape), -1.0, dtype=np.float32)
     for row, b in enumerate(batch):
-        t = len(b["method"])
-        numeric[row, :t], method[row, :t], role[row, :t] = b["numeric"], b["method"], b["role"]
-        tx[row, :t], mask[row, :t] = b["tx_labels"], True
+        tx[row, : len(b["method"])] = b["tx_labels"]
     return {
-        "numeric": torch.from_numpy(numeric),
-        "method": torch.from_numpy(method),
-        "role": torch.from_numpy(role),
-        "mask": torch.from_numpy(mask),
-        "lengths": torch.tensor([len(b["method"]) for b in batch]),
+        **inputs,
         "labels": torch.tensor([int(b["label"]) for b in batch], dtype=torch.long),
         "tx_labels": torch.from_numpy(tx),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
@@ -199,6 +76,8 @@ def collate(batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
 
 @dataclass(frozen=True)
 class Batching:
+    """Loader options of the transaction datamodule."""
+
     batch_size: int
     num_workers: int
     pin_memory: bool
@@ -237,31 +116,22 @@ class TransactionDataModule(SplitDataModule):
         eval_split: str = "test",
     ) -> None:
         super().__init__()
-        from training_pipeline.corpus.build import CorpusConfig
-        from training_pipeline.corpus.txsim import SimConfig
-
         self.corpus_cfg = config_dataclass(CorpusConfig, corpus, "data.corpus") if path is None else None
         self.sim_cfg = config_dataclass(SimConfig, sim, "data.sim") if path is None else None
         self.split_cfg = config_dataclass(SplitConfig, split, "data.split")
         if path is not None and labels_path is None:
             raise ConfigError("data.labels_path: required with data.path (a CSV of address,label)")
-        if truncation not in TRUNCATIONS:
-            raise ConfigError(f"data.truncation={truncation!r}: expected one of {TRUNCATIONS}")
-        if max_length < 8:
-            raise ConfigError(f"data.max_length={max_length}: need at least 8 transactions")
+        self.featurizer = TransactionFeaturizer(FeatureNormalizer(), max_length, truncation)
         if eval_split not in SPLITS:
             raise ConfigError(f"eval split {eval_split!r}: expected test, val, train or all")
-        from training_pipeline.data.tx_csv import _check_mode
-
-        _check_mode(on_bad_rows)
+        check_bad_row_mode(on_bad_rows)
         self.data_dir, self.path, self.labels_path = Path(data_dir), path, labels_path
         self.internal_path, self.token_path, self.label_map = internal_path, token_path, dict(label_map or {})
         self.on_bad_rows, self.fold = on_bad_rows, fold
-        self.max_length, self.truncation, self.eval_split = max_length, truncation, eval_split
+        self.eval_split = eval_split
         self.batching = Batching(batch_size, num_workers, pin_memory, length_buckets)
         self.batch_size = batch_size
         self.class_names = list(taxonomy.ANOMALY_TYPES)
-        self.normalizer = FeatureNormalizer()
         self.records: list[dict[str, Any]] = []
         self.splits: dict[str, TransactionSequences] = {}
         self.positions: list[np.ndarray] = []  # per record: which transactions its sequence kept
@@ -269,9 +139,16 @@ class TransactionDataModule(SplitDataModule):
         self.import_report: dict[str, Any] | None = None
         self._histories_path: Path | None = None
 
+    @property
+    def normalizer(self) -> FeatureNormalizer:
+        return self.featurizer.normalizer
+
     def use_normalizer_state(self, state: dict[str, Any]) -> None:
         """Normalize with a trained model's statistics (eval and predict): nothing is refitted."""
-        self.normalizer = FeatureNormalizer.from_state_dict(state)
+        f = self.featurizer
+        self.featurizer = TransactionFeaturizer(
+            FeatureNormalizer.from_state_dict(state), f.max_length, f.truncation
+        )
 
     # -- data ---------------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -280,14 +157,10 @@ class TransactionDataModule(SplitDataModule):
                 if p is not None and not Path(p).exists():
                     raise DataError(f"{p}: no such file or folder (data.*path)")
             return
-        from training_pipeline.corpus.txsim import build_histories
-
         self._histories_path = build_histories(self.corpus_cfg, self.sim_cfg, self.data_dir)
 
     def _load(self) -> list[dict[str, Any]]:
         if self.path is not None:
-            from training_pipeline.data.tx_csv import files_version, import_histories
-
             records, report = import_histories(
                 self.path,
                 self.labels_path,
@@ -303,8 +176,6 @@ class TransactionDataModule(SplitDataModule):
             for r in records:
                 r["fold"] = stable_fold(str(r["group"]), self.split_cfg.n_folds, self.split_cfg.seed)
             return records
-        from training_pipeline.corpus.txsim import build_histories, load_histories, load_manifest
-
         path = self._histories_path or build_histories(self.corpus_cfg, self.sim_cfg, self.data_dir)
         self.data_version = "sha256:" + load_manifest(path)["content_hash"]
         return load_histories(path)
@@ -326,22 +197,14 @@ class TransactionDataModule(SplitDataModule):
         names = split_names([int(r["fold"]) for r in self.records], fams, self.split_cfg, self.fold)
         names = [r.get("split") or n for r, n in zip(self.records, names, strict=True)]  # a fixed split wins
         label_index = {c: i for i, c in enumerate(self.class_names)}
-        raw, self.positions = [], []
-        truncated = 0
-        for r in self.records:
-            numeric, methods, roles = featurize(r)
-            keep = keep_positions(len(methods), self.max_length, self.truncation)
-            truncated += len(keep) < len(methods)
-            self.positions.append(keep)
-            raw.append(
-                {
-                    "numeric": numeric[keep],
-                    "method": methods[keep],
-                    "role": roles[keep],
-                    "tx_labels": np.asarray(r["anomaly"], dtype=np.float32)[keep],
-                    "label": label_index[r["label"]],
-                }
-            )
+        raw = [self.featurizer.features(r) for r in self.records]
+        self.positions = [f.pop("positions") for f in raw]
+        truncated = sum(
+            len(keep) < len(r["method"]) for keep, r in zip(self.positions, self.records, strict=True)
+        )
+        for f, keep, r in zip(raw, self.positions, self.records, strict=True):
+            f["tx_labels"] = np.asarray(r["anomaly"], dtype=np.float32)[keep]
+            f["label"] = label_index[r["label"]]
         idx = {s: np.flatnonzero(np.array(names) == s) for s in ("train", "val", "test")}
         idx["all"] = np.arange(len(self.records))
         sizes = {s: len(i) for s, i in idx.items()}
@@ -349,10 +212,9 @@ class TransactionDataModule(SplitDataModule):
             empty = [s for s in ("train", "val", "test") if sizes[s] == 0]
             if empty:
                 raise DataError(f"split(s) {empty} are empty: use more histories or another split/fold")
-        if not self.normalizer.fitted:
-            self.normalizer.fit([raw[i]["numeric"] for i in idx["train"]])
-        for item in raw:
-            item["numeric"] = self.normalizer.transform(item["numeric"])
+        if not self.featurizer.fitted:
+            self.featurizer.fit([raw[i] for i in idx["train"]])
+        raw = [self.featurizer.transform(f) for f in raw]
         for split, ids in idx.items():
             self.splits[split] = TransactionSequences([raw[i] for i in ids], ids)
         log.info(
@@ -362,8 +224,8 @@ class TransactionDataModule(SplitDataModule):
             self.fold,
             self.split_cfg.strategy,
             truncated,
-            self.truncation,
-            self.max_length,
+            self.featurizer.truncation,
+            self.featurizer.max_length,
         )
 
     # -- what the model needs to know ---------------------------------------------------------------------

@@ -178,14 +178,17 @@ class ImportReport:
     transactions: int = 0
 
     def add(self, file: str, rule: str, line: int | None = None) -> None:
+        """Count one row of ``file`` that ``rule`` dropped or fixed (the first lines are kept)."""
         self.counts[(file, rule)] += 1
         if line is not None and len(self.lines[(file, rule)]) < 5:
             self.lines[(file, rule)].append(line)
 
     def total(self, rule: str) -> int:
+        """Rows dropped or fixed by ``rule`` in every file."""
         return sum(n for (_, r), n in self.counts.items() if r == rule)
 
     def summary(self) -> str:
+        """One line: count (and first lines) per file and rule."""
         if not self.counts:
             return "no bad rows"
         parts = []
@@ -196,6 +199,7 @@ class ImportReport:
         return "; ".join(parts)
 
     def as_dict(self) -> dict[str, Any]:
+        """Counts as JSON (the run's import report)."""
         return {
             "histories": self.histories,
             "transactions": self.transactions,
@@ -301,7 +305,8 @@ def read_labels(path: str | Path, label_map: Mapping[str, str] | None = None) ->
     return out
 
 
-def _check_mode(on_bad_rows: str) -> None:
+def check_bad_row_mode(on_bad_rows: str) -> None:
+    """``data.on_bad_rows`` must be ``drop`` or ``error``."""
     if on_bad_rows not in BAD_ROW_MODES:
         raise ConfigError(f"data.on_bad_rows={on_bad_rows!r}: expected one of {BAD_ROW_MODES}")
 
@@ -315,8 +320,42 @@ def import_histories(
     on_bad_rows: str = "drop",
 ) -> tuple[list[dict[str, Any]], ImportReport]:
     """Histories (the simulator's record layout, plus ``hash`` per row) and what was dropped or fixed."""
-    _check_mode(on_bad_rows)
-    labels = read_labels(labels_path, label_map)
+    check_bad_row_mode(on_bad_rows)
+    histories, report = collect_histories(
+        path, read_labels(labels_path, label_map), internal_path, token_path, on_bad_rows
+    )
+    if not histories:
+        raise DataError(f"{path}: no transactions of any labelled address (data.path, data.labels_path)")
+    return histories, report
+
+
+def import_history(
+    path: str | Path,
+    address: str,
+    internal_path: str | Path | None = None,
+    token_path: str | Path | None = None,
+    on_bad_rows: str = "drop",
+) -> dict[str, Any]:
+    """The history of one unlabelled address (to score it): its transactions in an export, labelled normal."""
+    check_bad_row_mode(on_bad_rows)
+    address = address.lower()
+    if not _ADDRESS.match(address):
+        raise DataError(f"{path}: address {address!r} is not a 0x-address")
+    info = {"label": "normal", "group": address, "family": None, "split": None, "flagged": None}
+    histories, _ = collect_histories(path, {address: info}, internal_path, token_path, on_bad_rows)
+    if not histories:
+        raise DataError(f"{path}: no transactions of {address}")
+    return histories[0]
+
+
+def collect_histories(
+    path: str | Path,
+    labels: Mapping[str, dict[str, Any]],
+    internal_path: str | Path | None = None,
+    token_path: str | Path | None = None,
+    on_bad_rows: str = "drop",
+) -> tuple[list[dict[str, Any]], ImportReport]:
+    """The histories of the addresses in ``labels`` (as ``read_labels`` returns them) found in the exports."""
     report = ImportReport()
 
     def bad(file: Path, line: int, exc: _BadRow) -> None:
@@ -465,8 +504,6 @@ def import_histories(
     report.transactions = sum(len(h["hash"]) for h in histories)
     if report.counts:
         log.warning("Transaction import: %s", report.summary())
-    if not histories:
-        raise DataError(f"{path}: no transactions of any labelled address (data.path, data.labels_path)")
     return histories, report
 
 

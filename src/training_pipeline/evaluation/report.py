@@ -9,6 +9,7 @@ from rich.table import Table
 
 
 def metrics_table(metrics: Mapping[str, float], class_names: Sequence[str], stage: str = "test") -> Table:
+    """Per-class precision/recall/F1 rows, the macro row, other averages in the caption."""
     table = Table(title=f"{stage} metrics", show_lines=False)
     for col in ("class", "precision", "recall", "F1"):
         table.add_column(col, justify="left" if col == "class" else "right")
@@ -33,4 +34,5 @@ def metrics_table(metrics: Mapping[str, float], class_names: Sequence[str], stag
 
 
 def print_metrics(metrics: Mapping[str, float], class_names: Sequence[str], stage: str = "test") -> None:
+    """Print ``metrics_table`` to the console."""
     Console().print(metrics_table(metrics, class_names, stage))

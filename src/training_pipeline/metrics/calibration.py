@@ -1,5 +1,9 @@
-"""Probability calibration for the risk score: expected calibration error, reliability bins and diagram,
-temperature scaling and isotonic regression (both fitted on validation, applied everywhere else).
+"""Probability calibration for the risk score: expected calibration error, reliability bins, temperature
+scaling and isotonic regression (both fitted on validation, applied everywhere else).
+
+ECE comes from torchmetrics (``binary_calibration_error``); torchmetrics has no public API for the bins
+themselves, so ``reliability_bins`` counts them with ``torch.bucketize`` (the same edges). The reliability
+diagram is drawn in ``evaluation.plots``.
 
 Both calibrators are stored as fixed-size tensors (a temperature; an isotonic map sampled on a grid of logits)
 so a checkpoint carries them as buffers and ``load_from_checkpoint`` restores them without a config.
@@ -12,52 +16,50 @@ from typing import Any
 
 import numpy as np
 import torch
+from torchmetrics.functional.classification import binary_calibration_error
 
 METHODS = ("auto", "temperature", "isotonic", "none")
 FITTED = ("temperature", "isotonic", "none")  # what "auto" chooses among, in order of preference
 ISOTONIC_GRID = torch.linspace(-12.0, 12.0, 241)  # logits at which the isotonic map is stored
+Scores = torch.Tensor | np.ndarray | Sequence[float]
 
 
-def _np(x: torch.Tensor | np.ndarray | Sequence[float]) -> np.ndarray:
+def _np(x: Scores) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().double().numpy()
     return np.asarray(x, dtype=np.float64)
 
 
-def reliability_bins(probs, targets, n_bins: int = 10) -> list[dict[str, float]]:
+def reliability_bins(probs: Scores, targets: Scores, n_bins: int = 10) -> list[dict[str, float]]:
     """Equal-width bins of predicted probability: count, mean confidence and observed frequency per bin."""
-    p, y = _np(probs).ravel(), _np(targets).ravel()
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
-    bins = []
-    for b in range(n_bins):
-        sel = which == b
-        n = int(sel.sum())
-        bins.append(
-            {
-                "lo": float(edges[b]),
-                "hi": float(edges[b + 1]),
-                "count": n,
-                "confidence": float(p[sel].mean()) if n else float("nan"),
-                "frequency": float(y[sel].mean()) if n else float("nan"),
-            }
-        )
-    return bins
+    p, y = torch.from_numpy(_np(probs).ravel()), torch.from_numpy(_np(targets).ravel())
+    edges = torch.linspace(0.0, 1.0, n_bins + 1, dtype=torch.float64)
+    which = (torch.bucketize(p, edges[1:-1], right=True)).clamp(0, n_bins - 1)
+    count = torch.bincount(which, minlength=n_bins)
+    conf = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, which, p)
+    freq = torch.zeros(n_bins, dtype=torch.float64).index_add_(0, which, y)
+    return [
+        {
+            "lo": float(edges[b]),
+            "hi": float(edges[b + 1]),
+            "count": int(count[b]),
+            "confidence": float(conf[b] / count[b]) if count[b] else float("nan"),
+            "frequency": float(freq[b] / count[b]) if count[b] else float("nan"),
+        }
+        for b in range(n_bins)
+    ]
 
 
-def expected_calibration_error(probs, targets, n_bins: int = 10) -> float:
+def expected_calibration_error(probs: Scores, targets: Scores, n_bins: int = 10) -> float:
     """ECE: the count-weighted mean |observed frequency - mean confidence| over equal-width bins."""
-    p = _np(probs).ravel()
+    p, y = torch.from_numpy(_np(probs).ravel()), torch.from_numpy(_np(targets).ravel())
     if not len(p):
         return float("nan")
-    total = 0.0
-    for b in reliability_bins(probs, targets, n_bins):
-        if b["count"]:
-            total += b["count"] * abs(b["frequency"] - b["confidence"])
-    return total / len(p)
+    return float(binary_calibration_error(p, y.long(), n_bins=n_bins, norm="l1"))
 
 
-def brier_score(probs, targets) -> float:
+def brier_score(probs: Scores, targets: Scores) -> float:
+    """Mean squared error of the probabilities against the 0/1 targets."""
     p, y = _np(probs).ravel(), _np(targets).ravel()
     return float(np.mean((p - y) ** 2)) if len(p) else float("nan")
 
@@ -127,7 +129,9 @@ def apply_isotonic(
     return y0 + w * (y1 - y0)
 
 
-def calibration_summary(raw_probs, calibrated_probs, targets, n_bins: int = 10) -> dict[str, Any]:
+def calibration_summary(
+    raw_probs: Scores, calibrated_probs: Scores, targets: Scores, n_bins: int = 10
+) -> dict[str, Any]:
     """ECE and Brier before and after calibration, with the reliability bins of both."""
     return {
         "ece_raw": expected_calibration_error(raw_probs, targets, n_bins),
@@ -137,42 +141,3 @@ def calibration_summary(raw_probs, calibrated_probs, targets, n_bins: int = 10) 
         "bins_raw": reliability_bins(raw_probs, targets, n_bins),
         "bins": reliability_bins(calibrated_probs, targets, n_bins),
     }
-
-
-def reliability_image(
-    bins: Sequence[dict[str, float]], raw_bins: Sequence[dict[str, float]] | None = None, size: int = 240
-) -> np.ndarray:
-    """A reliability diagram as an RGB array (H, W, 3): bars = observed frequency per confidence bin
-    (blue: calibrated, grey outline: raw), the diagonal = perfect calibration. Drawn with numpy only."""
-    pad = 12
-    img = np.full((size + 2 * pad, size + 2 * pad, 3), 255, dtype=np.uint8)
-    img[pad : pad + size, pad] = img[pad + size - 1, pad : pad + size] = (60, 60, 60)  # axes
-
-    def bars(bs: Sequence[dict[str, float]], color: tuple[int, int, int], fill: bool) -> None:
-        n = len(bs)
-        for k, b in enumerate(bs):
-            if not b["count"] or not np.isfinite(b["frequency"]):
-                continue
-            x0 = pad + 1 + int(k * size / n) + 1
-            x1 = pad + int((k + 1) * size / n) - 1
-            h = int(round(b["frequency"] * (size - 2)))
-            y0 = pad + size - 1 - h
-            if fill:
-                img[y0 : pad + size - 1, x0:x1] = color
-            else:
-                img[y0, x0:x1] = color
-                img[y0 : pad + size - 1, x0] = color
-                img[y0 : pad + size - 1, x1 - 1] = color
-
-    bars(bins, (66, 133, 244), fill=True)
-    if raw_bins is not None:
-        bars(raw_bins, (120, 120, 120), fill=False)
-    for i in range(size):  # the diagonal
-        img[pad + size - 1 - i, pad + i] = (220, 50, 50)
-    return img
-
-
-def save_png(image: np.ndarray, path) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)

@@ -17,6 +17,7 @@ from torchmetrics.classification import (
     MultilabelPrecision,
     MultilabelRecall,
 )
+from torchmetrics.functional.classification import multilabel_stat_scores
 
 THRESHOLD_GRID = torch.linspace(0.05, 0.95, 19)
 
@@ -50,15 +51,20 @@ def ranking_metrics(num_labels: int) -> MetricCollection:
 def tune_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data; ``default`` for classes without positives."""
     grid = THRESHOLD_GRID.to(probs.device)
-    pred = probs.unsqueeze(0) >= grid.view(-1, 1, 1)  # (T, N, C)
-    tgt = targets.bool().unsqueeze(0)
-    tp = (pred & tgt).sum(1).float()
-    fp = (pred & ~tgt).sum(1).float()
-    fn = (~pred & tgt).sum(1).float()
-    f1 = 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    f1 = torch.stack([f1_per_class(probs >= t, targets) for t in grid])  # (T, C)
     best = grid[f1.argmax(0)]
     has_pos = targets.sum(0) > 0
     return torch.where(has_pos, best, torch.full_like(best, default))
+
+
+def f1_per_class(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(C,) F1 = 2 TP / (2 TP + FP + FN) of binarized ``preds`` (0 where a class has no TP, FP nor FN)."""
+    if not len(preds):
+        return torch.zeros(preds.shape[1], device=preds.device)
+    # binarized before torchmetrics (its own threshold is strict ``>``, ours is ``>=``)
+    stats = multilabel_stat_scores(preds.long(), targets.long(), preds.shape[1], average=None).float()
+    tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
+    return 2 * tp / (2 * tp + fp + fn).clamp(min=1)
 
 
 def flatten(prefix: str, values: dict[str, torch.Tensor], class_names: list[str]) -> dict[str, float]:

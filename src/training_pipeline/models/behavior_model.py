@@ -11,30 +11,25 @@ feature normalizer's statistics, so ``BehaviorModel.load_from_checkpoint(path)``
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 
 from training_pipeline.metrics.multiclass import (
     THRESHOLD_GRID,
     binary_prf,
     binary_ranking,
-    confusion_image,
-    confusion_markdown,
     confusion_matrix,
     evaluate_multiclass,
     tune_binary_threshold,
 )
+from training_pipeline.models.base import OPTIM_KEYS, BaseModule
 from training_pipeline.models.nets.sequence import BehaviorNet
 
-SCHEDULERS = ("cosine", "none")
 
-
-class BehaviorModel(LightningModule):
+class BehaviorModel(BaseModule):
     """History classification and per-transaction anomaly flags from a transaction sequence."""
 
     def __init__(
@@ -53,17 +48,14 @@ class BehaviorModel(LightningModule):
         bidirectional: bool = True,
         heads: int = 4,
         dropout: float = 0.1,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        scheduler: str = "cosine",
         balance_classes: bool = True,
         tx_loss_weight: float = 1.0,
         label_smoothing: float = 0.0,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
     ) -> None:
-        super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"model.scheduler={scheduler!r}: expected one of {SCHEDULERS}")
-        self.save_hyperparameters()
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.class_names = list(class_names)
         self.metric_classes = list(class_names)  # the report's rows
         self.normal_index = self.class_names.index("normal") if "normal" in self.class_names else -1
@@ -85,7 +77,7 @@ class BehaviorModel(LightningModule):
         self.register_buffer("tx_pos_weight", torch.tensor(float(tx_pos_weight)))
         self.register_buffer("history_threshold", torch.tensor(0.5))
         self.register_buffer("tx_threshold", torch.tensor(0.5))
-        self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {}
+        self.test_confusion: torch.Tensor | None = None  # drawn by evaluation.callbacks.ConfusionMatrixImage
         self.test_predictions: dict[str, Any] = {}
 
     @staticmethod
@@ -134,58 +126,33 @@ class BehaviorModel(LightningModule):
             loss = loss + self.hparams.tx_loss_weight * tx_loss
         return loss, logits, tx_logits
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._shared_step(batch)
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["labels"])
-        )
-        return loss
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._shared_step(batch)[0]
 
-    def _eval_step(self, stage: str, batch: dict[str, torch.Tensor]) -> None:
-        loss, logits, tx_logits = self._shared_step(batch)
-        n = len(batch["labels"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=n)
+    def _rows(
+        self, batch: dict[str, torch.Tensor], logits: torch.Tensor, tx_logits: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Per history: probabilities, index (and label); per real transaction: probability, history, step."""
         mask = batch["mask"]
-        rows = torch.arange(n, device=mask.device).unsqueeze(1).expand_as(mask)
+        rows = torch.arange(len(mask), device=mask.device).unsqueeze(1).expand_as(mask)
         steps = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0).expand_as(mask)
-        self._outputs.setdefault(stage, []).append(
-            {
-                "probs": torch.softmax(logits.float(), 1),
-                "labels": batch["labels"],
-                "index": batch["index"],
-                "tx_probs": torch.sigmoid(tx_logits.float())[mask],
-                "tx_labels": batch["tx_labels"][mask],
-                "tx_history": batch["index"][rows[mask]],
-                "tx_step": steps[mask],
-            }
-        )
+        out = {
+            "probs": torch.softmax(logits.float(), 1),
+            "index": batch["index"],
+            "tx_probs": torch.sigmoid(tx_logits.float())[mask],
+            "tx_history": batch["index"][rows[mask]],
+            "tx_step": steps[mask],
+        }
+        if "labels" in batch:
+            out |= {"labels": batch["labels"], "tx_labels": batch["tx_labels"][mask]}
+        return out
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval_step("test", batch)
-
-    def _gather(self, stage: str) -> dict[str, torch.Tensor]:
-        outs = self._outputs.pop(stage, [])
-        keys = ("probs", "labels", "index", "tx_probs", "tx_labels", "tx_history", "tx_step")
-        if not outs:
-            c = len(self.class_names)
-            empty = {k: torch.zeros(0, device=self.device) for k in keys}
-            return {**empty, "probs": torch.zeros(0, c, device=self.device)}
-        data = {k: torch.cat([o[k] for o in outs]) for k in keys}
-        if self.trainer.world_size > 1:
-            data = {k: self._all_gather_rows(v) for k, v in data.items()}
-        return data
-
-    def _all_gather_rows(self, x: torch.Tensor) -> torch.Tensor:
-        """Concatenate a tensor of any length over ranks (padded to the longest for all_gather)."""
-        sizes = self.all_gather(torch.tensor([len(x)], device=x.device)).flatten()
-        longest = int(sizes.max())
-        padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
-        padded[: len(x)] = x
-        gathered = self.all_gather(padded)
-        return torch.cat([gathered[r, : int(s)] for r, s in enumerate(sizes)])
+    def eval_step(
+        self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
+        loss, logits, tx_logits = self._shared_step(batch)
+        self.log_loss(stage, loss, self.batch_size_of(batch))
+        return self._rows(batch, logits, tx_logits)
 
     def _metrics(
         self, stage: str, d: dict[str, torch.Tensor], hist_t: float, tx_t: float
@@ -213,8 +180,8 @@ class BehaviorModel(LightningModule):
         return best
 
     def on_validation_epoch_end(self) -> None:
-        d = self._gather("val")
-        if not len(d["labels"]):
+        d = self.gather("val")
+        if not d:
             return
         values = self._metrics("val", d, 0.5, 0.5)
         hist_t = self._tune_history_threshold(d["probs"], d["labels"].long())
@@ -229,77 +196,47 @@ class BehaviorModel(LightningModule):
         self.log_dict(values)
 
     def on_test_epoch_end(self) -> None:
-        d = self._gather("test")
-        values = self._metrics("test", d, float(self.history_threshold), float(self.tx_threshold))
-        self.log_dict(values)
-        preds = self.decide(d["probs"]) if len(d["probs"]) else d["labels"].long()
-        cm = confusion_matrix(preds.cpu(), d["labels"].long().cpu(), len(self.class_names))
-        self._log_confusion(cm)
-        self.test_predictions = {k: v.cpu() for k, v in d.items()} | {
-            "predicted": preds.cpu(),
-            "confusion": cm,
-        }
-
-    def _log_confusion(self, cm: torch.Tensor) -> None:
-        """The test confusion matrix as an image (and a table with class names) in TensorBoard."""
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger):
-                exp = logger.experiment
-                exp.add_image(
-                    "test/confusion_matrix", confusion_image(cm), self.global_step, dataformats="HWC"
-                )
-                exp.add_text("test/confusion_matrix_classes", confusion_markdown(cm, self.class_names))
-
-    def write_test_predictions(self, path: str | Path, datamodule) -> Path | None:
-        """One JSON line per tested history: class probabilities, prediction, and the flagged transactions
-        (hashes for imported data, positions in the history for simulated data)."""
-        d = self.test_predictions
+        d = self.gather("test")
         if not d:
-            return None
-        path = Path(path)
+            return
+        self.log_dict(self._metrics("test", d, float(self.history_threshold), float(self.tx_threshold)))
+        preds = self.decide(d["probs"])
+        self.test_confusion = confusion_matrix(preds.cpu(), d["labels"].long().cpu(), len(self.class_names))
+        self.test_predictions = {k: v.cpu() for k, v in d.items()} | {"predicted": preds.cpu()}
+
+    def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
+        """One record per history: class probabilities, prediction, and the flagged transactions (hashes for
+        imported data, positions in the history for simulated data); true ones where labelled."""
         tx_t = float(self.tx_threshold)
         by_history: dict[int, list[int]] = {}
-        for k, h in enumerate(d["tx_history"].tolist()):
+        for k, h in enumerate(outputs["tx_history"].tolist()):
             by_history.setdefault(int(h), []).append(k)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w") as fh:
-            for row, idx in enumerate(d["index"].tolist()):
-                refs = datamodule.tx_refs(idx)
-                steps = by_history.get(idx, [])
-                probs = d["probs"][row]
-                rec = {
-                    "id": datamodule.records[idx]["contract_id"],
-                    "label": self.class_names[int(d["labels"][row])],
-                    "predicted": self.class_names[int(d["predicted"][row])],
-                    "anomaly_score": round(1 - float(probs[self.normal_index]), 5)
-                    if self.normal_index >= 0
-                    else None,
-                    "probs": {c: round(float(p), 5) for c, p in zip(self.class_names, probs, strict=True)},
-                    "flagged_tx": [refs[int(d["tx_step"][k])] for k in steps if d["tx_probs"][k] >= tx_t],
-                    "true_flagged_tx": [refs[int(d["tx_step"][k])] for k in steps if d["tx_labels"][k] == 1],
-                }
-                fh.write(json.dumps(rec) + "\n")
-        tmp.replace(path)
-        return path
+        labels, tx_labels = outputs.get("labels"), outputs.get("tx_labels")
+        for row, idx in enumerate(outputs["index"].tolist()):
+            refs = datamodule.tx_refs(idx)
+            steps = by_history.get(idx, [])
+            probs = outputs["probs"][row]
+            rec = {"id": datamodule.records[idx]["contract_id"]}
+            if labels is not None:
+                rec["label"] = self.class_names[int(labels[row])]
+            rec |= {
+                "predicted": self.class_names[int(outputs["predicted"][row])],
+                "anomaly_score": round(1 - float(probs[self.normal_index]), 5)
+                if self.normal_index >= 0
+                else None,
+                "probs": {c: round(float(p), 5) for c, p in zip(self.class_names, probs, strict=True)},
+                "flagged_tx": [
+                    refs[int(outputs["tx_step"][k])] for k in steps if outputs["tx_probs"][k] >= tx_t
+                ],
+            }
+            if tx_labels is not None:
+                rec["true_flagged_tx"] = [
+                    refs[int(outputs["tx_step"][k])] for k in steps if tx_labels[k] == 1
+                ]
+            yield rec
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        """The evaluation rows (flattened transactions) and the decided class of each history."""
         logits, tx_logits = self(batch)
-        probs = torch.softmax(logits, 1)
-        tx_probs = torch.sigmoid(tx_logits) * batch["mask"]
-        return {
-            "probs": probs,
-            "predicted": self.decide(probs),
-            "tx_probs": tx_probs,
-            "tx_flagged": (tx_probs >= self.tx_threshold) & batch["mask"],
-            "index": batch["index"],
-        }
-
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none" or self.trainer is None:
-            return opt
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.hparams.lr * 0.05)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        out = self._rows(batch, logits, tx_logits)
+        return out | {"predicted": self.decide(out["probs"])}

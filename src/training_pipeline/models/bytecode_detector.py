@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from training_pipeline.models.contract_classifier import LOSSES, ContractClassifier
+from training_pipeline.models.base import OPTIM_KEYS
+from training_pipeline.models.contract_classifier import ContractClassifier
 from training_pipeline.models.nets.cnn import BytecodeCNN
-
-SCHEDULERS = ("cosine", "none")
 
 
 class BytecodeDetector(ContractClassifier):
@@ -35,19 +35,14 @@ class BytecodeDetector(ContractClassifier):
         dilation_base: int = 2,
         dropout: float = 0.1,
         downsample: int = 4,
-        lr: float = 2e-3,
-        weight_decay: float = 0.01,
-        scheduler: str = "cosine",
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.3,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
     ) -> None:
-        super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"model.scheduler={scheduler!r}: expected one of {SCHEDULERS}")
-        if loss not in LOSSES:
-            raise ValueError(f"model.loss={loss!r}: expected one of {LOSSES}")
-        self.save_hyperparameters()
+        super().__init__(optimizer, scheduler)
+        self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.net = BytecodeCNN(
             vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
         )
@@ -64,15 +59,8 @@ class BytecodeDetector(ContractClassifier):
 
     @torch.no_grad()
     def predict_proba(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Vulnerability probabilities (B, C)."""
         return torch.sigmoid(self(input_ids)[0])
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch["input_ids"])
-
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none" or self.trainer is None:
-            return opt
-        epochs = max(int(self.trainer.max_epochs or 1), 1)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=self.hparams.lr * 0.05)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

@@ -9,16 +9,19 @@ predicted (and each true) class; ``test/loc_top1`` and ``test/loc_top3`` score t
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 
+from training_pipeline.data.bpe import SourceTokenizer
 from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
-from training_pipeline.models.contract_classifier import LOSSES, ContractClassifier
+from training_pipeline.models.base import OPTIM_KEYS, BaseModule
+from training_pipeline.models.contract_classifier import ContractClassifier
 from training_pipeline.models.nets.transformer import (
     TOKEN_POOLINGS,
     WindowPooling,
@@ -30,7 +33,7 @@ from training_pipeline.models.nets.transformer import (
     small_encoder_config,
 )
 
-SCHEDULERS = ("cosine", "none")
+TOKENIZER_KEYS = ["tokenizer_json"]  # kept in the checkpoint by TokenizerCarrier, not in the hparams
 
 
 def make_encoder(
@@ -80,35 +83,44 @@ def make_encoder(
     return encoder
 
 
-def param_groups(module: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No weight decay on biases, norms and embeddings."""
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "embeddings" in name or "norm" in name.lower() else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+class TokenizerCarrier(BaseModule):
+    """A module around a transformer encoder and its tokenizer: builds the encoder from the hparams, keeps the
+    trained BPE (``tokenizer_json``) in the checkpoint, not in the (logged) hparams, and exports both.
 
-
-def warmup_cosine(opt: torch.optim.Optimizer, total_steps: int, warmup_ratio: float, floor: float = 0.05):
-    warmup = max(1, int(total_steps * warmup_ratio))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-class TokenizerCarrier:
-    """Mixin: keeps the trained BPE (``tokenizer_json``) in the checkpoint, not in the (logged) hparams.
-
-    On load it is put back into ``hparams.tokenizer_state['json']``, which ``eval.py`` hands the datamodule.
+    On load the BPE is put back into ``hparams.tokenizer_state['json']``, which eval hands the datamodule.
     """
 
     tokenizer_json: str | None
+    encoder: nn.Module
+
+    def build_encoder(self) -> int:
+        """``self.encoder`` from the hparams (see ``make_encoder``); returns its hidden size."""
+        h = self.hparams
+        self.encoder = make_encoder(
+            h.vocab_size,
+            h.pad_token_id,
+            h.window_size,
+            h.encoder_config,
+            h.get("encoder_ckpt"),
+            h.pretrained_model_name_or_path,
+            h.hidden_size,
+            h.num_layers,
+            h.num_heads,
+            h.intermediate_size,
+            h.max_positions,
+            h.dropout,
+        )
+        self.hparams.encoder_config = encoder_config_of(self.encoder)
+        return self.encoder.config.hidden_size
+
+    def optimizer_params(self) -> list[dict[str, Any]]:
+        """No weight decay on biases, norms and embeddings (the rest takes the optimizer's weight_decay)."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "embeddings" in name or "norm" in name.lower() else decay).append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["tokenizer_json"] = self.tokenizer_json
@@ -124,9 +136,8 @@ class TokenizerCarrier:
         if self.tokenizer_json and isinstance(state, dict):
             self.hparams.tokenizer_state = {**state, "json": self.tokenizer_json}
 
-    def source_tokenizer(self):
-        from training_pipeline.data.bpe import SourceTokenizer
-
+    def source_tokenizer(self) -> SourceTokenizer:
+        """The tokenizer the encoder was trained with."""
         state = dict(self.hparams.get("tokenizer_state") or {})
         if self.tokenizer_json:
             state["json"] = self.tokenizer_json
@@ -180,44 +191,24 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         token_pooling: str = "mean",
         window_pooling: str = "max",
         eval_chunk: int = 64,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
-        scheduler: str = "cosine",
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.1,
         localize: bool = True,
         localization_top_k: int = 5,
         line_reduce: str = "sum",
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
     ) -> None:
-        super().__init__()
-        if scheduler not in SCHEDULERS:
-            raise ConfigError(f"model.scheduler={scheduler!r}: expected one of {SCHEDULERS}")
-        if loss not in LOSSES:
-            raise ConfigError(f"model.loss={loss!r}: expected one of {LOSSES}")
+        super().__init__(optimizer, scheduler)
         if token_pooling not in TOKEN_POOLINGS:
             raise ConfigError(f"model.token_pooling={token_pooling!r}: expected one of {TOKEN_POOLINGS}")
         if line_reduce not in ("sum", "max"):
             raise ConfigError(f"model.line_reduce={line_reduce!r}: expected 'sum' or 'max'")
-        self.save_hyperparameters(ignore=["tokenizer_json"])
+        self.save_hyperparameters(ignore=TOKENIZER_KEYS + OPTIM_KEYS)
         self.tokenizer_json = tokenizer_json
-        self.encoder = make_encoder(
-            vocab_size,
-            pad_token_id,
-            window_size,
-            encoder_config,
-            encoder_ckpt,
-            pretrained_model_name_or_path,
-            hidden_size,
-            num_layers,
-            num_heads,
-            intermediate_size,
-            max_positions,
-            dropout,
-        )
-        self.hparams.encoder_config = encoder_config_of(self.encoder)
-        hidden = self.encoder.config.hidden_size
+        hidden = self.build_encoder()
         self.pool = WindowPooling(hidden, window_pooling)
         self.dropout = nn.Dropout(dropout)
         self.vuln_head = nn.Linear(hidden, len(class_names))
@@ -232,6 +223,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
 
     # -- forward ------------------------------------------------------------------------------------------
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token embeddings (the input of line attributions)."""
         return self.encoder.get_input_embeddings()(input_ids)
 
     def encode_windows(self, embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -267,16 +259,34 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
             batch["input_ids"], batch["attention_mask"], batch["window_owner"], len(batch["labels"]), embeds
         )
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+    def eval_step(
+        self, stage: str, batch: dict[str, Any], batch_idx: int, logits: tuple | None = None
+    ) -> dict[str, torch.Tensor]:
+        """As the classifier's; at test time also ranks the lines behind each predicted and true class."""
+        if stage != "test" or not self.hparams.localize:
+            return super().eval_step(stage, batch, batch_idx, logits)
+        batch, logits, located = self._localized(batch)
+        self._located += list(zip(located, batch["vulnerable_lines"], strict=True))
+        return super().eval_step(stage, batch, batch_idx, logits)
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        """The classifier's predictions, with the ranked lines per class (``top_lines``) when localizing."""
         if not self.hparams.localize:
-            return self._eval_step("test", batch)
+            return super().predict_step(batch, batch_idx)
+        batch, logits, located = self._localized(batch)
+        probs = torch.sigmoid(logits[0])
+        out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
+        out |= {"targets": batch["labels"].float()} if "labels" in batch else {}
+        return out | {"top_lines": located}
+
+    def _localized(self, batch: dict[str, Any]) -> tuple[dict[str, Any], tuple, list[dict]]:
+        """(batch, detached logits, ranked lines per contract); gradients on even in inference mode."""
         with torch.inference_mode(False), torch.enable_grad():
             batch = {k: v.clone() if torch.is_tensor(v) else v for k, v in batch.items()}
             embeds = self.embed(batch["input_ids"]).detach().requires_grad_(True)
             logits = self._logits(batch, embeds)
             located = self.locate(batch, embeds, logits[0])
-        self._located += list(zip(located, batch["vulnerable_lines"], strict=True))
-        self._eval_step("test", batch, tuple(t.detach() for t in logits))
+        return batch, tuple(t.detach() for t in logits), located
 
     # -- localization -------------------------------------------------------------------------------------
     def locate(self, batch: dict[str, Any], embeds: torch.Tensor, logits: torch.Tensor) -> list[dict]:
@@ -313,55 +323,30 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
 
     def on_test_epoch_end(self) -> None:
         values = self.test_epoch_values()
-        n_rows = len(self.test_predictions["probs"])
+        n_rows = len(self.test_predictions.get("probs", []))
         if self._located and len(self._located) == n_rows:  # one process: ranks align with the rows
             ranked = [r for r, _ in self._located]
             values.update(hit_rates(ranked, [t for _, t in self._located], self.class_names, "test"))
-            self.test_predictions["extras"] = [{"top_lines": r} for r in ranked]
+            self.test_predictions["top_lines"] = ranked
         self._located = []
         self.log_dict(values)
 
-    # -- optimization -------------------------------------------------------------------------------------
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(param_groups(self, self.hparams.weight_decay), lr=self.hparams.lr)
-        if self.hparams.scheduler == "none" or self.trainer is None:
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = warmup_cosine(opt, total, self.hparams.warmup_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-    def write_test_predictions(self, path: str | Path, datamodule) -> Path:
-        """One JSON line per test contract: id, probabilities, predicted and true labels, ranked lines per
-        class (``top_lines``: ``{class: [[line, score], ...]}``, for predicted and true classes)."""
-        preds = self.test_predictions
-        extras = preds.get("extras") or [{} for _ in preds["index"]]
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w") as fh:
-            for row, (i, extra) in enumerate(zip(preds["index"].tolist(), extras, strict=True)):
-                p, y = preds["probs"][row], preds["targets"][row]
-                rec = {
-                    "id": datamodule.records[i]["id"],
-                    "probs": {c: round(float(v), 5) for c, v in zip(self.class_names, p, strict=True)},
-                    "predicted": [
-                        c
-                        for c, v, t in zip(self.class_names, p, self.thresholds.cpu(), strict=True)
-                        if v >= t
-                    ],
-                    "labels": [c for c, v in zip(self.class_names, y, strict=True) if v > 0.5],
-                    **extra,
-                }
-                if datamodule.records[i].get("vulnerable_lines"):
-                    rec["vulnerable_lines"] = datamodule.records[i]["vulnerable_lines"]
-                fh.write(json.dumps(rec) + "\n")
-        tmp.replace(path)
-        return path
+    # -- predictions file -------------------------------------------------------------------------------
+    def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
+        """The classifier's records plus ranked lines per class (``top_lines``: ``{class: [[line, score],
+        ...]}``, for predicted and true classes) and the labelled ``vulnerable_lines`` where known."""
+        ranked = outputs.get("top_lines")
+        for row, rec in enumerate(super().prediction_rows(outputs, datamodule)):
+            if ranked:
+                rec["top_lines"] = ranked[row]
+            lines = datamodule.records[int(outputs["index"][row])].get("vulnerable_lines")
+            if lines:
+                rec["vulnerable_lines"] = lines
+            yield rec
 
     # -- export -------------------------------------------------------------------------------------------
     def export(self, directory: str | Path) -> Path:
         """Encoder + tokenizer (``encoder/``, a pretrained-style dir), heads, thresholds and label map."""
-        from safetensors.torch import save_file
-
         directory = Path(directory)
         self.save_encoder(directory / "encoder")
         heads = {

@@ -8,22 +8,17 @@ also exported to ``<run>/encoder/`` (safetensors + config + tokenizer), a direct
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 
 from training_pipeline.errors import ConfigError
-from training_pipeline.models.code_analyzer import (
-    TokenizerCarrier,
-    make_encoder,
-    param_groups,
-    warmup_cosine,
-)
-from training_pipeline.models.nets.transformer import encoder_config_of
+from training_pipeline.models.base import OPTIM_KEYS
+from training_pipeline.models.code_analyzer import TOKENIZER_KEYS, TokenizerCarrier
 
 
 def mask_tokens(
@@ -55,7 +50,7 @@ def mask_tokens(
     return masked, labels
 
 
-class CodeAnalyzerMLM(TokenizerCarrier, LightningModule):
+class CodeAnalyzerMLM(TokenizerCarrier):
     """The code analyzer's encoder with a tied masked-LM head."""
 
     metric_classes: list[str] = []  # no per-class metrics (the test report prints only the averages)
@@ -77,34 +72,19 @@ class CodeAnalyzerMLM(TokenizerCarrier, LightningModule):
         max_positions: int | None = None,
         dropout: float = 0.1,
         mask_prob: float = 0.15,
-        lr: float = 5e-4,
-        weight_decay: float = 0.01,
         warmup_ratio: float = 0.06,
         export_encoder: bool = True,
+        optimizer: Callable[..., torch.optim.Optimizer] | None = None,
+        scheduler: Callable[..., Any] | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(optimizer, scheduler)
         if mask_token_id is None:
             raise ConfigError("the tokenizer has no mask token: masked-LM pretraining needs one")
         if not 0 < mask_prob < 1:
             raise ConfigError(f"model.mask_prob={mask_prob}: expected 0 < p < 1")
-        self.save_hyperparameters(ignore=["tokenizer_json"])
+        self.save_hyperparameters(ignore=TOKENIZER_KEYS + OPTIM_KEYS)
         self.tokenizer_json = tokenizer_json
-        self.encoder = make_encoder(
-            vocab_size,
-            pad_token_id,
-            window_size,
-            encoder_config,
-            None,
-            pretrained_model_name_or_path,
-            hidden_size,
-            num_layers,
-            num_heads,
-            intermediate_size,
-            max_positions,
-            dropout,
-        )
-        self.hparams.encoder_config = encoder_config_of(self.encoder)
-        hidden = self.encoder.config.hidden_size
+        hidden = self.build_encoder()
         self.transform = nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.LayerNorm(hidden))
         self.decoder_bias = nn.Parameter(torch.zeros(self.encoder.config.vocab_size))
 
@@ -137,24 +117,18 @@ class CodeAnalyzerMLM(TokenizerCarrier, LightningModule):
         acc = (logits.argmax(-1) == target).float().mean()
         return loss, acc
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, _ = self._step(batch)
-        n = len(batch["input_ids"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        return loss
+    def batch_size_of(self, batch: dict[str, torch.Tensor]) -> int:
+        return len(batch["input_ids"])
 
-    def _eval(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self._step(batch)[0]
+
+    def eval_step(self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(batch_idx)  # the same masks every epoch: comparable values
         loss, acc = self._step(batch, gen)
-        n = len(batch["input_ids"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=n)
+        n = self.batch_size_of(batch)
+        self.log_loss(stage, loss, n)
         self.log(f"{stage}/mlm_accuracy", acc, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=n)
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval("val", batch, batch_idx)
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._eval("test", batch, batch_idx)
 
     def on_fit_end(self) -> None:
         """Export the best epoch's encoder (else the last one's) to ``<run>/encoder``."""
@@ -165,11 +139,3 @@ class CodeAnalyzerMLM(TokenizerCarrier, LightningModule):
         if best and Path(best).is_file():
             self.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["state_dict"])
         self.save_encoder(Path(self.trainer.default_root_dir) / "encoder")
-
-    def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(param_groups(self, self.hparams.weight_decay), lr=self.hparams.lr)
-        if self.trainer is None:
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = warmup_cosine(opt, total, self.hparams.warmup_ratio)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

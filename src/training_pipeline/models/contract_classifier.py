@@ -7,14 +7,16 @@ and the code analyzer are such subclasses, so they log the same metric names.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import evaluate_multilabel, tune_thresholds
+from training_pipeline.models.base import BaseModule
 from training_pipeline.models.losses import multilabel_loss
 
 LOSSES = ("bce", "focal")
@@ -30,7 +32,7 @@ SCALAR_METRICS = (
 )
 
 
-class ContractClassifier(LightningModule):
+class ContractClassifier(BaseModule):
     """Multi-label vulnerability head + family head; thresholds and label maps travel in the checkpoint."""
 
     def init_labels(
@@ -40,6 +42,8 @@ class ContractClassifier(LightningModule):
         pos_weight: list[float] | None,
         metric_classes: list[str] | None,
     ) -> None:
+        if self.hparams.loss not in LOSSES:
+            raise ConfigError(f"model.loss={self.hparams.loss!r}: expected one of {LOSSES}")
         self.class_names = list(class_names)
         self.register_buffer("pos_weight", torch.tensor(pos_weight or [1.0] * len(class_names)))
         self.register_buffer("thresholds", torch.full((len(class_names),), 0.5))
@@ -53,7 +57,6 @@ class ContractClassifier(LightningModule):
         )
         self.val_family_acc = MulticlassAccuracy(len(family_names), ignore_index=-100)
         self.test_family_acc = MulticlassAccuracy(len(family_names), ignore_index=-100)
-        self._outputs: dict[str, list[torch.Tensor]] = {}
         self._family_seen: dict[str, int] = {}
         self.test_predictions: dict[str, Any] = {}
 
@@ -84,43 +87,28 @@ class ContractClassifier(LightningModule):
         vuln_logits, fam_logits = self._logits(batch)
         return self._loss(vuln_logits, fam_logits, batch), vuln_logits, fam_logits
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        loss, _, _ = self._shared_step(batch)
-        n = len(batch["labels"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
-        return loss
+    def training_loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self._shared_step(batch)[0]
 
-    def _eval_step(self, stage: str, batch: dict[str, Any], logits=None) -> None:
+    def eval_step(
+        self, stage: str, batch: dict[str, Any], batch_idx: int, logits: tuple | None = None
+    ) -> dict[str, torch.Tensor]:
         vuln_logits, fam_logits = logits if logits is not None else self._logits(batch)
-        loss = self._loss(vuln_logits, fam_logits, batch)
-        n = len(batch["labels"])
-        self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=stage == "val", sync_dist=True, batch_size=n)
+        self.log_loss(stage, self._loss(vuln_logits, fam_logits, batch), self.batch_size_of(batch))
         (self.val_family_acc if stage == "val" else self.test_family_acc).update(fam_logits, batch["family"])
         self._family_seen[stage] = self._family_seen.get(stage, 0) + int((batch["family"] >= 0).sum())
-        rows = [torch.sigmoid(vuln_logits.float()), batch["labels"].float(), batch["index"].float()[:, None]]
-        self._outputs.setdefault(stage, []).append(torch.cat(rows, dim=1))
-
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step("val", batch)
-
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        self._eval_step("test", batch)
+        return {
+            "probs": torch.sigmoid(vuln_logits.float()),
+            "targets": batch["labels"].float(),
+            "index": batch["index"],
+        }
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.sigmoid(self._logits(batch)[0])
-        return {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
+        out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
+        return out | ({"targets": batch["labels"].float()} if "labels" in batch else {})
 
     # -- epoch ends -----------------------------------------------------------------------------------------
-    def _gather(self, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        rows = torch.cat(
-            self._outputs.pop(stage, [])
-            or [torch.zeros(0, 2 * len(self.class_names) + 1, device=self.device)]
-        )
-        if self.trainer.world_size > 1:
-            rows = self.all_gather(rows).flatten(0, 1)
-        c = len(self.class_names)
-        return rows[:, :c], rows[:, c : 2 * c], rows[:, 2 * c].long()
-
     def _epoch_metrics(
         self, stage: str, probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor
     ) -> dict[str, float]:
@@ -135,9 +123,10 @@ class ContractClassifier(LightningModule):
         return {} if value is None else {f"{stage}/family_acc": value}
 
     def on_validation_epoch_end(self) -> None:
-        probs, targets, _ = self._gather("val")
-        if not len(probs):
+        d = self.gather("val")
+        if not d:
             return
+        probs, targets = d["probs"], d["targets"]
         values = self._epoch_metrics("val", probs, targets, torch.full_like(self.thresholds, 0.5))
         tuned = tune_thresholds(probs, targets)
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned)["val/f1_macro"]
@@ -149,11 +138,29 @@ class ContractClassifier(LightningModule):
 
     def test_epoch_values(self) -> dict[str, float]:
         """Test metrics at the tuned thresholds; keeps ``test_predictions`` for the predictions file."""
-        probs, targets, index = self._gather("test")
-        values = self._epoch_metrics("test", probs, targets, self.thresholds)
+        d = self.gather("test")
+        if not d:
+            return {}
+        values = self._epoch_metrics("test", d["probs"], d["targets"], self.thresholds)
         values.update(self._family_metric("test", self.test_family_acc))
-        self.test_predictions = {"probs": probs.cpu(), "targets": targets.cpu(), "index": index.cpu()}
+        self.test_predictions = {k: v.cpu() for k, v in d.items()}
         return values
 
     def on_test_epoch_end(self) -> None:
         self.log_dict(self.test_epoch_values())
+
+    # -- predictions file -----------------------------------------------------------------------------------
+    def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
+        """One record per contract: id, probabilities, predicted and (when known) true labels."""
+        thresholds = self.thresholds.cpu()
+        targets = outputs.get("targets")
+        for row, i in enumerate(outputs["index"].tolist()):
+            p = outputs["probs"][row].cpu()
+            rec = {
+                "id": datamodule.records[i]["id"],
+                "probs": {c: round(float(v), 5) for c, v in zip(self.class_names, p, strict=True)},
+                "predicted": [c for c, v, t in zip(self.class_names, p, thresholds, strict=True) if v >= t],
+            }
+            if targets is not None:
+                rec["labels"] = [c for c, v in zip(self.class_names, targets[row], strict=True) if v > 0.5]
+            yield rec

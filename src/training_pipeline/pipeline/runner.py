@@ -22,6 +22,7 @@ import gc
 import logging
 import shutil
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -268,6 +269,8 @@ class Pipeline:
         agg = self.stages.get("aggregator")
         summary = {
             "name": self.cfg.name,
+            "status": "completed",
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "wall_seconds": round(seconds, 1),
             "trained": [n for n, r in self.stages.items() if r.status == "trained"],
             "skipped": [n for n, r in self.stages.items() if r.status == "skipped"],

@@ -28,7 +28,6 @@ The import is stored once per config and input under ``data/imported/slither_aud
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -37,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import pyarrow.parquet as pq
 
 from training_pipeline import taxonomy
 from training_pipeline.data.clean import blank_label_comments
@@ -51,6 +49,7 @@ from training_pipeline.data.importers.store import (
     load_stored,
     plain,
 )
+from training_pipeline.data.records import read_rows
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 
@@ -150,21 +149,6 @@ def local_files(cfg: SlitherAuditedConfig) -> dict[str, list[Path]]:
             f"{root}: no train/validation/test .parquet/.jsonl/.json files (data.slither_audited.data_files)"
         )
     return out
-
-
-def _read_rows(path: Path) -> list[dict[str, Any]]:
-    if path.suffix == ".parquet":
-        try:
-            return pq.read_table(path).to_pylist()
-        except Exception as exc:
-            raise DataError(f"{path}: not a readable parquet file ({exc})") from None
-    text = path.read_text(encoding="utf-8")
-    try:
-        if text.lstrip().startswith("["):
-            return json.loads(text)
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: invalid JSON ({exc})") from None
 
 
 def _hub_rows(cfg: SlitherAuditedConfig) -> dict[str, list[dict[str, Any]]]:
@@ -287,7 +271,7 @@ def import_slither_audited(cfg: SlitherAuditedConfig, data_dir: str | Path, forc
 
         def rows() -> dict[str, list[tuple[str, dict[str, Any]]]]:
             return {
-                s: [(f"{p} row {i + 1}", row) for p in paths for i, row in enumerate(_read_rows(p))]
+                s: [(f"{p} row {i + 1}", row) for p in paths for i, row in enumerate(read_rows(p))]
                 for s, paths in files.items()
             }
     else:

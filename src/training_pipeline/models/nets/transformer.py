@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import AutoConfig, AutoModel
 
 from training_pipeline.errors import ConfigError
 
@@ -58,8 +59,6 @@ def small_encoder_config(
 
 def build_encoder(config: dict[str, Any]) -> nn.Module:
     """A randomly initialized encoder (no pooling layer) from a config dict."""
-    from transformers import AutoConfig, AutoModel
-
     cfg = {k: v for k, v in config.items() if k not in _VOLATILE}
     hf_config = AutoConfig.for_model(**cfg)
     try:
@@ -69,6 +68,7 @@ def build_encoder(config: dict[str, Any]) -> nn.Module:
 
 
 def encoder_config_of(encoder: nn.Module) -> dict[str, Any]:
+    """The encoder's config as a plain dict that ``build_encoder`` accepts."""
     d = encoder.config.to_dict()
     return {k: v for k, v in d.items() if k not in _VOLATILE and not k.startswith("_")}
 
@@ -79,8 +79,6 @@ def _offline() -> bool:
 
 def load_pretrained_encoder(name_or_path: str) -> nn.Module:
     """A pretrained encoder from a local directory, or the hub when the network is allowed."""
-    from transformers import AutoModel
-
     local = Path(name_or_path).is_dir()
     try:
         return AutoModel.from_pretrained(

@@ -1,0 +1,86 @@
+"""Figures for reports and TensorBoard: the reliability diagram and the confusion matrix (matplotlib, Agg).
+
+Figures are built with ``matplotlib.figure.Figure`` and an Agg canvas, never pyplot, so no global backend
+state or GUI is involved and figures are freed with their last reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+
+def reliability_figure(
+    bins: Sequence[dict[str, float]], raw_bins: Sequence[dict[str, float]] | None = None
+) -> Figure:
+    """Observed frequency per confidence bin (filled: calibrated, outline: raw) against the diagonal."""
+    fig = Figure(figsize=(4, 4), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+
+    def bars(bs: Sequence[dict[str, float]], **style) -> None:
+        kept = [b for b in bs if b["count"] and np.isfinite(b["frequency"])]
+        ax.bar(
+            [b["lo"] for b in kept],
+            [b["frequency"] for b in kept],
+            width=[b["hi"] - b["lo"] for b in kept],
+            align="edge",
+            **style,
+        )
+
+    bars(bins, color="#4285f4", label="calibrated")
+    if raw_bins is not None:
+        bars(raw_bins, fill=False, edgecolor="#787878", label="raw")
+    ax.plot([0, 1], [0, 1], color="#dc3232", linewidth=1, label="perfect")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted risk", ylabel="observed frequency")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(cm: torch.Tensor | np.ndarray, class_names: Sequence[str]) -> Figure:
+    """Rows = true classes, columns = predicted; cells shaded by row share and labelled with their counts."""
+    cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.int64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig = Figure(figsize=(1.2 + 0.6 * n, 1.0 + 0.6 * n), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            color = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", color=color, fontsize="small")
+    ax.set_xticks(range(n), class_names, rotation=60, ha="right", fontsize="x-small")
+    ax.set_yticks(range(n), class_names, fontsize="x-small")
+    ax.set(xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    return fig
+
+
+def figure_array(fig: Figure) -> np.ndarray:
+    """The rendered figure as an RGB array (H, W, 3) of uint8."""
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def save_figure(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG."""
+    fig.savefig(str(path), format="png")
+    return Path(path)
+
+
+def confusion_markdown(cm: torch.Tensor, class_names: Sequence[str]) -> str:
+    """The confusion matrix as a markdown table with class names (TensorBoard's text tab)."""
+    head = "| true \\ predicted | " + " | ".join(f"{i} {c}" for i, c in enumerate(class_names)) + " |"
+    sep = "|---" * (len(class_names) + 1) + "|"
+    rows = [
+        f"| {i} {c} | " + " | ".join(str(int(v)) for v in cm[i]) + " |" for i, c in enumerate(class_names)
+    ]
+    return "\n".join([head, sep, *rows])

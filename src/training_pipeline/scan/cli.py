@@ -1,0 +1,78 @@
+"""``scathat-scan`` / ``python src/predict.py``: scan contracts and report how risky they are and why.
+
+    scathat-scan contract.sol                       # compiled with the solc its pragma asks for
+    scathat-scan contract.sol --transactions txs.csv --output report.json
+    scathat-scan runtime.hex                        # or --bytecode 0x6080...
+    scathat-scan contracts.jsonl                    # every record of a contract interchange file
+    scathat-scan txs.csv --address 0xabc...         # a transaction history alone
+    scathat-scan contract.sol --checkpoint outputs/train/runs/<run>/checkpoints/best.ckpt
+
+Models: the newest completed `make train-all` run (outputs/pipeline/*) unless --pipeline-dir or --checkpoint
+(a single base model: its own, uncalibrated risk) is given. Bad input is one `error:` line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from training_pipeline.scan.inputs import read_inputs
+from training_pipeline.scan.render import render
+from training_pipeline.scan.scanner import Scanner
+from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The scan command line."""
+    p = argparse.ArgumentParser(description="Scan smart contracts for security risk.")
+    p.add_argument(
+        "inputs",
+        nargs="*",
+        help=".sol, runtime bytecode (.hex/.bin/.txt or 0x...), .csv history, .jsonl/.parquet contracts",
+    )
+    p.add_argument(
+        "--bytecode",
+        help="runtime bytecode: hex string or file (with one contract: added as its bytecode view)",
+    )
+    p.add_argument("--transactions", help="transaction CSV (explorer export) of the contract")
+    p.add_argument("--address", help="the contract's address in the transaction CSV (default: detected)")
+    p.add_argument("--solc", help="compiler version for .sol inputs (default: from the pragma)")
+    p.add_argument(
+        "--pipeline-dir", help="a train-all run dir (default: the newest completed under outputs/pipeline)"
+    )
+    p.add_argument("--checkpoint", help="a single base-model checkpoint instead of a pipeline")
+    p.add_argument("--output", help="write the JSON report here")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Scan the inputs of ``argv``; 0 when reported, 2 (one ``error:`` line on stderr) on bad input."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_known_warnings()
+    try:
+        items = read_inputs(args.inputs, args.bytecode, args.transactions, args.address, args.solc)
+        scanner = (
+            Scanner.from_checkpoint(args.checkpoint)
+            if args.checkpoint
+            else Scanner.from_pipeline(args.pipeline_dir)
+        )
+        reports = scanner.scan(items)
+    except user_errors() as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    payload = {"models": scanner.models, "reports": reports}
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(payload, indent=2))
+    else:
+        render(reports)
+        if args.output:
+            print(f"report: {args.output}")
+    return 0

@@ -1,0 +1,86 @@
+"""The risk report of one scanned input: per view what its model said, the fused risk, and the source lines
+that explain it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from training_pipeline.models.aggregator import Aggregator
+from training_pipeline.risk import RiskTarget, view_risk
+from training_pipeline.scan.fusion import fuse, single_model_risk
+from training_pipeline.scan.inputs import ScanInput
+from training_pipeline.scan.models import BaseView
+
+
+def view_report(view: BaseView, out: dict[str, Any] | None, target: RiskTarget) -> dict[str, Any]:
+    """What one base model said about an input (``out`` None: the input lacks the view it reads)."""
+    if out is None:
+        return {"present": False, "model": view.model_name, "reason": f"no {view.spec.what} given"}
+    report = {
+        "present": True,
+        "model": view.model_name,
+        "risk": round(view_risk(target, view.kind, out["probs"]), 4),
+        "predicted": out["predicted"],
+        "probs": {c: round(p, 4) for c, p in sorted(out["probs"].items(), key=lambda kv: -kv[1])},
+    }
+    if view.kind == "anomaly_classes":
+        report["flagged_tx"] = out["flagged_tx"]
+        report["transactions"] = out["transactions"]
+    return report
+
+
+def build_report(
+    item: ScanInput,
+    views: Sequence[BaseView],
+    outs: Mapping[str, dict[str, Any] | None],
+    aggregator: Aggregator | None,
+    target: RiskTarget,
+    levels: Mapping[str, float],
+) -> dict[str, Any]:
+    """One input's report: views, risk and level, vulnerabilities, contributions and top source lines."""
+    views_report = {v.view: view_report(v, outs[v.view], target) for v in views}
+    present = [v for v in views if outs[v.view] is not None]
+    report: dict[str, Any] = {"input": item.name, "views": views_report}
+    if item.compiler:
+        report["compiler"] = item.compiler
+    if item.notes:
+        report["notes"] = item.notes
+    if not present:
+        report.update(
+            {"risk": None, "risk_level": None, "error": "no view of this input is read by the models"}
+        )
+        return report
+    if aggregator is not None:
+        report.update(fuse(aggregator, outs))
+    else:
+        v = present[0]
+        report.update(single_model_risk(v.view, v.kind, views_report[v.view], levels))
+    source_view = next((v for v in present if v.spec.needs == "source_code"), None)
+    if source_view is not None and item.source_code:
+        report["top_lines"] = top_lines(outs[source_view.view]["top_lines"], item.source_code, report)
+    return report
+
+
+def top_lines(
+    ranked: dict[str, list] | None, source: str, report: Mapping[str, Any], k: int = 5
+) -> list[dict[str, Any]]:
+    """The code analyzer's best-ranked lines for the likeliest classes, with their text."""
+    if not ranked:
+        return []
+    lines = source.splitlines()
+    probs = report.get("vulnerabilities") or {}
+    order = sorted(ranked, key=lambda c: -probs.get(c, 0.0))
+    out, seen = [], set()
+    for cls in order:
+        for line, score in ranked[cls]:
+            line = int(line)
+            if (cls, line) in seen or not 1 <= line <= len(lines):
+                continue
+            seen.add((cls, line))
+            out.append(
+                {"class": cls, "line": line, "score": round(float(score), 4), "text": lines[line - 1].strip()}
+            )
+            if len(out) >= k:
+                return out
+    return out
