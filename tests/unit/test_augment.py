@@ -242,7 +242,7 @@ _CANON = {"uint256": "uint", "int256": "int", "keccak256": "sha3", "selfdestruct
 
 def _statement(line: str, renames: dict[str, str] | None = None) -> list[str]:
     """The code of one line, renamed back, spelled canonically: braces, comments and layout ignored."""
-    toks = A._compound_assignments(A.tokenize(line), expand=True)
+    toks = A.compound_assignments(A.tokenize(line), expand=True)
     words = [(renames or {}).get(t.text, t.text) if t.kind == "ident" else t.text for t in toks if t.code]
     words = [_CANON.get(w, w) for w in words if w not in ("{", "}", "(", ")")]
     out: list[str] = []
@@ -260,7 +260,9 @@ def test_vulnerable_lines_follow_their_statement(originals) -> None:
     moved = 0
     for r in flawed:
         for k in range(3):
-            v = augment_source(r["source_code"], A._rng(0, r["id"], k), A.TRANSFORMS, r["compiler_version"])
+            v = augment_source(
+                r["source_code"], A.variant_rng(0, r["id"], k), A.TRANSFORMS, r["compiler_version"]
+            )
             new_lines = A.remap_lines(r["vulnerable_lines"], v.lines)
             assert new_lines is not None and new_lines.keys() == r["vulnerable_lines"].keys()
             old_text, new_text = r["source_code"].split("\n"), v.source.split("\n")
@@ -319,7 +321,10 @@ def test_augmentation_is_deterministic(datamodule, data_dir: Path) -> None:
     ]
     assert stats.variants == stats.kept == len(train) and stats.failure_rate == 0.0
     source, version = train[0]["source_code"], train[0]["compiler_version"]
-    assert augment_source(source, A._rng(1, "x", 0), A.TRANSFORMS, version).source != again[0]["source_code"]
+    assert (
+        augment_source(source, A.variant_rng(1, "x", 0), A.TRANSFORMS, version).source
+        != again[0]["source_code"]
+    )
 
 
 def test_a_variant_that_does_not_compile_is_dropped(data_dir: Path, monkeypatch) -> None:

@@ -28,13 +28,13 @@ from training_pipeline.corpus.augment.driver import (
     AugmentConfig,
     AugmentStats,
     Variant,
-    _rng,
     augment_records,
     augment_source,
     line_map,
     remap_lines,
+    variant_rng,
 )
-from training_pipeline.corpus.augment.idioms import _compound_assignments, idioms
+from training_pipeline.corpus.augment.idioms import compound_assignments, idioms
 from training_pipeline.corpus.augment.layout import (
     Style,
     insert_comments,
@@ -57,8 +57,8 @@ __all__ = [
     "Style",
     "Tok",
     "Variant",
-    "_compound_assignments",
-    "_rng",
+    "compound_assignments",
+    "variant_rng",
     "augment_records",
     "augment_source",
     "idioms",

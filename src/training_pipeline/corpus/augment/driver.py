@@ -116,7 +116,7 @@ def remap_lines(
     return out
 
 
-def _rng(seed: int, rid: str, k: int) -> random.Random:
+def variant_rng(seed: int, rid: str, k: int) -> random.Random:
     digest = hashlib.sha256(f"{seed}\t{rid}\t{k}".encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
@@ -160,7 +160,7 @@ def augment_records(
             continue
         seen = {source}
         for k in range(cfg.copies):
-            variant = augment_source(source, _rng(cfg.seed, r["id"], k), cfg.transforms, version)
+            variant = augment_source(source, variant_rng(cfg.seed, r["id"], k), cfg.transforms, version)
             if variant.source in seen:
                 stats.unchanged += 1
                 continue

@@ -6,7 +6,7 @@ import random
 import re
 from collections.abc import Sequence
 
-from training_pipeline.corpus.augment.scope import _KEYWORDS, _is_type_word, _prev_code
+from training_pipeline.corpus.augment.scope import KEYWORDS, is_type_word, prev_code
 from training_pipeline.utils.solidity import Tok
 
 
@@ -26,14 +26,14 @@ def idioms(toks: list[Tok], rng: random.Random, version: str | None, declared: s
         mode = rng.choice(("short", "long", "mixed"))
         for i, t in enumerate(toks):
             if t.kind == "ident" and t.text in (short, long):
-                prev = _prev_code(toks, i)
+                prev = prev_code(toks, i)
                 if prev is not None and toks[prev].text == ".":
                     continue
                 want = long if mode == "long" or (mode == "mixed" and rng.random() < 0.5) else short
                 t.text = want
     if ver and ver < (0, 7) and "now" not in declared and "block" not in declared:
         toks = _swap_now(toks, rng.choice(("now", "block.timestamp")))
-    return _compound_assignments(toks, rng.random() < 0.5)
+    return compound_assignments(toks, rng.random() < 0.5)
 
 
 def _swap_now(toks: list[Tok], want: str) -> list[Tok]:
@@ -71,7 +71,7 @@ def _simple_lvalue(code: Sequence[Tok]) -> bool:
     """``name ( .member | [index] )*`` with plain names, numbers and member chains as indices."""
 
     def chain(i: int) -> int:  # end of ``ident(.ident)*`` or a number starting at i, -1 if none
-        if i >= len(code) or code[i].kind not in ("ident", "num") or code[i].text in _KEYWORDS:
+        if i >= len(code) or code[i].kind not in ("ident", "num") or code[i].text in KEYWORDS:
             return -1
         i += 1
         while i + 1 < len(code) and code[i].text == "." and code[i + 1].kind == "ident":
@@ -101,11 +101,11 @@ def _pure_operand(code: Sequence[Tok]) -> bool:
     for k, t in enumerate(code):
         if t.kind == "str" or (t.kind == "punct" and t.text not in allowed):
             return False
-        if t.kind == "ident" and t.text in _KEYWORDS and not _is_type_word(t.text):
+        if t.kind == "ident" and t.text in KEYWORDS and not is_type_word(t.text):
             return False
         if t.text == "(" and k:
             prev = code[k - 1]
-            if prev.text in (")", "]") or (prev.kind == "ident" and not _is_type_word(prev.text)):
+            if prev.text in (")", "]") or (prev.kind == "ident" and not is_type_word(prev.text)):
                 return False  # a call
     return True
 
@@ -118,7 +118,7 @@ def _strip_ws(toks: list[Tok]) -> list[Tok]:
     return toks
 
 
-def _compound_assignments(toks: list[Tok], expand: bool) -> list[Tok]:
+def compound_assignments(toks: list[Tok], expand: bool) -> list[Tok]:
     """``x += y`` ↔ ``x = x + y`` for statements whose operands have no calls or side effects."""
     code_idx = [i for i, t in enumerate(toks) if t.code]
     edits: list[tuple[int, int, list[Tok]]] = []  # replace toks[a:b] with new tokens

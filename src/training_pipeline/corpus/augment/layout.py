@@ -6,19 +6,19 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from training_pipeline.corpus.augment.scope import _MOVABLE, _contracts
+from training_pipeline.corpus.augment.scope import MOVABLE, contract_infos
 from training_pipeline.utils.solidity import Tok
 
 
 def reorder(toks: list[Tok], rng: random.Random) -> list[Tok]:
     """Shuffle members inside each contract body: functions (and constructors) among themselves, events among
     events, modifiers among modifiers or, sometimes, among the functions. State variables never move."""
-    for c in reversed(_contracts(toks)):  # back to front: earlier indices stay valid
+    for c in reversed(contract_infos(toks)):  # back to front: earlier indices stay valid
         spans = [toks[m.start : m.end] for m in c.members]
         mix_modifiers = rng.random() < 0.3
         groups: dict[str, list[int]] = {}
         for i, m in enumerate(c.members):
-            if m.kind in _MOVABLE:
+            if m.kind in MOVABLE:
                 key = "event" if m.kind == "event" else "modifier" if m.kind == "modifier" else "function"
                 groups.setdefault("function" if mix_modifiers and key == "modifier" else key, []).append(i)
         if not any(len(slots) > 1 for slots in groups.values()):

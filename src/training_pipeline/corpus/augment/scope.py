@@ -10,7 +10,7 @@ from training_pipeline.utils.solidity import Tok
 
 _ELEMENTARY = re.compile(r"^(u?int\d*|bytes\d*|u?fixed[\dx]*|address|bool|string|byte|var)$")
 _LOCATIONS = {"memory", "storage", "calldata", "payable", "indexed", "constant", "immutable"}
-_KEYWORDS = set(
+KEYWORDS = set(
     """abstract after alias anonymous apply as assembly auto break case catch constant constructor continue
     contract copyof default define delete do else emit enum error event external fallback false final finney
     for function gwei hex if immutable implements import in indexed inline interface internal is let library
@@ -27,12 +27,12 @@ _BUILTINS = set(
     encodeWithSelector encodeWithSignature encodeCall decode selector min max name creationCode runtimeCode
     interfaceId concat wrap unwrap blobhash blobbasefee""".split()
 )
-_RESERVED = _KEYWORDS | _BUILTINS
+_RESERVED = KEYWORDS | _BUILTINS
 _STATEMENT_WORDS = {"return", "emit", "delete", "new", "else", "do", "throw", "revert", "case", "is", "using"}
 _STANDARD_EVENTS = {"Transfer", "Approval", "ApprovalForAll", "TransferSingle", "TransferBatch", "URI"}
 
 
-def _is_type_word(text: str) -> bool:
+def is_type_word(text: str) -> bool:
     return bool(_ELEMENTARY.match(text))
 
 
@@ -82,7 +82,7 @@ def _next_code(toks: Sequence[Tok], i: int) -> int:
     return i
 
 
-def _contracts(toks: Sequence[Tok]) -> list[ContractInfo]:
+def contract_infos(toks: Sequence[Tok]) -> list[ContractInfo]:
     out = []
     i = 0
     while i < len(toks):
@@ -95,7 +95,7 @@ def _contracts(toks: Sequence[Tok]) -> list[ContractInfo]:
                     if toks[k].text == "(":  # base constructor arguments
                         k = _matching(toks, k)
                     elif toks[k].kind == "ident" and toks[k].text != "is":
-                        prev = _prev_code(toks, k)
+                        prev = prev_code(toks, k)
                         if prev is None or toks[prev].text != ".":
                             bases.append(toks[k].text)
                     k += 1
@@ -109,14 +109,14 @@ def _contracts(toks: Sequence[Tok]) -> list[ContractInfo]:
     return out
 
 
-def _prev_code(toks: Sequence[Tok], i: int) -> int | None:
+def prev_code(toks: Sequence[Tok], i: int) -> int | None:
     i -= 1
     while i >= 0 and not toks[i].code:
         i -= 1
     return i if i >= 0 else None
 
 
-_MOVABLE = {"function", "modifier", "event", "constructor", "fallback", "receive"}
+MOVABLE = {"function", "modifier", "event", "constructor", "fallback", "receive"}
 
 
 def _members(toks: Sequence[Tok], open_: int, close: int) -> list[Member]:
@@ -135,7 +135,7 @@ def _members(toks: Sequence[Tok], open_: int, close: int) -> list[Member]:
         if first >= close:
             break
         kind = (
-            toks[first].text if toks[first].text in _MOVABLE | {"struct", "enum", "using", "error"} else "var"
+            toks[first].text if toks[first].text in MOVABLE | {"struct", "enum", "using", "error"} else "var"
         )
         k = first
         while k < close:
@@ -172,7 +172,7 @@ def _param_lists(toks: Sequence[Tok], first: int, header_end: int) -> list[int]:
     k = first
     while k < header_end:
         if toks[k].text == "(":
-            prev = _prev_code(toks, k)
+            prev = prev_code(toks, k)
             if not out or (prev is not None and toks[prev].text == "returns"):
                 out.append(k)
             k = _matching(toks, k)
@@ -196,9 +196,9 @@ def _param_names(toks: Sequence[Tok], open_: int) -> list[int]:
                 last = toks[segment[-1]]
                 if (
                     last.kind == "ident"
-                    and not _is_type_word(last.text)
+                    and not is_type_word(last.text)
                     and last.text not in _LOCATIONS
-                    and last.text not in _KEYWORDS
+                    and last.text not in KEYWORDS
                 ):
                     names.append(segment[-1])
             segment = []
@@ -220,7 +220,7 @@ class Scan:
 
 
 def scan(toks: Sequence[Tok]) -> Scan:
-    contracts = _contracts(toks)
+    contracts = contract_infos(toks)
     defined = {c.name for c in contracts}
     eligible: dict[str, str] = {}
     blocked: set[str] = set(defined)
@@ -269,7 +269,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
                     name = toks[before[-1]].text
                     if "public" in words or c.kind == "interface":
                         blocked.add(name)
-                    elif c.kind == "contract" and not _is_type_word(name) and name not in _RESERVED:
+                    elif c.kind == "contract" and not is_type_word(name) and name not in _RESERVED:
                         allow(name, "var")
                     else:
                         blocked.add(name)
@@ -295,7 +295,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
     for i, t in enumerate(toks):
         if t.kind != "ident":
             continue
-        prev = _prev_code(toks, i)
+        prev = prev_code(toks, i)
         nxt = _next_code(toks, i + 1)
         if prev is not None and toks[prev].text == ".":
             blocked.add(t.text)
@@ -316,17 +316,17 @@ def _locals(toks: Sequence[Tok], open_: int, close: int, allow, blocked: set[str
     """Local variable declarations in a body: ``Type [location] name`` followed by = ; , or )."""
     for k in range(open_ + 1, close):
         t = toks[k]
-        if t.kind != "ident" or t.text in _RESERVED or _is_type_word(t.text):
+        if t.kind != "ident" or t.text in _RESERVED or is_type_word(t.text):
             continue
         nxt = _next_code(toks, k + 1)
         if nxt >= close or toks[nxt].text not in ("=", ";", ",", ")"):
             continue
-        prev = _prev_code(toks, k)
+        prev = prev_code(toks, k)
         if prev is None:
             continue
         p = toks[prev]
         if p.kind == "ident" and (
-            _is_type_word(p.text)
+            is_type_word(p.text)
             or p.text in _LOCATIONS
             or (p.text not in _RESERVED and p.text not in _STATEMENT_WORDS)
         ):
@@ -343,7 +343,7 @@ def _is_mapping_close(toks: Sequence[Tok], close: int) -> bool:
         elif toks[k].text == "(":
             depth -= 1
             if depth == 0:
-                prev = _prev_code(toks, k)
+                prev = prev_code(toks, k)
                 return prev is not None and toks[prev].text == "mapping"
     return False
 
