@@ -18,6 +18,7 @@ from training_pipeline.config import CONF_DIR as CONF  # registers the config re
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 os.environ.setdefault("TRAINING_PIPELINE_SOLC_DIR", str(ROOT / "scripts" / "solc"))
+os.environ.setdefault("TRAINING_PIPELINE_SOLC_OFFLINE", "1")  # tests never reach npm
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 TINY_CORPUS = 80  # contracts: enough for 5 grouped folds, compiles in seconds

@@ -1,7 +1,10 @@
 #!/usr/bin/env node
 // Long-lived solc-js compile worker, driven by training_pipeline.corpus.solc.SolcPool.
-// Protocol: one JSON request per stdin line, {"id": n, "jobs": [{source, version, contract, evm_version}]};
+// Protocol: one JSON request per stdin line,
+//   {"id": n, "jobs": [{source, version, contract, evm_version, optimize, runs, solc_path}]};
 // one JSON response per stdout line, {"id": n, "results": [{bytecode, contract, error}]}.
+// solc_path is the folder of any solc-js package (a cached release, e.g. <cache>/0.4.24/node_modules/solc);
+// without it the version must be one of the npm aliases bundled in package.json here.
 // Nothing else may reach stdout: console.log / process.stdout.write are rerouted to stderr.
 'use strict';
 
@@ -19,24 +22,39 @@ for (const [alias, spec] of Object.entries(require(path.join(__dirname, 'package
   const m = /^npm:solc@(\d+\.\d+\.\d+)$/.exec(spec);
   if (m) ALIASES[m[1]] = alias;
 }
-const compilers = {};
+const MAX_LOADED = 6; // compilers kept in memory (each is a large emscripten module); least recent goes
+const compilers = new Map(); // package folder -> compile function, in order of last use
 
-function load(version) {
-  if (!compilers[version]) {
-    const solc = require(path.join(__dirname, 'node_modules', ALIASES[version]));
-    // 0.4.x: compile() is the legacy API; compileStandardWrapper takes standard JSON there and in 0.5.x.
-    compilers[version] = typeof solc.compileStandardWrapper === 'function'
-      ? (input) => solc.compileStandardWrapper(input)
-      : (input) => solc.compile(input);
-  }
-  return compilers[version];
+function packageDir(job) {
+  if (job.solc_path) return path.resolve(String(job.solc_path));
+  return ALIASES[job.version] ? path.join(__dirname, 'node_modules', ALIASES[job.version]) : null;
 }
 
-function unload(version) {
+function load(dir) {
+  let compile = compilers.get(dir);
+  if (!compile) {
+    const solc = require(dir);
+    // 0.4.x: compile() is the legacy API; compileStandardWrapper takes standard JSON there and in 0.5.x.
+    compile = typeof solc.compileStandardWrapper === 'function'
+      ? (input) => solc.compileStandardWrapper(input)
+      : (input) => solc.compile(input);
+    while (compilers.size >= MAX_LOADED) unload(compilers.keys().next().value);
+  }
+  compilers.delete(dir);
+  compilers.set(dir, compile);
+  return compile;
+}
+
+function unload(dir) {
   // After an internal abort the emscripten module may be unusable: drop it so the next job reloads it.
-  delete compilers[version];
-  const dir = path.join(__dirname, 'node_modules', ALIASES[version] || '?') + path.sep;
-  for (const key of Object.keys(require.cache)) if (key.startsWith(dir)) delete require.cache[key];
+  compilers.delete(dir);
+  let real = dir;
+  try {
+    real = fs.realpathSync(dir);
+  } catch (e) { /* keep dir */ }
+  for (const prefix of new Set([dir + path.sep, real + path.sep])) {
+    for (const key of Object.keys(require.cache)) if (key.startsWith(prefix)) delete require.cache[key];
+  }
 }
 
 // Declaration order and kind of each contract (solc sorts output names): comments and strings blanked out.
@@ -67,15 +85,18 @@ function compileJob(job) {
   const wanted = job.contract == null ? null : String(job.contract);
   const fail = (error) => ({ bytecode: null, contract: wanted, error });
   if (typeof job.source !== 'string') return fail('job has no "source" string');
-  if (!ALIASES[job.version]) return fail(`unsupported solc version ${job.version}; supported: ${Object.keys(ALIASES).join(', ')}`);
-  const settings = { optimizer: { enabled: false, runs: 200 }, outputSelection: { '*': { '*': ['evm.deployedBytecode.object'] } } };
+  const dir = packageDir(job);
+  if (!dir) return fail(`unsupported solc version ${job.version}; bundled: ${Object.keys(ALIASES).join(', ')}`);
+  const runs = job.runs == null ? 200 : Number(job.runs);
+  if (!Number.isInteger(runs) || runs < 1) return fail(`optimizer runs must be a positive integer, got ${job.runs}`);
+  const settings = { optimizer: { enabled: !!job.optimize, runs }, outputSelection: { '*': { '*': ['evm.deployedBytecode.object'] } } };
   if (job.evm_version) settings.evmVersion = String(job.evm_version);
   const input = JSON.stringify({ language: 'Solidity', sources: { [FILE]: { content: job.source } }, settings });
   let out;
   try {
-    out = JSON.parse(load(job.version)(input));
+    out = JSON.parse(load(dir)(input));
   } catch (e) {
-    unload(job.version);
+    unload(dir);
     return fail(`solc ${job.version} crashed: ${String((e && e.message) || e).split('\n')[0].slice(0, 300)}`);
   }
   const firstError = (out.errors || []).find((e) => e.severity === 'error');

@@ -4,6 +4,7 @@ and a small mixed corpus (multi-label groups, repaired-only shapes, optional fea
 from __future__ import annotations
 
 from training_pipeline import taxonomy
+from training_pipeline.corpus.build import CorpusConfig, build_corpus, corpus_key, load_corpus, load_manifest
 from training_pipeline.corpus.generator import (
     COMPILER_VERSIONS,
     SHAPES,
@@ -53,3 +54,21 @@ def test_every_family_era_and_shape_compiles() -> None:
     for flawed, twin in pairs:
         assert flawed.labels and not twin.labels
         assert by_id[flawed.id].bytecode != by_id[twin.id].bytecode, flawed.id
+
+
+def test_compile_variants_are_stored_beside_bytecode(tmp_path) -> None:
+    variants = [{"optimize": False}, {"optimize": True, "runs": 200}]
+    cfg = CorpusConfig(n_contracts=10, seed=3, n_workers=1, compile_variants=variants)
+    assert corpus_key(CorpusConfig(compile_variants=[{"optimize": False}])) == corpus_key(CorpusConfig())
+    assert corpus_key(cfg) != corpus_key(CorpusConfig(n_contracts=10, seed=3))
+    path = build_corpus(cfg, tmp_path)
+    ds = load_corpus(path)
+    assert set(ds.features["bytecode_variants"]) == {"o0", "o1-r200"}
+    rows = list(ds)
+    assert all(r["bytecode"] == r["bytecode_variants"]["o0"] for r in rows)
+    optimized = [r["bytecode_variants"]["o1-r200"] for r in rows]
+    assert all(code.startswith("0x6") for code in optimized)
+    assert sum(o != r["bytecode"] for o, r in zip(optimized, rows, strict=True)) >= 8
+    manifest = load_manifest(path)
+    assert list(manifest["compile_variants"]) == ["o0", "o1-r200"]
+    assert manifest["compile_variants"]["o1-r200"]["optimize"] is True

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 
 import pytest
 
 from training_pipeline.corpus.solc import (
+    COMPILER_SETTINGS_VERSION,
     SOLC_DIR,
     SUPPORTED_VERSIONS,
     CompileError,
@@ -15,6 +18,7 @@ from training_pipeline.corpus.solc import (
     SolcNotInstalledError,
     SolcPool,
     _Worker,
+    cache_key,
 )
 
 PUSH0 = 0x5F
@@ -207,3 +211,42 @@ def test_missing_node_modules_is_a_clear_error(tmp_path, monkeypatch) -> None:
     with SolcPool(n_workers=1, cache_dir=False) as p:
         with pytest.raises(SolcNotInstalledError, match="make setup"):
             p.compile([CompileJob("contract A {}", "0.8.26")])
+
+
+def test_optimizer_settings_and_cache_key(pool: SolcPool) -> None:
+    src = """pragma solidity ^0.5.0;
+contract Opt {
+    uint256 a;
+    function f(uint256 x) public returns (uint256) { a = x * 2 + 0xA1B2C3D4; return a + x * 2 + 0xA1B2C3D4; }
+}
+"""
+    plain, runs_ignored, o200, o1000 = pool.compile(
+        [
+            CompileJob(src, "0.5.17"),
+            CompileJob(src, "0.5.17", runs=1000),  # runs without the optimizer change nothing
+            CompileJob(src, "0.5.17", optimize=True),
+            CompileJob(src, "0.5.17", optimize=True, runs=1000),
+        ]
+    )
+    assert plain.ok and o200.ok and o1000.ok
+    assert runs_ignored.bytecode == plain.bytecode
+    assert o200.bytecode != plain.bytecode and len(o200.bytecode) < len(plain.bytecode)
+    default = CompileJob(src, "0.5.17")
+    assert cache_key(CompileJob(src, "0.5.17", runs=1000)) == cache_key(default)
+    keys = {
+        cache_key(j)
+        for j in (
+            default,
+            CompileJob(src, "0.5.17", optimize=True),
+            CompileJob(src, "0.5.17", optimize=True, runs=1000),
+            CompileJob(src, "0.5.17", evm_version="byzantium"),
+        )
+    }
+    assert len(keys) == 4
+
+
+def test_unoptimized_cache_key_is_unchanged() -> None:
+    """Jobs without the optimizer keep the keys of earlier versions: existing compile caches stay valid."""
+    src = "contract C {}"
+    payload = json.dumps([COMPILER_SETTINGS_VERSION, "0.5.17", None, "C", src], ensure_ascii=False)
+    assert cache_key(CompileJob(src, "0.5.17", "C")) == hashlib.sha256(payload.encode()).hexdigest()

@@ -2,6 +2,11 @@
 
 The corpus lives under ``data/corpus/<key>/`` where the key hashes the generator config and version, so an
 unchanged config reuses the stored corpus and any change builds a new one beside it.
+
+Compile settings (``compile_variants``): by default one, no optimizer, as always. With several (for example
+optimizer off, on with 200 runs, on with 1000 runs) each contract is compiled once per variant: ``bytecode``
+holds the first variant and ``bytecode_variants`` maps every variant's key (``variant_key``: ``o0``,
+``o1-r200``, ``o1-r1000``, ``-<evm>`` appended when an EVM target is set) to its runtime bytecode.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import logging
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +36,12 @@ log = logging.getLogger(__name__)
 BUILD_FORMAT = 1  # bump when the stored columns change
 
 
-def _features():
-    """Column types of the stored corpus (``datasets`` is imported only where a corpus is built or read)."""
+def _features(variant_keys: Sequence[str] = ()):
+    """Column types of the stored corpus (``datasets`` is imported only where a corpus is built or read);
+    ``bytecode_variants`` (a struct, one string per variant key) only when several variants are compiled."""
     import datasets  # heavy (about a second to import): only building or reading a corpus pays for it
 
+    variants = {k: datasets.Value("string") for k in variant_keys} if len(variant_keys) > 1 else None
     return datasets.Features(
         {
             "id": datasets.Value("string"),
@@ -48,12 +55,47 @@ def _features():
             "vulnerable_lines": datasets.Value("string"),  # JSON map label -> 1-based lines
             "shapes": datasets.Sequence(datasets.Value("string")),
             "fold": datasets.Value("int32"),
+            **({"bytecode_variants": variants} if variants else {}),
         }
     )
 
 
 class CorpusBuildError(RuntimeError):
     """The generator produced a contract the compiler rejects: a generator bug, never silently skipped."""
+
+
+VARIANT_KEYS = ("optimize", "runs", "evm_version")
+DEFAULT_VARIANTS: tuple[dict, ...] = ({"optimize": False, "runs": 200, "evm_version": None},)
+
+
+def normalize_variants(variants: Sequence[Mapping] | None) -> tuple[dict, ...]:
+    """Compile variants with every key filled in (``optimize`` False, ``runs`` 200, ``evm_version`` None)."""
+    if not variants:
+        return DEFAULT_VARIANTS
+    out = []
+    for v in variants:
+        if not isinstance(v, Mapping) or set(v) - set(VARIANT_KEYS):
+            raise ConfigError(
+                f"data.corpus.compile_variants: bad entry {v!r}; expected a map with keys "
+                f"from {list(VARIANT_KEYS)}"
+            )
+        runs = v.get("runs", 200)
+        if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+            raise ConfigError(f"data.corpus.compile_variants: runs={runs!r} must be a positive integer")
+        evm = v.get("evm_version")
+        out.append(
+            {"optimize": bool(v.get("optimize", False)), "runs": runs, "evm_version": evm and str(evm)}
+        )
+    keys = [variant_key(v) for v in out]
+    if len(set(keys)) != len(keys):
+        raise ConfigError(f"data.corpus.compile_variants: repeated variants {keys}")
+    return tuple(out)
+
+
+def variant_key(variant: Mapping) -> str:
+    """``o0`` (no optimizer), ``o1-r<runs>`` (optimizer), plus ``-<evm_version>`` when a target is set."""
+    key = f"o1-r{variant.get('runs', 200)}" if variant.get("optimize") else "o0"
+    return f"{key}-{variant['evm_version']}" if variant.get("evm_version") else key
 
 
 @dataclass(frozen=True)
@@ -68,8 +110,10 @@ class CorpusConfig:
     multi_label_fraction: float = 0.15
     n_folds: int = 5
     n_workers: int = 2  # compiler processes; does not change the content
+    compile_variants: Sequence[Mapping] | None = None  # None: no optimizer only (see normalize_variants)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "compile_variants", normalize_variants(self.compile_variants))
         if self.n_contracts < 10:
             raise ConfigError(f"data.corpus.n_contracts={self.n_contracts}: need at least 10")
         known = set(taxonomy.COMPILER_VERSIONS.values())
@@ -89,6 +133,10 @@ class CorpusConfig:
         d.pop("n_workers")
         d["compiler_versions"] = list(self.compiler_versions)
         d["families"] = list(self.families) if self.families else None
+        if tuple(self.compile_variants or ()) == DEFAULT_VARIANTS:  # the default keeps keys as they were
+            d.pop("compile_variants")
+        else:
+            d["compile_variants"] = [dict(v) for v in self.compile_variants or ()]
         return d
 
 
@@ -102,11 +150,19 @@ def corpus_dir(cfg: CorpusConfig, data_dir: str | Path) -> Path:
     return Path(data_dir) / "corpus" / corpus_key(cfg)
 
 
-def content_hash(ids: Sequence[str], bytecodes: Sequence[str], labels: Sequence[Sequence[str]]) -> str:
-    """Data version: sha256 over (id, bytecode, labels) of every record in order."""
+def content_hash(
+    ids: Sequence[str],
+    bytecodes: Sequence[str],
+    labels: Sequence[Sequence[str]],
+    variants: Sequence[Mapping[str, str]] | None = None,
+) -> str:
+    """Data version: sha256 over (id, bytecode, labels) of every record in order, plus each record's
+    variant bytecodes (key order) when several compile variants are stored."""
     h = hashlib.sha256()
-    for rid, code, lbls in zip(ids, bytecodes, labels, strict=True):
+    for i, (rid, code, lbls) in enumerate(zip(ids, bytecodes, labels, strict=True)):
         h.update(f"{rid}\t{code}\t{','.join(lbls)}\n".encode())
+        if variants is not None:
+            h.update("".join(f"{k}\t{v}\n" for k, v in variants[i].items()).encode())
     return h.hexdigest()
 
 
@@ -158,15 +214,39 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
     start = time.perf_counter()
     contracts, folds = generate_with_folds(cfg)
     gen_seconds = time.perf_counter() - start
-    jobs = [CompileJob(c.source_code, c.compiler_version, c.contract_name) for c in contracts]
-    log.info("Compiling %d generated contracts with %d solc-js workers", len(jobs), cfg.n_workers)
+    variants = list(cfg.compile_variants or DEFAULT_VARIANTS)
+    keys = [variant_key(v) for v in variants]
+    log.info(
+        "Compiling %d generated contracts (%s) with %d solc-js workers",
+        len(contracts),
+        ", ".join(keys),
+        cfg.n_workers,
+    )
+    per_variant: dict[str, list] = {}
+    variant_stats: dict[str, dict] = {}
     with SolcPool(n_workers=cfg.n_workers, cache_dir=Path(data_dir) / "solc_cache") as pool:
-        results = pool.compile(jobs, progress=_progress_logger(time.perf_counter()))
+        for key, v in zip(keys, variants, strict=True):
+            jobs = [
+                CompileJob(
+                    c.source_code,
+                    c.compiler_version,
+                    c.contract_name,
+                    evm_version=v["evm_version"],
+                    optimize=v["optimize"],
+                    runs=v["runs"],
+                )
+                for c in contracts
+            ]
+            before = dict(pool.stats)
+            per_variant[key] = pool.compile(jobs, progress=_progress_logger(time.perf_counter()))
+            variant_stats[key] = {k: round(pool.stats[k] - before[k], 3) for k in pool.stats}
         compile_stats = dict(pool.stats)
-    failures = [(c, r) for c, r in zip(contracts, results, strict=True) if not r.ok]
+    results = per_variant[keys[0]]
+    failures = [(c, r, k) for k in keys for c, r in zip(contracts, per_variant[k], strict=True) if not r.ok]
     if failures:
         first = "; ".join(
-            f"{c.id} ({c.family}, {c.compiler_version}, {c.shapes}): {r.error}" for c, r in failures[:3]
+            f"{c.id} ({c.family}, {c.compiler_version}, {k}, {c.shapes}): {r.error}"
+            for c, r, k in failures[:3]
         )
         raise CorpusBuildError(f"{len(failures)} generated contracts failed to compile, e.g. {first}")
     columns = {
@@ -182,12 +262,16 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
         "shapes": [list(c.shapes) for c in contracts],
         "fold": [folds[c.group] for c in contracts],
     }
+    if len(keys) > 1:
+        columns["bytecode_variants"] = [
+            {k: per_variant[k][i].bytecode for k in keys} for i in range(len(contracts))
+        ]
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     import datasets  # about a second to import: only building or reading a corpus pays for it
 
     datasets.disable_progress_bars()
-    datasets.Dataset.from_dict(columns, features=_features()).save_to_disk(str(tmp / "dataset"))
+    datasets.Dataset.from_dict(columns, features=_features(keys)).save_to_disk(str(tmp / "dataset"))
     seconds = time.perf_counter() - start
     manifest = {
         "key": out.name,
@@ -195,7 +279,9 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
         "config": cfg.content_fields(),
         "n_records": len(contracts),
         "n_groups": len(folds),
-        "content_hash": content_hash(columns["id"], columns["bytecode"], columns["labels"]),
+        "content_hash": content_hash(
+            columns["id"], columns["bytecode"], columns["labels"], columns.get("bytecode_variants")
+        ),
         "counts": manifest_counts(
             columns["family"], columns["compiler_version"], columns["labels"], columns["fold"]
         ),
@@ -206,6 +292,10 @@ def _build(cfg: CorpusConfig, data_dir: Path, out: Path) -> Path:
             "compile": compile_stats,
         },
     }
+    if len(keys) > 1:
+        manifest["compile_variants"] = {
+            k: {**v, **variant_stats[k]} for k, v in zip(keys, variants, strict=True)
+        }
     write_json(tmp / "manifest.json", manifest)  # written last: a dir without it is never reused
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)

@@ -1,7 +1,11 @@
 """Solidity → runtime bytecode through long-lived solc-js node workers, with an on-disk compile cache.
 
-Also which bundled compiler a source's ``pragma solidity`` allows (npm range syntax, read by
-``semantic_version.NpmSpec``). The solc-js folder is ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc``
+Any solc-js release 0.4.11–0.8.x compiles: a job names an exact version, which ``corpus.solc_resolver``
+finds among the bundled npm aliases or in the compiler cache, or installs from npm on demand (see there for
+the pragma → newest-release rule, the offline fallback and the cache layout; its names are re-exported here).
+Jobs may ask for the optimizer (``optimize``, ``runs``) and an EVM target; the defaults compile exactly as
+before. Also which bundled compiler a source's ``pragma solidity`` allows (``compatible_compilers``). The
+solc-js folder (worker script, bundled aliases) is ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc``
 under the current directory; the package never guesses where its checkout is.
 """
 
@@ -12,7 +16,6 @@ import hashlib
 import json
 import os
 import queue
-import re
 import shutil
 import sqlite3
 import subprocess
@@ -24,43 +27,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from semantic_version import NpmSpec, Version
+from semantic_version import Version
 
 from training_pipeline import taxonomy
-from training_pipeline.errors import UserError
+from training_pipeline.corpus.solc_resolver import (
+    DEFAULT_SOLC_CACHE,
+    SOLC_CACHE_ENV,
+    SOLC_DIR_ENV,
+    SOLC_OFFLINE_ENV,
+    ResolvedCompiler,
+    SolcNotInstalledError,
+    SolcResolver,
+    SolcVersionError,
+    known_releases,
+    newest_satisfying,
+    npm_install,
+    read_bundled,
+    refresh_releases,
+    resolve_compiler,
+    satisfies,
+    solc_cache_dir,
+    solc_dir,
+)
 from training_pipeline.utils.solidity import solidity_pragmas
 
-SOLC_DIR_ENV = "TRAINING_PIPELINE_SOLC_DIR"
 WORKER_SCRIPT = "compile_worker.js"
 DEFAULT_CACHE_DIR = Path("data") / "solc_cache"  # relative: under the current directory when used
-# Bump when the worker's compiler settings change (optimizer, output selection, contract choice).
+# Bump when the worker's compiler settings change (output selection, contract choice). The optimizer and
+# runs of a job are part of its key only when the optimizer is on, so unoptimized keys stay as they were.
 COMPILER_SETTINGS_VERSION = 1
-
-
-def _read_versions(solc_dir: Path) -> dict[str, str]:
-    """Map "0.8.26" → "solc-0826" from package.json's npm aliases ("solc-0826": "npm:solc@0.8.26")."""
-    try:
-        deps = json.loads((solc_dir / "package.json").read_text()).get("dependencies", {})
-    except (OSError, ValueError):
-        return {}
-    return {
-        spec.split("@", 1)[1]: alias
-        for alias, spec in deps.items()
-        if isinstance(spec, str) and spec.startswith("npm:solc@")
-    }
-
-
-def solc_dir() -> Path:
-    """The solc-js folder: ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc`` under the current dir."""
-    return Path(os.environ.get(SOLC_DIR_ENV) or Path.cwd() / "scripts" / "solc")
-
+_read_versions = read_bundled
 
 SOLC_DIR: Path = solc_dir()  # as found at import; pools look again when they start
-SUPPORTED_VERSIONS: dict[str, str] = _read_versions(SOLC_DIR)
-
-
-class SolcNotInstalledError(UserError, RuntimeError):
-    """No solc-js folder, or node or the pinned solc-js packages are missing (a one-line user error)."""
+SUPPORTED_VERSIONS: dict[str, str] = read_bundled(SOLC_DIR)  # the bundled releases: version → npm alias
 
 
 def _no_solc_dir_message(directory: Path) -> str:
@@ -76,12 +75,14 @@ class CompileError(RuntimeError):
 
 @dataclass(frozen=True)
 class CompileJob:
-    """One single-file compile: source, exact solc version, optional contract name and EVM target."""
+    """One single-file compile: source, exact solc version, optional contract, EVM target and optimizer."""
 
     source: str
     version: str
     contract: str | None = None
     evm_version: str | None = None
+    optimize: bool = False
+    runs: int = 200  # optimizer runs; ignored (and not in the cache key) when optimize is False
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,10 @@ class CompileResult:
 
 def cache_key(job: CompileJob) -> str:
     """sha256 over everything that determines the output of one compile."""
-    payload = json.dumps(
-        [COMPILER_SETTINGS_VERSION, job.version, job.evm_version, job.contract, job.source],
-        ensure_ascii=False,
-    )
+    fields: list[Any] = [COMPILER_SETTINGS_VERSION, job.version, job.evm_version, job.contract, job.source]
+    if job.optimize:
+        fields.append({"optimize": True, "runs": int(job.runs)})
+    payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
@@ -169,9 +170,13 @@ class _Worker:
         for line in self.proc.stderr:
             self.stderr_tail.append(line.rstrip()[:500])
 
-    def request(self, batch_id: int, jobs: Sequence[CompileJob]) -> dict[str, Any] | None:
-        """Send one batch and wait for its answer; None when the worker has gone away."""
+    def request(
+        self, batch_id: int, jobs: Sequence[CompileJob], paths: dict[str, Path] | None = None
+    ) -> dict[str, Any] | None:
+        """Send one batch (``paths``: version → solc-js package folder; default the bundled alias) and wait
+        for its answer; None when the worker has gone away."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
+        paths = paths or {}
         payload = {
             "id": batch_id,
             "jobs": [
@@ -180,6 +185,9 @@ class _Worker:
                     "version": j.version,
                     "contract": j.contract,
                     "evm_version": j.evm_version,
+                    "optimize": bool(j.optimize),
+                    "runs": int(j.runs),
+                    "solc_path": str(paths[j.version]) if j.version in paths else None,
                 }
                 for j in jobs
             ],
@@ -226,7 +234,11 @@ def _stop_processes(procs: list[subprocess.Popen], grace_s: float = 2.0) -> None
 
 
 class SolcPool:
-    """Compiles batches of jobs on long-lived node workers (started lazily), serving repeats from cache."""
+    """Compiles batches of jobs on long-lived node workers (started lazily), serving repeats from cache.
+
+    ``cache_dir`` is the compile cache (False: none); compilers come from ``resolver`` (default: a
+    ``SolcResolver`` over this pool's solc-js folder, the compiler cache ``solc_cache`` and ``offline``).
+    """
 
     def __init__(
         self,
@@ -234,12 +246,17 @@ class SolcPool:
         cache_dir: str | Path | None | bool = None,
         batch_size: int = 16,
         timeout_s: float = 600,
+        *,
+        resolver: SolcResolver | None = None,
+        offline: bool | None = None,
+        solc_cache: str | Path | None = None,
     ) -> None:
         self.n_workers = max(1, n_workers if n_workers is not None else min(2, os.cpu_count() or 1))
         self.batch_size = max(1, batch_size)
         self.timeout_s = timeout_s
-        self.solc_dir = solc_dir()
-        self.supported_versions = _read_versions(self.solc_dir)
+        self.solc_dir = resolver.solc_dir if resolver is not None else solc_dir()
+        self.resolver = resolver or SolcResolver(self.solc_dir, cache_dir=solc_cache, offline=offline)
+        self.supported_versions = dict(self.resolver.bundled_aliases)
         if cache_dir is False:
             self._cache: _Cache | None = None
         else:
@@ -270,20 +287,16 @@ class SolcPool:
         _stop_processes(self._procs, grace_s)
         self._workers.clear()
 
-    def _check_installed(self, versions: set[str]) -> None:
+    def _compilers(self, versions: set[str]) -> dict[str, Path]:
+        """The solc-js package folder of each version: bundled, cached, or installed now by the resolver."""
         if shutil.which("node") is None:
             raise SolcNotInstalledError("node is not on PATH: install Node.js (>= 18), then run `make setup`")
-        missing = [
-            v
-            for v in sorted(versions)
-            if not (self.solc_dir / "node_modules" / self.supported_versions[v] / "soljson.js").is_file()
-        ]
-        if missing or not (self.solc_dir / WORKER_SCRIPT).is_file():
+        if not (self.solc_dir / WORKER_SCRIPT).is_file():
             raise SolcNotInstalledError(
-                f"solc-js is not installed in {self.solc_dir / 'node_modules'} "
-                f"(missing: {', '.join(missing) or WORKER_SCRIPT}): run `make setup` or point {SOLC_DIR_ENV} "
-                "at an installed solc-js folder"
+                f"solc-js is not installed in {self.solc_dir} (missing: {WORKER_SCRIPT}): run `make setup` "
+                f"or point {SOLC_DIR_ENV} at an installed solc-js folder"
             )
+        return {v: self.resolver.ensure(v).path.resolve() for v in sorted(versions, key=_version_tuple)}
 
     def _ensure_workers(self, n: int) -> None:
         while len(self._workers) < n:
@@ -302,11 +315,12 @@ class SolcPool:
         jobs = list(jobs)
         if jobs and not (self.solc_dir / "package.json").is_file():
             raise SolcNotInstalledError(_no_solc_dir_message(self.solc_dir))
-        unknown = sorted({j.version for j in jobs} - self.supported_versions.keys())
+        unknown = sorted(v for v in {j.version for j in jobs} if not self.resolver.is_known(v))
         if unknown:
             supported = ", ".join(sorted(self.supported_versions, key=_version_tuple))
             raise CompileError(
-                f"unsupported solc version(s) {', '.join(unknown)}; supported: "
+                f"unsupported solc version(s) {', '.join(unknown)}; {self.resolver.describe_known()}; "
+                "bundled: "
                 f"{supported or f'none ({self.solc_dir}/package.json missing)'}"
             )
         results: list[CompileResult | None] = [None] * len(jobs)
@@ -364,7 +378,7 @@ class SolcPool:
         self, batches: list[list[CompileJob]], on_batch: Callable[[int, list[CompileResult]], None]
     ) -> None:
         """Keep every worker busy: each worker thread takes the next batch as soon as it has answered."""
-        self._check_installed({j.version for b in batches for j in b})
+        paths = self._compilers({j.version for b in batches for j in b})
         self._ensure_workers(min(self.n_workers, len(batches)))
         pending = list(range(len(batches)))
         lock = threading.Lock()
@@ -386,7 +400,7 @@ class SolcPool:
         def serve(worker: _Worker) -> None:
             while not stop.is_set() and (i := take(worker)) is not None:
                 worker.busy_since = time.monotonic()
-                answer = worker.request(i, batches[i])
+                answer = worker.request(i, batches[i], paths)
                 worker.busy_since = None
                 answers.put((worker, i, answer))
                 if answer is None or "error" in answer:
@@ -438,33 +452,41 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
-def _compiler_of(job: CompileJob) -> tuple[tuple[int, ...], str]:
-    return _version_tuple(job.version), job.evm_version or ""
+def _compiler_of(job: CompileJob) -> tuple[tuple[int, ...], str, bool, int]:
+    return _version_tuple(job.version), job.evm_version or "", job.optimize, job.runs if job.optimize else 0
 
 
 def compile_many(
-    jobs: Sequence[CompileJob], n_workers: int | None = None, cache_dir: str | Path | None | bool = None
+    jobs: Sequence[CompileJob],
+    n_workers: int | None = None,
+    cache_dir: str | Path | None | bool = None,
+    *,
+    offline: bool | None = None,
+    solc_cache: str | Path | None = None,
 ) -> list[CompileResult]:
     """Compile jobs with a short-lived pool: convenient for one-off calls, results in job order."""
-    with SolcPool(n_workers=n_workers, cache_dir=cache_dir) as pool:
+    with SolcPool(n_workers=n_workers, cache_dir=cache_dir, offline=offline, solc_cache=solc_cache) as pool:
         return pool.compile(jobs)
 
 
+def job_for_source(
+    source: str,
+    contract: str | None = None,
+    solc: str | None = None,
+    resolver: SolcResolver | None = None,
+    **settings: Any,
+) -> CompileJob:
+    """A job for ``source`` with the newest release its pragma allows (or ``solc``), installed if needed."""
+    compiler = (resolver or SolcResolver()).resolve(source, solc)
+    return CompileJob(source, compiler.version, contract, **settings)
+
+
 # --- which bundled compiler a pragma allows --------------------------------------------------------------
-_OPERATOR_SPACE = re.compile(r"(\^|~|>=|<=|>|<|=)\s+")
 
 
 def pragma_constraints(source: str) -> list[str]:
     """The version constraints of every ``pragma solidity`` statement (comments and strings ignored)."""
     return solidity_pragmas(source)
-
-
-def satisfies(version: str, constraint: str) -> bool:
-    """Whether ``version`` lies in the npm-style range ``constraint`` (``>= 0.5.0`` spacing allowed)."""
-    try:
-        return Version(version) in NpmSpec(_OPERATOR_SPACE.sub(r"\1", constraint.strip()))
-    except ValueError:  # not a range solc accepts either
-        return False
 
 
 def compatible_compilers(source: str, versions: Sequence[str] | None = None) -> list[str]:
@@ -479,3 +501,36 @@ def compatible_compilers(source: str, versions: Sequence[str] | None = None) -> 
         return []
     candidates = sorted(versions or taxonomy.COMPILER_VERSIONS.values(), key=Version)
     return [v for v in candidates if all(satisfies(v, c) for c in constraints)]
+
+
+__all__ = [
+    "COMPILER_SETTINGS_VERSION",
+    "DEFAULT_CACHE_DIR",
+    "DEFAULT_SOLC_CACHE",
+    "SOLC_CACHE_ENV",
+    "SOLC_DIR",
+    "SOLC_DIR_ENV",
+    "SOLC_OFFLINE_ENV",
+    "SUPPORTED_VERSIONS",
+    "CompileError",
+    "CompileJob",
+    "CompileResult",
+    "ResolvedCompiler",
+    "SolcNotInstalledError",
+    "SolcPool",
+    "SolcResolver",
+    "SolcVersionError",
+    "cache_key",
+    "compatible_compilers",
+    "compile_many",
+    "job_for_source",
+    "known_releases",
+    "newest_satisfying",
+    "npm_install",
+    "pragma_constraints",
+    "refresh_releases",
+    "resolve_compiler",
+    "satisfies",
+    "solc_cache_dir",
+    "solc_dir",
+]
