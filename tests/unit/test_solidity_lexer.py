@@ -52,3 +52,16 @@ def test_compiler_choice(pragma: str, expected: list[str]) -> None:
 
 def test_no_pragma_means_no_guess() -> None:
     assert pragma_constraints("contract A {}") == [] and compatible_compilers("contract A {}") == []
+
+
+@pytest.mark.parametrize(
+    "text", ["pragma solidity^0.4.24;", "pragma solidity>=0.4.22 <0.6.0;", "pragma solidity=0.5.16;"]
+)
+def test_pragma_operator_right_after_the_name(text: str) -> None:
+    """Real files write the operator against the name (CGT has four): still a version directive."""
+    (found,) = pragmas(text + "\ncontract A {}\n")
+    assert found.name == "solidity" and found.value == text.split("solidity", 1)[1].rstrip(";")
+
+
+def test_pragma_without_a_separator_or_value_is_no_directive() -> None:
+    assert pragmas("pragma solidity0.8;\npragma solidity;\n") == []

@@ -27,7 +27,8 @@ class TokenizerConfig:
 
 
 class TokenizedContracts(ColumnDataset):
-    """Per contract: opcode ids (``input_ids``), multi-hot labels, family index and record index."""
+    """Per contract: opcode ids (``input_ids``), multi-hot labels and their assessed mask, family index and
+    record index."""
 
     def lengths(self) -> list[int]:
         """Opcode count per contract (for length-bucketed batches)."""
@@ -81,11 +82,16 @@ class ContractBytecodeDataModule(ContractDataModule):
         """Opcode ids of every record, split into the datasets of ``self.splits``."""
         ids = [self.featurizer.encode(r["bytecode"], source=f"record {r['id']!r}") for r in records]
         labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
+        masks = self.mask_matrix()
         families = self.family_index()
         for split in (*SPLITS, "all"):
             idx = self.indices(split)
             self.splits[split] = TokenizedContracts(
-                input_ids=[ids[i] for i in idx], labels=labels[idx], family=families[idx], index=idx
+                input_ids=[ids[i] for i in idx],
+                labels=labels[idx],
+                label_mask=masks[idx],
+                family=families[idx],
+                index=idx,
             )
 
     # -- what the model needs to know -----------------------------------------------------------------

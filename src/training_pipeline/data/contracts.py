@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +34,13 @@ from training_pipeline.data.clean import normalized_source_hash
 from training_pipeline.data.records import read_records
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.solidity import code_only
 from training_pipeline.utils.splits import SplitConfig, split_names, stable_fold
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+_PRAGMA_SOLIDITY = re.compile(r"\bpragma\s+solidity\b[^;]*;")
 EVAL_SPLITS = ("test", "val", "train", "all")
 
 
@@ -55,6 +58,8 @@ SOURCES: dict[str, str] = {
     "file": "training_pipeline.data.contracts:load_contract_file",
     "solidifi": "training_pipeline.data.importers.solidifi:load_solidifi",
     "slither_audited": "training_pipeline.data.importers.slither_audited:load_slither_audited",
+    "cgt": "training_pipeline.data.importers.cgt:load_cgt",
+    "real_code": "training_pipeline.data.importers.real_code:load_real_code",
 }
 
 
@@ -63,6 +68,8 @@ SOURCE_CONFIGS: dict[str, str] = {
     "corpus": "training_pipeline.corpus.build:CorpusConfig",
     "solidifi": "training_pipeline.data.importers.solidifi:SolidifiConfig",
     "slither_audited": "training_pipeline.data.importers.slither_audited:SlitherAuditedConfig",
+    "cgt": "training_pipeline.data.importers.cgt:CgtConfig",
+    "real_code": "training_pipeline.data.importers.real_code:RealCodeConfig",
 }
 
 
@@ -101,8 +108,23 @@ def load_contract_file(cfg: dict, data_dir: Path) -> LoadedSource:
     return LoadedSource(records, "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest())
 
 
+def clone_keys(record: dict[str, Any]) -> list[str]:
+    """What makes two records clones: the same normalized source, also once pragmas are dropped (copies
+    that differ only in the compiler they ask for); lacking source, the same bytecode."""
+    source = record.get("source_code")
+    if not source:
+        return ["bin:" + hashlib.sha256(str(record.get("bytecode")).encode()).hexdigest()]
+    keys = ["src:" + normalized_source_hash(source)]
+    spans = [(p.start(), p.end()) for p in _PRAGMA_SOLIDITY.finditer(code_only(source))]
+    if spans:
+        for start, end in reversed(spans):
+            source = source[:start] + source[end:]
+        keys.append("nopragma:" + normalized_source_hash(source))
+    return keys
+
+
 def group_clones(records: list[dict[str, Any]]) -> int:
-    """Merge the groups of records whose normalized source (or, lacking source, bytecode) is identical.
+    """Merge the groups of records that are clones (``clone_keys``), across every source.
 
     Clones then share one group, so they never straddle splits. Returns how many groups were merged away.
     """
@@ -116,18 +138,14 @@ def group_clones(records: list[dict[str, Any]]) -> int:
 
     first_of: dict[str, str] = {}
     for r in records:
-        key = (
-            "src:" + normalized_source_hash(r["source_code"])
-            if r.get("source_code")
-            else "bin:" + hashlib.sha256(str(r.get("bytecode")).encode()).hexdigest()
-        )
-        group = find(r["group"])
-        if key in first_of:
-            other = find(first_of[key])
-            if other != group:
-                parent[max(group, other)] = min(group, other)
-        else:
-            first_of[key] = r["group"]
+        for key in clone_keys(r):
+            group = find(r["group"])
+            if key in first_of:
+                other = find(first_of[key])
+                if other != group:
+                    parent[max(group, other)] = min(group, other)
+            else:
+                first_of[key] = r["group"]
     before = len({r["group"] for r in records})
     for r in records:
         r["group"] = find(r["group"])
@@ -152,10 +170,31 @@ class ColumnDataset(Dataset):
         return {name: column[i] for name, column in self.columns.items()}
 
 
+def label_mask(record: dict[str, Any]) -> list[float]:
+    """Per class 1.0 where the record's label is known (assessed), 0.0 where it is not (masked).
+
+    A record with ``negative_labels`` assessed ``labels`` ∪ ``negative_labels`` only; one without the field
+    (the generated corpus, SolidiFI, most files) is fully assessed.
+    """
+    negatives = record.get("negative_labels")
+    if negatives is None:
+        return [1.0] * len(taxonomy.VULNERABILITY_CLASSES)
+    taxonomy.validate_labels(list(negatives), where=f"record {record.get('id')!r} negative_labels")
+    assessed = set(record["labels"]) | set(negatives)
+    return [1.0 if c in assessed else 0.0 for c in taxonomy.VULNERABILITY_CLASSES]
+
+
 def label_columns(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Multi-hot labels, family index and record index of a batch of contracts, as tensors."""
+    """Multi-hot labels, their assessed mask (same shape), family index and record index, as tensors."""
+    labels = torch.from_numpy(np.stack([b["labels"] for b in batch]))
+    mask = (
+        torch.from_numpy(np.stack([b["label_mask"] for b in batch]))
+        if "label_mask" in batch[0]
+        else torch.ones_like(labels)
+    )
     return {
-        "labels": torch.from_numpy(np.stack([b["labels"] for b in batch])),
+        "labels": labels,
+        "label_mask": mask,
         "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
     }
@@ -253,6 +292,7 @@ class ContractDataModule(SplitDataModule):
         corpus: dict | None = None,
         solidifi: dict | None = None,
         slither_audited: dict | None = None,
+        cgt: dict | None = None,
         split: dict | None = None,
         fold: int = 0,
         augment: dict | None = None,
@@ -276,6 +316,7 @@ class ContractDataModule(SplitDataModule):
             "file": {"path": path},
             "solidifi": solidifi,
             "slither_audited": slither_audited,
+            "cgt": cgt,
         }
         for name in sources:
             if self.source_cfgs.get(name, {}) is None:
@@ -417,16 +458,23 @@ class ContractDataModule(SplitDataModule):
             [taxonomy.multi_hot(self.records[i]["labels"]) for i in self.indices(split)], dtype=np.float32
         ).reshape(-1, len(self.class_names))
 
+    def mask_matrix(self, split: str | None = None) -> np.ndarray:
+        """Assessed mask (``label_mask``) of a split's records, or of every record, (N, classes)."""
+        records = self.records if split is None else [self.records[i] for i in self.indices(split)]
+        return np.array([label_mask(r) for r in records], dtype=np.float32).reshape(-1, len(self.class_names))
+
     def family_index(self) -> np.ndarray:
         """Family index per record (-100 where unknown: ignored by the loss)."""
         index = {f: i for i, f in enumerate(self.family_names)}
         return np.array([index.get(r.get("family"), -100) for r in self.records], dtype=np.int64)
 
     def pos_weight(self) -> list[float]:
-        """neg/pos per class on the training split, clipped to [1, 50] (1 for classes never seen)."""
+        """neg/pos per class over the training split's assessed entries, clipped to [1, 50] (1 for classes
+        never seen); with every entry assessed, neg = records - pos as before."""
         y = self.label_matrix("train")
-        pos = y.sum(0)
-        weight = np.where(pos > 0, (len(y) - pos) / np.maximum(pos, 1), 1.0)
+        pos = y.sum(0)  # positives are always assessed
+        assessed = self.mask_matrix("train").sum(0)
+        weight = np.where(pos > 0, (assessed - pos) / np.maximum(pos, 1), 1.0)
         return np.clip(weight, 1.0, 50.0).round(3).tolist()
 
     def label_kwargs(self) -> dict[str, Any]:

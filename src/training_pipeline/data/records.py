@@ -1,7 +1,8 @@
 """The contract interchange format (JSONL or parquet, one record a contract): read with checks, write safely.
 
 Fields (ARCHITECTURE.md): id, source_code, bytecode, labels, vulnerable_lines, compiler_version, family.
-Optional extra fields we understand: group (records sharing it never straddle splits), split, fold.
+Optional extra fields we understand: group (records sharing it never straddle splits), split, fold, and
+negative_labels (classes assessed absent: when present, classes in neither list are unassessed and masked).
 """
 
 from __future__ import annotations
@@ -74,6 +75,13 @@ def normalize_record(row: dict[str, Any], where: str, require_bytecode: bool = F
             raise DataError(f"{where}: 'vulnerable_lines' must map a label to line numbers")
         validate_labels(list(lines), where=f"{where} vulnerable_lines")
         lines = {k: sorted(int(x) for x in v) for k, v in lines.items() if v is not None}
+    negatives = row.get("negative_labels")
+    if negatives is not None:
+        negatives = [negatives] if isinstance(negatives, str) else list(negatives)
+        validate_labels(negatives, where=f"{where} negative_labels")
+        both = sorted(set(labels) & set(negatives))
+        if both:
+            raise DataError(f"{where}: {both} are in both labels and negative_labels")
     record = {
         "id": rid,
         "source_code": row.get("source_code"),
@@ -86,6 +94,8 @@ def normalize_record(row: dict[str, Any], where: str, require_bytecode: bool = F
     for extra in ("group", "split", "fold"):
         if row.get(extra) is not None:
             record[extra] = row[extra]
+    if negatives is not None:
+        record["negative_labels"] = sorted(set(negatives))
     return record
 
 
@@ -116,7 +126,10 @@ def write_records(records: Iterable[dict[str, Any]], path: str | Path, overwrite
     if path.exists() and not overwrite:
         raise DataError(f"{path}: exists; refusing to overwrite (pass overwrite=True / --force)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{k: r.get(k) for k in (*FIELDS, "group")} for r in records]
+    records = list(records)
+    partial = any(r.get("negative_labels") is not None for r in records)  # null = fully assessed
+    keys = (*FIELDS, "group", "negative_labels") if partial else (*FIELDS, "group")
+    rows = [{k: r.get(k) for k in keys} for r in records]
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
         import pyarrow as pa  # heavy, and only parquet files need it

@@ -2,8 +2,13 @@
 
 Macro averages run over the classes the model was trained on that also occur in the evaluated split: a
 class with no training example cannot be predicted, and a class with no example in the split has no
-recall, so either would only drag the average towards zero. False alarms on absent classes still count in
-micro-F1 and in the per-class precision of the classes that are present.
+recall, so either would only drag the average towards zero (AUROC/AUPRC also skip a class without a
+negative). False alarms on absent classes still count in micro-F1 and in the per-class precision of the
+classes that are present.
+
+Partially labelled data passes a ``mask`` (same shape as the targets, 1 = assessed): every metric and the
+threshold tuning then count a class only over the contracts where it was assessed (torchmetrics'
+``ignore_index`` on the unassessed entries). Without a mask, or with a full one, nothing changes.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
+    BinaryAUROC,
+    BinaryAveragePrecision,
     MultilabelAUROC,
     MultilabelAveragePrecision,
     MultilabelF1Score,
@@ -20,11 +27,20 @@ from torchmetrics.classification import (
 from torchmetrics.functional.classification import multilabel_stat_scores
 
 THRESHOLD_GRID = torch.linspace(0.05, 0.95, 19)
+IGNORE = -1  # target value of an unassessed entry
 
 
-def multilabel_metrics(num_labels: int) -> MetricCollection:
+def masked_targets(targets: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, int | None]:
+    """Integer targets with unassessed entries set to ``IGNORE``, and the ``ignore_index`` to pass
+    (None, targets untouched, when every entry is assessed)."""
+    if mask is None or bool(mask.all()):
+        return targets.long(), None
+    return torch.where(mask > 0.5, targets.long(), torch.full_like(targets.long(), IGNORE)), IGNORE
+
+
+def multilabel_metrics(num_labels: int, ignore_index: int | None = None) -> MetricCollection:
     """Metrics on binarized predictions (per-class thresholds are applied before update)."""
-    kw = {"num_labels": num_labels, "threshold": 0.5, "zero_division": 0}
+    kw = {"num_labels": num_labels, "threshold": 0.5, "zero_division": 0, "ignore_index": ignore_index}
     return MetricCollection(
         {
             "f1_macro": MultilabelF1Score(average="macro", **kw),
@@ -38,31 +54,36 @@ def multilabel_metrics(num_labels: int) -> MetricCollection:
     )
 
 
-def ranking_metrics(num_labels: int) -> MetricCollection:
+def ranking_metrics(num_labels: int, ignore_index: int | None = None) -> MetricCollection:
     """Threshold-free metrics on probabilities."""
-    return MetricCollection(
-        {
-            "auroc": MultilabelAUROC(num_labels=num_labels, average="macro"),
-            "auprc": MultilabelAveragePrecision(num_labels=num_labels, average="macro"),
-        }
-    )
+    kw = {"num_labels": num_labels, "average": "macro", "ignore_index": ignore_index}
+    return MetricCollection({"auroc": MultilabelAUROC(**kw), "auprc": MultilabelAveragePrecision(**kw)})
 
 
-def tune_thresholds(probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5) -> torch.Tensor:
-    """Per-class threshold maximizing F1 on (validation) data; ``default`` for classes without positives."""
+def tune_thresholds(
+    probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
+    for classes without an assessed positive."""
     grid = THRESHOLD_GRID.to(probs.device)
-    f1 = torch.stack([f1_per_class(probs >= t, targets) for t in grid])  # (T, C)
+    f1 = torch.stack([f1_per_class(probs >= t, targets, mask) for t in grid])  # (T, C)
     best = grid[f1.argmax(0)]
-    has_pos = targets.sum(0) > 0
+    has_pos = (targets if mask is None else targets * mask).sum(0) > 0
     return torch.where(has_pos, best, torch.full_like(best, default))
 
 
-def f1_per_class(preds: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(C,) F1 = 2 TP / (2 TP + FP + FN) of binarized ``preds`` (0 where a class has no TP, FP nor FN)."""
+def f1_per_class(
+    preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(C,) F1 = 2 TP / (2 TP + FP + FN) of binarized ``preds`` over assessed entries (0 where a class has no
+    TP, FP nor FN)."""
     if not len(preds):
         return torch.zeros(preds.shape[1], device=preds.device)
+    target, ignore = masked_targets(targets, mask)
     # binarized before torchmetrics (its own threshold is strict ``>``, ours is ``>=``)
-    stats = multilabel_stat_scores(preds.long(), targets.long(), preds.shape[1], average=None).float()
+    stats = multilabel_stat_scores(
+        preds.long(), target, preds.shape[1], average=None, ignore_index=ignore
+    ).float()
     tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
     return 2 * tp / (2 * tp + fp + fn).clamp(min=1)
 
@@ -85,22 +106,37 @@ def evaluate_multilabel(
     thresholds: torch.Tensor,
     class_names: list[str],
     candidates: list[int],
+    mask: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """All metrics of one epoch, named ``stage/...``: micro-F1 over every candidate (trained) class, the rest
-    over the candidates present in ``targets``."""
+    over the candidates with an assessed positive in ``targets``; unassessed entries (``mask`` 0) never
+    count."""
     preds = (probs >= thresholds).long()
+    target, ignore = masked_targets(targets, mask)
     cand = torch.tensor(candidates, device=probs.device)
-    micro = MultilabelF1Score(num_labels=len(candidates), average="micro", zero_division=0).to(probs.device)
-    values = {f"{stage}/f1_micro": float(micro(preds[:, cand], targets[:, cand].long()))}
-    idx = cand[targets[:, cand].sum(0) > 0]
+    micro = MultilabelF1Score(
+        num_labels=len(candidates), average="micro", zero_division=0, ignore_index=ignore
+    ).to(probs.device)
+    values = {f"{stage}/f1_micro": float(micro(preds[:, cand], target[:, cand]))}
+    idx = cand[(target[:, cand] == 1).sum(0) > 0]
     if len(idx) < 2:  # torchmetrics' multilabel metrics need two labels
         idx = cand
     names = [class_names[i] for i in idx.tolist()]
-    per_class = multilabel_metrics(len(names)).to(probs.device)
-    per_class.update(preds[:, idx].float(), targets[:, idx].long())
+    per_class = multilabel_metrics(len(names), ignore).to(probs.device)
+    per_class.update(preds[:, idx].float(), target[:, idx])
     values.update(flatten(stage, {k: v for k, v in per_class.compute().items() if k != "f1_micro"}, names))
     if len(probs):
-        rank = ranking_metrics(len(names)).to(probs.device)
-        rank.update(probs[:, idx], targets[:, idx].long())
-        values.update(flatten(stage, rank.compute(), names))
+        # AUROC/AUPRC need both outcomes: a class without an assessed negative (CGT's time_manipulation)
+        # would score 0 and drag the average down; fully assessed data always has both
+        ranked = idx[(target[:, idx] == 0).sum(0) > 0]
+        if len(ranked) == 1:  # torchmetrics' multilabel curves need two labels: the binary ones then
+            kw = {"ignore_index": ignore}
+            rank = MetricCollection({"auroc": BinaryAUROC(**kw), "auprc": BinaryAveragePrecision(**kw)})
+        else:
+            ranked = ranked if len(ranked) >= 2 else idx
+            rank = ranking_metrics(len(ranked), ignore)
+        col = ranked if len(ranked) > 1 else ranked[0]
+        rank = rank.to(probs.device)
+        rank.update(probs[:, col], target[:, col])
+        values.update(flatten(stage, rank.compute(), [class_names[i] for i in ranked.tolist()]))
     return values

@@ -21,7 +21,7 @@ from training_pipeline.data.bpe import SourceTokenizer
 from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
-from training_pipeline.models.contract_classifier import ContractClassifier
+from training_pipeline.models.contract_classifier import ContractClassifier, label_mask_of
 from training_pipeline.models.nets.transformer import (
     TOKEN_POOLINGS,
     WindowPooling,
@@ -276,7 +276,8 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         batch, logits, located = self._localized(batch)
         probs = torch.sigmoid(logits[0])
         out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
-        out |= {"targets": batch["labels"].float()} if "labels" in batch else {}
+        if "labels" in batch:
+            out |= {"targets": batch["labels"].float(), "mask": label_mask_of(batch)}
         return out | {"top_lines": located}
 
     def _localized(self, batch: dict[str, Any]) -> tuple[dict[str, Any], tuple, list[dict]]:

@@ -1,5 +1,8 @@
 """What every contract classifier shares: label maps, loss, per-class thresholds tuned on val, metrics.
 
+Partially labelled data (CGT) carries ``label_mask`` in every batch (1 = the class was assessed for that
+contract): the loss, threshold tuning and every per-class metric use assessed entries only.
+
 A subclass builds its network and heads, calls ``init_labels`` in ``__init__``, and implements
 ``_logits(batch) -> (vulnerability logits, family logits)`` (one row per contract). The bytecode detector
 and the code analyzer are such subclasses, so they log the same metric names.
@@ -30,6 +33,12 @@ SCALAR_METRICS = (
     "family_acc",
     "loss",
 )
+
+
+def label_mask_of(batch: dict[str, Any]) -> torch.Tensor:
+    """The batch's assessed mask as floats (all ones when the batch carries none)."""
+    mask = batch.get("label_mask")
+    return torch.ones_like(batch["labels"], dtype=torch.float) if mask is None else mask.float()
 
 
 class ContractClassifier(BaseModule):
@@ -74,7 +83,12 @@ class ContractClassifier(BaseModule):
         self, vuln_logits: torch.Tensor, fam_logits: torch.Tensor, batch: dict[str, Any]
     ) -> torch.Tensor:
         loss = multilabel_loss(
-            vuln_logits, batch["labels"], self.pos_weight, self.hparams.loss, self.hparams.focal_gamma
+            vuln_logits,
+            batch["labels"],
+            self.pos_weight,
+            self.hparams.loss,
+            self.hparams.focal_gamma,
+            mask=batch.get("label_mask"),
         )
         if (batch["family"] >= 0).any() and self.hparams.family_loss_weight > 0:
             loss = loss + self.hparams.family_loss_weight * F.cross_entropy(
@@ -100,20 +114,28 @@ class ContractClassifier(BaseModule):
         return {
             "probs": torch.sigmoid(vuln_logits.float()),
             "targets": batch["labels"].float(),
+            "mask": label_mask_of(batch),
             "index": batch["index"],
         }
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.sigmoid(self._logits(batch)[0])
         out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
-        return out | ({"targets": batch["labels"].float()} if "labels" in batch else {})
+        if "labels" in batch:
+            out |= {"targets": batch["labels"].float(), "mask": label_mask_of(batch)}
+        return out
 
     # -- epoch ends -----------------------------------------------------------------------------------------
     def _epoch_metrics(
-        self, stage: str, probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor
+        self,
+        stage: str,
+        probs: torch.Tensor,
+        targets: torch.Tensor,
+        thresholds: torch.Tensor,
+        mask: torch.Tensor | None = None,
     ) -> dict[str, float]:
         candidates = self.metric_index.tolist()
-        return evaluate_multilabel(stage, probs, targets, thresholds, self.class_names, candidates)
+        return evaluate_multilabel(stage, probs, targets, thresholds, self.class_names, candidates, mask)
 
     def _family_metric(self, stage: str, metric: MulticlassAccuracy) -> dict[str, float]:
         """Family accuracy, only when the split has family labels (imported data has none)."""
@@ -126,10 +148,10 @@ class ContractClassifier(BaseModule):
         d = self.gather("val")
         if not d:
             return
-        probs, targets = d["probs"], d["targets"]
-        values = self._epoch_metrics("val", probs, targets, torch.full_like(self.thresholds, 0.5))
-        tuned = tune_thresholds(probs, targets)
-        values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned)["val/f1_macro"]
+        probs, targets, mask = d["probs"], d["targets"], d.get("mask")
+        values = self._epoch_metrics("val", probs, targets, torch.full_like(self.thresholds, 0.5), mask)
+        tuned = tune_thresholds(probs, targets, mask=mask)
+        values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))
         if not self.trainer.sanity_checking:
             self.thresholds.copy_(tuned)  # saved with the checkpoint taken after this epoch
@@ -141,7 +163,7 @@ class ContractClassifier(BaseModule):
         d = self.gather("test")
         if not d:
             return {}
-        values = self._epoch_metrics("test", d["probs"], d["targets"], self.thresholds)
+        values = self._epoch_metrics("test", d["probs"], d["targets"], self.thresholds, d.get("mask"))
         values.update(self._family_metric("test", self.test_family_acc))
         self.test_predictions = {k: v.cpu() for k, v in d.items()}
         return values
@@ -151,9 +173,10 @@ class ContractClassifier(BaseModule):
 
     # -- predictions file -----------------------------------------------------------------------------------
     def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
-        """One record per contract: id, probabilities, predicted and (when known) true labels."""
+        """One record per contract: id, every class's probability, predicted and (when known) true labels;
+        ``unassessed`` lists the classes whose truth is unknown (masked), absent when every class was."""
         thresholds = self.thresholds.cpu()
-        targets = outputs.get("targets")
+        targets, mask = outputs.get("targets"), outputs.get("mask")
         for row, i in enumerate(outputs["index"].tolist()):
             p = outputs["probs"][row].cpu()
             rec = {
@@ -163,4 +186,6 @@ class ContractClassifier(BaseModule):
             }
             if targets is not None:
                 rec["labels"] = [c for c, v in zip(self.class_names, targets[row], strict=True) if v > 0.5]
+            if mask is not None and not bool(mask[row].all()):
+                rec["unassessed"] = [c for c, m in zip(self.class_names, mask[row], strict=True) if m < 0.5]
             yield rec

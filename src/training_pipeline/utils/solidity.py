@@ -113,7 +113,7 @@ def pragmas(source: str) -> list[Pragma]:
         if j >= len(toks) or toks[j].kind != "ident":
             continue
         name, k = toks[j].text, j + 1
-        if k >= len(toks) or toks[k].kind not in TRIVIA:
+        if k >= len(toks) or (toks[k].kind not in TRIVIA and toks[k].text[:1] not in "^~<>="):
             continue  # ``pragma solidity0.8;`` and ``pragma solidity;`` are no version directives
         end = next((n for n in range(k, len(toks)) if toks[n].kind == "punct" and toks[n].text == ";"), None)
         if end is None:

@@ -25,7 +25,7 @@ from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
 
-STORE_FORMAT = 1  # bump when the stored columns change
+STORE_FORMAT = 2  # bump when the stored columns change (2: negative_labels)
 
 
 def plain(cfg: Any) -> Any:
@@ -50,11 +50,14 @@ def import_key(payload: Mapping[str, Any]) -> str:
 
 
 def content_hash(records: Iterable[Mapping[str, Any]]) -> str:
-    """Data version: sha256 over (id, bytecode, labels, source hash) of every record in order."""
+    """Data version: sha256 over (id, bytecode, labels, source hash, negative labels when given) of every
+    record in order."""
     h = hashlib.sha256()
     for r in records:
         src = hashlib.sha256((r.get("source_code") or "").encode()).hexdigest()
-        h.update(f"{r['id']}\t{r.get('bytecode')}\t{','.join(r['labels'])}\t{src}\n".encode())
+        negatives = r.get("negative_labels")  # partial labels: part of the version when present
+        extra = "" if negatives is None else "\t-" + ",".join(negatives)
+        h.update(f"{r['id']}\t{r.get('bytecode')}\t{','.join(r['labels'])}\t{src}{extra}\n".encode())
     return h.hexdigest()
 
 
@@ -79,6 +82,9 @@ def _features():
             "bytecode": datasets.Value("string"),
             "labels": datasets.Sequence(datasets.Value("string")),
             "vulnerable_lines": datasets.Value("string"),  # JSON map label -> 1-based lines, or null
+            "negative_labels": datasets.Sequence(
+                datasets.Value("string")
+            ),  # assessed absent; null = all assessed
         }
     )
 
@@ -115,7 +121,7 @@ def load_stored(path: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     records = []
     for row in datasets.load_from_disk(str(path / "dataset")).to_list():
         row["vulnerable_lines"] = json.loads(row["vulnerable_lines"]) if row["vulnerable_lines"] else None
-        for optional in ("group", "split"):
+        for optional in ("group", "split", "negative_labels"):
             if row.get(optional) is None:
                 row.pop(optional, None)
         records.append(row)
