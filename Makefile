@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 export TRAINING_PIPELINE_SOLC_DIR ?= $(CURDIR)/$(SOLC_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data train train-all test test-fast bench lint format clean clean-outputs clean-data
+.PHONY: help setup data data-real train train-all test test-fast bench lint format clean clean-outputs clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-10s\033[0m %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ setup: $(PY_STAMP) $(NPM_STAMP) ## Create .venv and install the pinned Python an
 
 data: setup ## Build (or reuse) the default contract corpus and print its manifest
 	$(PY) scripts/build_corpus.py
+
+data-real: setup ## Install the npm Solidity packages of conf/data/real_code.yaml and compile them (once; ARGS="--force")
+	$(PY) scripts/build_real_code.py $(ARGS)
 
 train: setup ## Build the default corpus and train the default model (bytecode detector)
 	$(PY) src/train.py $(ARGS)

@@ -128,6 +128,13 @@ def test_label_mask_of_records() -> None:
         label_mask({"id": "d", "labels": [], "negative_labels": ["overflow"]})
 
 
+def test_unlabeled_real_code_assesses_nothing() -> None:
+    """npm real code has no human labels: every class masked, even with empty ``labels``."""
+    record = {"id": "npm:x", "labels": [], "unlabeled": True}
+    assert label_mask(record) == [0.0] * len(taxonomy.VULNERABILITY_CLASSES)
+    assert label_mask({"id": "corpus", "labels": []}) == [1.0] * len(taxonomy.VULNERABILITY_CLASSES)
+
+
 def test_interchange_file_negative_labels_are_checked(tmp_path: Path) -> None:
     path = tmp_path / "c.jsonl"
     path.write_text(json.dumps({"id": "x", "labels": [], "negative_labels": ["reentrncy"]}) + "\n")

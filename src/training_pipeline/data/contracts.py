@@ -174,8 +174,11 @@ def label_mask(record: dict[str, Any]) -> list[float]:
     """Per class 1.0 where the record's label is known (assessed), 0.0 where it is not (masked).
 
     A record with ``negative_labels`` assessed ``labels`` ∪ ``negative_labels`` only; one without the field
-    (the generated corpus, SolidiFI, most files) is fully assessed.
+    (the generated corpus, SolidiFI, most files) is fully assessed; an ``unlabeled`` one (real code from npm
+    packages, no human labels) assesses nothing, so it adds nothing to the supervised loss or metrics.
     """
+    if record.get("unlabeled"):
+        return [0.0] * len(taxonomy.VULNERABILITY_CLASSES)
     negatives = record.get("negative_labels")
     if negatives is None:
         return [1.0] * len(taxonomy.VULNERABILITY_CLASSES)
@@ -293,6 +296,7 @@ class ContractDataModule(SplitDataModule):
         solidifi: dict | None = None,
         slither_audited: dict | None = None,
         cgt: dict | None = None,
+        real_code: dict | None = None,
         split: dict | None = None,
         fold: int = 0,
         augment: dict | None = None,
@@ -317,6 +321,7 @@ class ContractDataModule(SplitDataModule):
             "solidifi": solidifi,
             "slither_audited": slither_audited,
             "cgt": cgt,
+            "real_code": real_code or {},  # empty: the package list of conf/data/real_code.yaml
         }
         for name in sources:
             if self.source_cfgs.get(name, {}) is None:
@@ -440,6 +445,12 @@ class ContractDataModule(SplitDataModule):
         empty = [s for s in needed if sizes[s] == 0]
         if empty:
             raise DataError(f"split(s) {empty} are empty: use more contracts or another split/fold")
+        assessed = {n for r, n in zip(records, names, strict=True) if any(label_mask(r))}
+        if unassessed := [s for s in needed if s not in assessed]:
+            raise DataError(
+                f"split(s) {unassessed} have no assessed label (data.sources={list(self.sources)}): "
+                "unlabeled sources such as real_code need a labelled source beside them to train or test"
+            )
 
     def indices(self, split: str) -> np.ndarray:
         """Record indices of a split ('all' = every record, augmented variants excluded)."""

@@ -1,0 +1,278 @@
+"""Solidity imports → the standard-JSON ``sources`` of one compile: every file an entry file needs, by name.
+
+Source unit names follow npm's layout, so solc resolves the imports itself without remappings: a file
+under ``.../node_modules/<pkg>/<rel>`` is named ``<pkg>/<rel>``
+(e.g. ``@openzeppelin/contracts/token/ERC20/ERC20.sol``).
+A relative import (``./x.sol``, ``../y.sol``) is resolved against the importing file; any other path is a
+package path, looked up in the ``node_modules`` folders from the importing file upwards (npm's nested
+installs first), then in ``roots``. Every import form (plain, ``as``, ``{A as B}``, ``*``) is kept as written:
+solc reads the files, nothing is flattened or rewritten.
+
+``compile_source_sets`` compiles such sets (one standard-JSON input each, all files given, so no import
+callback is needed) with any solc-js release the resolver finds or installs, and returns the runtime bytecode
+of every contract of the entry file; an empty string is the compiler saying "not deployable" (interface or
+abstract contract).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training_pipeline.corpus.solc_resolver import SolcNotInstalledError, SolcResolver, version_tuple
+from training_pipeline.errors import DataError
+from training_pipeline.utils.solidity import code_only, solidity_pragmas
+
+_IMPORT = re.compile(r"(?<![\w$.])import\b[^;]*;")
+_STRING = re.compile(r"\"((?:[^\"\\\n]|\\.)*)\"|'((?:[^'\\\n]|\\.)*)'")
+
+
+class UnresolvedImportError(DataError):
+    """An import that names no file (missing package, wrong path) or a file that cannot be read."""
+
+
+def import_paths(source: str) -> list[str]:
+    """The path of every ``import`` directive in ``source``, in order (comments and strings ignored)."""
+    code = code_only(source)
+    found = []
+    for m in _IMPORT.finditer(code):
+        literal = _STRING.search(source, m.start(), m.end())
+        if literal is not None:
+            found.append(literal.group(1) if literal.group(1) is not None else literal.group(2))
+    return found
+
+
+def unit_name(path: Path) -> str:
+    """``.../node_modules/@scope/pkg/a/B.sol`` → ``@scope/pkg/a/B.sol`` (after the last node_modules)."""
+    parts = path.parts
+    if "node_modules" in parts:
+        i = len(parts) - 1 - parts[::-1].index("node_modules")
+        return "/".join(parts[i + 1 :])
+    return path.as_posix()
+
+
+@dataclass
+class SourceSet:
+    """One entry file and every file it imports (transitively): source unit name → text, and their pragmas."""
+
+    entry: str
+    sources: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def pragmas(self) -> list[str]:
+        """The ``pragma solidity`` constraints of every file: the compiler must satisfy them all."""
+        return [c for text in self.sources.values() for c in solidity_pragmas(text)]
+
+
+class ImportResolver:
+    """Finds imported files in npm ``node_modules`` trees and collects an entry file's import closure."""
+
+    def __init__(self, roots: Sequence[str | Path] = (), boundary: str | Path | None = None) -> None:
+        self.roots = [Path(r) for r in roots]
+        self.boundary = (
+            Path(boundary) if boundary is not None else None
+        )  # node_modules above it are not searched
+        self._text: dict[Path, str] = {}
+
+    def read(self, path: Path) -> str:
+        """A file's text (cached; every file of a package is read once however many entries import it)."""
+        if path not in self._text:
+            try:
+                self._text[path] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise UnresolvedImportError(f"{path}: not a readable UTF-8 Solidity file ({exc})") from None
+        return self._text[path]
+
+    def resolve(self, imported: str, importer: Path, importer_unit: str) -> tuple[str, Path]:
+        """(unit name, file) of ``imported`` as written in ``importer`` (unit name ``importer_unit``)."""
+        if imported.startswith(("./", "../")):
+            unit = os.path.normpath(os.path.join(os.path.dirname(importer_unit), imported))
+            unit = unit.replace(os.sep, "/")
+            path = Path(os.path.normpath(importer.parent / imported))
+            if path.is_file():
+                return unit, path
+            raise UnresolvedImportError(f"{importer}: import {imported!r} names no file ({path})")
+        for folder in importer.parents:
+            candidate = folder / "node_modules" / imported
+            if folder.name != "node_modules" and candidate.is_file():
+                return imported, candidate
+            if folder == self.boundary:
+                break
+        for root in self.roots:
+            if (root / imported).is_file():
+                return imported, root / imported
+        package = "/".join(imported.split("/")[: 2 if imported.startswith("@") else 1])
+        raise UnresolvedImportError(
+            f"{importer}: import {imported!r} not found in any node_modules above it"
+            f" (is the package {package!r} installed?)"
+        )
+
+    def closure(self, entry: Path) -> SourceSet:
+        """The entry file and all it imports, by unit name (UnresolvedImportError names a bad import)."""
+        entry = Path(entry)
+        first = unit_name(entry)
+        out = SourceSet(entry=first)
+        todo = [(first, entry)]
+        while todo:
+            unit, path = todo.pop()
+            if unit in out.files:
+                if out.files[unit] != path:
+                    raise UnresolvedImportError(
+                        f"{entry}: two files share the source name {unit!r} ({out.files[unit]} and {path})"
+                    )
+                continue
+            text = self.read(path)
+            out.sources[unit], out.files[unit] = text, path
+            todo += [self.resolve(p, path, unit) for p in import_paths(text)]
+        return out
+
+
+# One node process per chunk of jobs; one JSON job per stdin line, one JSON answer per stdout line.
+_RUNNER = r"""'use strict';
+const readline = require('readline');
+const writeOut = process.stdout.write.bind(process.stdout);
+console.log = console.info = console.debug = console.error;
+process.stdout.write = process.stderr.write.bind(process.stderr);
+const loaded = new Map();
+function compiler(dir) {
+  if (!loaded.has(dir)) {
+    for (const old of [...loaded.keys()].slice(0, Math.max(0, loaded.size - 1))) forget(old);
+    const solc = require(dir);
+    loaded.set(dir, typeof solc.compileStandardWrapper === 'function'
+      ? (input) => solc.compileStandardWrapper(input) : (input) => solc.compile(input));
+  }
+  return loaded.get(dir);
+}
+function forget(dir) {
+  loaded.delete(dir);
+  for (const key of Object.keys(require.cache)) if (key.startsWith(dir)) delete require.cache[key];
+}
+function run(job) {
+  const sources = {};
+  for (const [name, content] of Object.entries(job.sources)) sources[name] = { content };
+  const settings = { optimizer: { enabled: !!job.optimize, runs: job.runs || 200 },
+    outputSelection: { [job.entry]: { '*': ['evm.deployedBytecode.object'] } } };
+  let out;
+  try {
+    out = JSON.parse(compiler(job.solc_path)(JSON.stringify({ language: 'Solidity', sources, settings })));
+  } catch (e) {
+    forget(job.solc_path);
+    return { error: `solc crashed: ${String((e && e.message) || e).split('\n')[0].slice(0, 300)}` };
+  }
+  const err = (out.errors || []).find((e) => e.severity === 'error');
+  if (err) {
+    const text = String(err.formattedMessage || err.message).split('\n').map((s) => s.trim()).filter(Boolean);
+    return { error: text.slice(0, 2).join(' ').slice(0, 500) };
+  }
+  const contracts = {};
+  for (const [name, c] of Object.entries((out.contracts || {})[job.entry] || {})) {
+    contracts[name] = (((c.evm || {}).deployedBytecode || {}).object) || '';
+  }
+  return { contracts };
+}
+const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+rl.on('line', (line) => {
+  if (!line.trim()) return;
+  let answer;
+  try { answer = run(JSON.parse(line)); } catch (e) { answer = { error: `runner error: ${e.message}` }; }
+  writeOut(JSON.stringify(answer) + '\n');
+});
+"""
+
+
+@dataclass(frozen=True)
+class SourceSetJob:
+    """One multi-file compile: every source (unit name → text), the entry file and the exact solc release."""
+
+    sources: Mapping[str, str]
+    entry: str
+    version: str
+    optimize: bool = False
+    runs: int = 200
+
+
+@dataclass(frozen=True)
+class SourceSetResult:
+    """Runtime bytecode (hex without 0x; "" = not deployable) of each contract of the entry, or the error."""
+
+    contracts: dict[str, str] | None
+    error: str | None
+
+
+def _run_chunk(script: Path, jobs: list[dict], timeout_s: float) -> list[SourceSetResult]:
+    lines = "".join(json.dumps(j) + "\n" for j in jobs)
+    try:
+        proc = subprocess.run(
+            ["node", str(script)], input=lines, capture_output=True, text=True, timeout=timeout_s
+        )
+        answers = [json.loads(a) for a in proc.stdout.splitlines() if a.strip()]
+        why = f"node exited with {proc.returncode}: {' '.join(proc.stderr.split())[-300:]}"
+    except subprocess.TimeoutExpired:
+        answers, why = [], f"compile did not finish within {timeout_s:.0f} s"
+    except ValueError as exc:
+        answers, why = [], f"compile runner wrote a non-JSON line ({exc})"
+    results = [SourceSetResult(a.get("contracts"), a.get("error")) for a in answers[: len(jobs)]]
+    return results + [SourceSetResult(None, why)] * (len(jobs) - len(results))
+
+
+def compile_source_sets(
+    jobs: Sequence[SourceSetJob],
+    resolver: SolcResolver | None = None,
+    n_workers: int = 2,
+    timeout_s: float = 1800,
+) -> list[SourceSetResult]:
+    """Compile every job (compilers found or installed by ``resolver``) in ``n_workers`` node processes."""
+    if not jobs:
+        return []
+    if shutil.which("node") is None:
+        raise SolcNotInstalledError("node is not on PATH: install Node.js (>= 18), then run `make setup`")
+    resolver = resolver or SolcResolver()
+    paths = {v: str(resolver.ensure(v).path.resolve()) for v in {j.version for j in jobs}}
+    order = sorted(range(len(jobs)), key=lambda i: version_tuple(jobs[i].version))
+    size = -(-len(order) // max(1, n_workers))
+    chunks = [order[k : k + size] for k in range(0, len(order), size)]
+    results: list[SourceSetResult | None] = [None] * len(jobs)
+    with tempfile.TemporaryDirectory(prefix="scathat-compile-") as tmp:
+        script = Path(tmp) / "compile_sources.js"
+        script.write_text(_RUNNER)
+
+        def work(chunk: list[int]) -> None:
+            payload = [
+                {
+                    "sources": dict(jobs[i].sources),
+                    "entry": jobs[i].entry,
+                    "solc_path": paths[jobs[i].version],
+                    "optimize": jobs[i].optimize,
+                    "runs": jobs[i].runs,
+                }
+                for i in chunk
+            ]
+            for i, res in zip(chunk, _run_chunk(script, payload, timeout_s), strict=True):
+                results[i] = res
+
+        threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    return [r if r is not None else SourceSetResult(None, "not compiled") for r in results]
+
+
+__all__ = [
+    "ImportResolver",
+    "SourceSet",
+    "SourceSetJob",
+    "SourceSetResult",
+    "UnresolvedImportError",
+    "compile_source_sets",
+    "import_paths",
+    "unit_name",
+]

@@ -1,0 +1,500 @@
+"""Real audited Solidity from npm packages → unlabeled contract records (every deployable contract compiled).
+
+The package list lives in config (``data.real_code.packages`` in ``conf/data/real_code.yaml``): name, exact
+version, licence (checked against the installed package.json) and an optional subfolder. Packages of
+Uniswap, Gnosis Safe / Safe and Aave are refused (``REFUSED``): they are kept for evaluation outside the
+repository. Each package@version installs once into its own npm prefix, ``<npm_dir>/<slug>/node_modules``
+(``npm install --ignore-scripts``; a rerun finds it and stays offline), and is imported once per config and
+content into ``data/imported/real_code/<key>/`` (records + manifest), like the other importers.
+
+What is compiled: every ``.sol`` file of the package (or its subfolder) not matched by ``exclude`` (mocks and
+tests by default: some are deliberately vulnerable), with its imports (``corpus.imports``: relative and
+package paths from the installed node_modules) and the newest solc release every pragma of the import closure
+allows (``compiler: newest``, the resolver's rule) or, by default (``compiler: era``), the newest release
+of the OLDEST minor they allow: the era the authors wrote against (``>=0.6.0 <0.8.0`` is 0.6 code). Either
+way ``SolcResolver`` finds or installs it (offline: the newest installed match). Which contracts become
+records: files declaring no plain ``contract`` (only interfaces, libraries, ``abstract contract``) are not
+compiled; of the rest, libraries are skipped by declaration and a contract whose runtime bytecode the compiler
+leaves empty is skipped as abstract (0.4/0.5 contracts with unimplemented functions, interfaces). Library
+placeholders (``__$<34 hex>$__``, or ``__<name>___`` before 0.5) are linked to the zero address and counted.
+
+Records have ``labels`` [] and no ``negative_labels``: they are unlabeled (``unlabeled`` is set on load), for
+pretraining, weak labels and the false-alarm benchmark, never supervised negatives. ``group`` keeps one
+package release together by default (``group_by``), since its files import and inherit from each other.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from training_pipeline.config import CONF_DIR
+from training_pipeline.corpus.imports import (
+    ImportResolver,
+    SourceSetJob,
+    UnresolvedImportError,
+    compile_source_sets,
+)
+from training_pipeline.corpus.solc_resolver import (
+    SolcNotInstalledError,
+    SolcResolver,
+    SolcVersionError,
+    satisfies,
+    version_tuple,
+)
+from training_pipeline.data.contracts import LoadedSource
+from training_pipeline.data.importers.solidity import declarations
+from training_pipeline.data.importers.store import build_once, file_sha256, import_key, load_stored, plain
+from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.splits import assign_folds
+
+log = logging.getLogger(__name__)
+
+IMPORTER_VERSION = 1  # bump when the records it produces change for the same input
+ERAS = ("0.4", "0.5", "0.6", "0.7", "0.8")
+# Kept for evaluation outside the repository: never imported here, whatever the config says.
+REFUSED = re.compile(r"uniswap|gnosis|safe-global|^@safe/|^safe-|aave", re.IGNORECASE)
+_EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?")
+_PLACEHOLDER = re.compile(r"__.{38}")  # hex never holds "_": a link placeholder is 40 characters from "__"
+GROUP_BY = ("package", "package_version", "file")
+COMPILER_RULES = ("era", "newest")
+
+
+class PackageError(DataError):
+    """One package cannot be used (install failed, folder missing, licence differs): one line naming it."""
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``@scope/pkg@1.2.3`` → (``@scope/pkg``, ``1.2.3``); no version → (spec, "")."""
+    name, _, version = str(spec).rpartition("@")
+    return (name, version) if name else (str(spec), "")
+
+
+@dataclass(frozen=True)
+class PackageSpec:
+    """One npm package of Solidity sources: name, exact version, licence and the subfolder to compile."""
+
+    name: str
+    version: str
+    licence: str | None = None  # as in its package.json; checked after install when given
+    subfolder: str | None = None  # e.g. contracts, src/v0.6; null = the whole package
+    extra: Sequence[str] = ()  # name@version installed beside it: packages its imports need but it does not
+    # declare as dependencies (Chainlink imports @openzeppelin/contracts from a devDependency)
+
+    def __post_init__(self) -> None:
+        for name, version in [(self.name, self.version), *map(split_spec, self.extra)]:
+            if REFUSED.search(name):
+                raise ConfigError(
+                    f"data.real_code.packages: {name} is refused (Uniswap, Gnosis Safe/Safe and Aave code "
+                    "is kept for evaluation outside the repository)"
+                )
+            if not _EXACT_VERSION.fullmatch(str(version)):
+                raise ConfigError(f"data.real_code.packages: {name} version {version!r} is not exact")
+        object.__setattr__(self, "extra", tuple(self.extra))
+
+    @property
+    def spec(self) -> str:
+        """``name@version`` as npm takes it."""
+        return f"{self.name}@{self.version}"
+
+    @property
+    def slug(self) -> str:
+        """The npm prefix folder name: ``@scope/pkg`` 2.5.1 → ``scope__pkg@2.5.1``."""
+        return f"{self.name.lstrip('@').replace('/', '__')}@{self.version}"
+
+
+@dataclass(frozen=True)
+class RealCodeConfig:
+    """``data.real_code``: which packages, where they install, what to skip, how to group and compile."""
+
+    packages: Sequence[Any] = ()
+    npm_dir: str | None = None  # null: <data_dir>/real_code/npm
+    install: bool = True  # false: never call npm; a package not installed is an error naming it
+    npm: str = "npm"
+    exclude: Sequence[str] = ("**/mocks/**", "**/test/**", "**/tests/**")
+    group_by: str = "package_version"  # package | package_version | file
+    compiler: str = "era"  # era: newest release of the oldest minor the pragmas allow | newest: any minor
+    n_workers: int = 2  # node compile processes; does not change the content
+    n_folds: int = 5
+    seed: int = 0
+    specs: tuple[PackageSpec, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        specs = tuple(
+            p
+            if isinstance(p, PackageSpec)
+            else config_dataclass(PackageSpec, p, f"data.real_code.packages[{i}]")
+            for i, p in enumerate(self.packages)
+        )
+        seen = Counter((s.name, s.version, s.subfolder) for s in specs)
+        dup = [f"{n}@{v}" for (n, v, _), k in seen.items() if k > 1]
+        if dup:
+            raise ConfigError(f"data.real_code.packages: listed twice: {', '.join(dup)}")
+        if self.compiler not in COMPILER_RULES:
+            raise ConfigError(
+                f"data.real_code.compiler={self.compiler!r}: expected one of {', '.join(COMPILER_RULES)}"
+            )
+        if self.group_by not in GROUP_BY:
+            raise ConfigError(
+                f"data.real_code.group_by={self.group_by!r}: expected one of {', '.join(GROUP_BY)}"
+            )
+        object.__setattr__(self, "specs", specs)
+
+    def npm_root(self, data_dir: str | Path) -> Path:
+        """Where packages install: ``npm_dir``, else ``<data_dir>/real_code/npm``."""
+        return Path(self.npm_dir) if self.npm_dir else Path(data_dir) / "real_code" / "npm"
+
+
+def default_config_block() -> dict[str, Any]:
+    """The ``real_code`` block of the packaged ``conf/data/real_code.yaml`` (interpolated keys left out)."""
+    block = OmegaConf.to_container(
+        OmegaConf.load(CONF_DIR / "data" / "real_code.yaml").real_code, resolve=False
+    )
+    return {k: v for k, v in block.items() if not (isinstance(v, str) and v.startswith("${"))}
+
+
+def era(version: str | None) -> str:
+    """``0.8.26`` → ``0.8``; unknown → ``?``."""
+    parts = (version or "").split(".")
+    return ".".join(parts[:2]) if len(parts) >= 2 else "?"
+
+
+def era_constraint(constraints: Sequence[str], resolver: SolcResolver) -> str | None:
+    """``>=0.M.0 <0.(M+1).0`` for the oldest minor M with a release satisfying ``constraints`` (None: none).
+
+    A range such as ``>=0.6.0 <0.8.0`` (OpenZeppelin 3.x) is 0.6 code: 0.7 changed ``using for`` inheritance,
+    so the newest release it allows may not compile it, and its era would be counted wrong.
+    """
+    known = sorted({*resolver.releases, *resolver.available()}, key=version_tuple)
+    ok = [v for v in known if all(satisfies(v, c) for c in constraints)]
+    if not ok:
+        return None
+    major, minor = version_tuple(ok[0])[:2]
+    return f">={major}.{minor}.0 <{major}.{minor + 1}.0"
+
+
+def link_zero(bytecode: str) -> tuple[str, int]:
+    """Link every library placeholder to the zero address; return the bytecode and how many were linked."""
+    return _PLACEHOLDER.subn("0" * 40, bytecode)
+
+
+# --- install ---------------------------------------------------------------------------------------------
+
+
+def package_dir(spec: PackageSpec, npm_root: Path) -> Path:
+    """Where ``spec`` lives once installed: ``<npm_root>/<slug>/node_modules/<name>``."""
+    return npm_root / spec.slug / "node_modules" / spec.name
+
+
+def installed_version(folder: Path) -> str | None:
+    """The ``version`` of the package.json in ``folder``, or None when there is none."""
+    try:
+        return json.loads((folder / "package.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_package(spec: PackageSpec, npm_root: Path, install: bool = True, npm: str = "npm") -> Path:
+    """The installed package folder of ``spec``, installing it first if needed (PackageError names it)."""
+    folder = package_dir(spec, npm_root)
+    wanted = [(spec.name, spec.version), *map(split_spec, spec.extra)]
+    modules = npm_root / spec.slug / "node_modules"
+    if all(installed_version(modules / name) == version for name, version in wanted):
+        return folder
+    specs = [spec.spec, *spec.extra]
+    command = f"{npm} install --prefix {npm_root / spec.slug} --no-audit --no-fund --ignore-scripts"
+    command += " " + " ".join(specs)
+    if not install:
+        raise PackageError(f"{spec.spec}: not installed in {folder} and installs are off: run `{command}`")
+    npm_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.slug}.partial-", dir=npm_root))
+    cmd = [npm, "install", "--prefix", str(tmp), "--no-audit", "--no-fund", "--ignore-scripts", *specs]
+    try:
+        log.info("Installing %s into %s", spec.spec, npm_root / spec.slug)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PackageError(f"{spec.spec}: `{command}` failed: {exc}") from None
+        if proc.returncode != 0:
+            tail = " ".join((proc.stderr or proc.stdout).split())[-300:]
+            raise PackageError(f"{spec.spec}: `{command}` exited with {proc.returncode}: {tail}")
+        for name, version in wanted:
+            got = installed_version(tmp / "node_modules" / name)
+            if got != version:
+                raise PackageError(f"{spec.spec}: npm install left {name} version {got}, not {version}")
+        tmp.chmod(0o755)
+        shutil.rmtree(npm_root / spec.slug, ignore_errors=True)
+        tmp.rename(npm_root / spec.slug)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def package_licence(folder: Path) -> str | None:
+    """The licence declared in a package.json (``license``, or the old ``licenses``/object forms)."""
+    try:
+        meta = json.loads((folder / "package.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = meta.get("license") or meta.get("licenses")
+    if isinstance(value, dict):
+        value = value.get("type")
+    if isinstance(value, list):
+        value = " OR ".join(str(v.get("type", v) if isinstance(v, dict) else v) for v in value)
+    return str(value) if value else None
+
+
+def contract_files(folder: Path, subfolder: str | None, exclude: Sequence[str]) -> list[Path]:
+    """The package's ``.sol`` files (under ``subfolder``), sorted, minus those matching ``exclude``."""
+    base = folder / subfolder if subfolder else folder
+    if not base.is_dir():
+        raise PackageError(f"{folder.name}: no folder {base} (data.real_code.packages subfolder)")
+    files = []
+    for path in sorted(p for p in base.rglob("*.sol") if p.is_file()):
+        rel = "/" + path.relative_to(folder).as_posix()
+        if "/node_modules/" in rel or any(fnmatch.fnmatch(rel, pat) for pat in exclude):
+            continue
+        files.append(path)
+    return files
+
+
+# --- one package -----------------------------------------------------------------------------------------
+
+
+def _group(spec: PackageSpec, rel: str, group_by: str) -> str:
+    if group_by == "package":
+        return f"npm:{spec.name}"
+    if group_by == "file":
+        return f"npm:{spec.spec}:{rel}"
+    return f"npm:{spec.spec}"
+
+
+def import_package(
+    spec: PackageSpec,
+    cfg: RealCodeConfig,
+    data_dir: str | Path,
+    resolver: SolcResolver | None = None,
+    force: bool = False,
+) -> Path:
+    """Install (once) and import (once per config and content) one package; return its stored folder."""
+    start = time.perf_counter()
+    folder = ensure_package(spec, cfg.npm_root(data_dir), cfg.install, cfg.npm)
+    install_s = time.perf_counter() - start
+    licence = package_licence(folder)
+    if spec.licence is not None and licence != spec.licence:
+        raise PackageError(
+            f"{spec.spec}: licence in config {spec.licence!r}, in its package.json {licence!r}"
+        )
+    files = contract_files(folder, spec.subfolder, cfg.exclude)
+    prefix = folder.parents[1] if spec.name.startswith("@") else folder.parent
+    every = sorted(p for p in prefix.rglob("*.sol") if p.is_file())
+    hashes = {p.relative_to(prefix).as_posix(): file_sha256(p) for p in every}
+    key = import_key(
+        {
+            "package": [spec.name, spec.version, spec.subfolder, list(spec.extra)],
+            "exclude": list(cfg.exclude),
+            "group_by": cfg.group_by,
+            "compiler": cfg.compiler,
+            "files": hashes,
+            "importer": IMPORTER_VERSION,
+        }
+    )
+    out = Path(data_dir) / "imported" / "real_code" / key
+
+    def build() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        records, manifest = _build(spec, cfg, folder, files, resolver)
+        manifest["package"]["licence"] = licence
+        manifest["seconds"]["install"] = round(install_s, 2)
+        manifest["seconds"]["total"] = round(time.perf_counter() - start, 2)
+        return records, manifest
+
+    return build_once(out, build, force=force)
+
+
+def _build(
+    spec: PackageSpec,
+    cfg: RealCodeConfig,
+    folder: Path,
+    files: list[Path],
+    resolver: SolcResolver | None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    start = time.perf_counter()
+    resolver = resolver or SolcResolver()
+    modules = folder.parents[1] if spec.name.startswith("@") else folder.parent  # the prefix's node_modules
+    imports = ImportResolver(boundary=modules.parent)  # only this package's npm prefix
+    skipped: Counter[str] = Counter()
+    failures: list[dict[str, str]] = []
+    jobs: list[SourceSetJob] = []
+    todo: list[tuple[str, dict[str, str]]] = []  # (rel path, kind by declared name)
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        text = imports.read(path)
+        decls = declarations(text)
+        for d in decls:
+            if d.kind != "contract" or d.abstract:
+                skipped["abstract" if d.kind == "contract" else d.kind] += 1
+        if not any(d.kind == "contract" and not d.abstract for d in decls):
+            continue  # interfaces, libraries and abstract contracts only: nothing deployable to compile
+        try:
+            sources = imports.closure(path)
+            constraints = sources.pragmas()
+            if cfg.compiler == "era" and (pin := era_constraint(constraints, resolver)) is not None:
+                constraints.append(pin)
+            version = resolver.resolve_constraints(constraints).version
+        except (UnresolvedImportError, SolcVersionError, SolcNotInstalledError) as exc:
+            failures.append({"file": rel, "reason": str(exc).replace(f"{modules}/", "")})
+            continue
+        jobs.append(SourceSetJob(sources.sources, sources.entry, version))
+        todo.append((rel, {d.name: "abstract" if d.abstract else d.kind for d in decls}))
+    prep_s = time.perf_counter() - start
+    log.info("%s: compiling %d of %d files", spec.spec, len(jobs), len(files))
+    results = compile_source_sets(jobs, resolver, n_workers=cfg.n_workers)
+    records: list[dict[str, Any]] = []
+    linked = linked_records = 0
+    for (rel, kinds), job, res in zip(todo, jobs, results, strict=True):
+        if res.contracts is None:
+            failures.append({"file": rel, "reason": str(res.error)})
+            continue
+        for name, code in sorted(res.contracts.items()):
+            kind = kinds.get(name, "contract")
+            if kind != "contract":
+                continue  # interfaces, libraries, abstract contracts: counted from the declarations above
+            if not code:
+                skipped["abstract"] += 1  # the compiler left it without runtime bytecode
+                continue
+            code, n = link_zero(code)
+            linked += n
+            linked_records += n > 0
+            records.append(
+                {
+                    "id": f"npm:{spec.spec}:{rel}:{name}",
+                    "group": _group(spec, rel, cfg.group_by),
+                    "family": spec.name,
+                    "compiler_version": job.version,
+                    "contract_name": name,
+                    "source_code": job.sources[job.entry],
+                    "bytecode": "0x" + code,
+                    "labels": [],
+                    "vulnerable_lines": None,
+                }
+            )
+    if failures:
+        log.warning("%s: %d files failed, e.g. %s: %s", spec.spec, len(failures), *failures[0].values())
+    per_era = Counter(era(r["compiler_version"]) for r in records)
+    manifest = {
+        "source": "real_code",
+        "importer_version": IMPORTER_VERSION,
+        "package": {
+            "name": spec.name,
+            "version": spec.version,
+            "subfolder": spec.subfolder,
+            "extra": list(spec.extra),
+            "path": str(folder),
+        },
+        "config": {"exclude": list(cfg.exclude), "group_by": cfg.group_by, "compiler": cfg.compiler},
+        "n_files": len(files),
+        "n_compiled_files": len(jobs),
+        "n_records": len(records),
+        "per_era": {e: per_era.get(e, 0) for e in sorted({*ERAS, *per_era})},
+        "per_compiler": dict(sorted(Counter(r["compiler_version"] for r in records).items())),
+        "skipped": dict(sorted(skipped.items())),
+        "linked_library_placeholders": linked,
+        "records_with_linked_libraries": linked_records,
+        "compile_failures": len(failures),
+        "failed": failures,
+        "seconds": {"prepare": round(prep_s, 2), "compile": round(time.perf_counter() - start - prep_s, 2)},
+    }
+    return records, manifest
+
+
+# --- every package ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RealCodeImport:
+    """The outcome of importing every configured package: stored folders, and one line per failed package."""
+
+    stored: dict[str, Path] = field(default_factory=dict)  # name@version → data/imported/real_code/<key>
+    failed: dict[str, str] = field(default_factory=dict)  # name@version → why
+
+    def manifests(self) -> dict[str, dict[str, Any]]:
+        """Each stored package's manifest."""
+        return {k: json.loads((p / "manifest.json").read_text()) for k, p in self.stored.items()}
+
+
+def import_real_code(
+    cfg: RealCodeConfig, data_dir: str | Path, resolver: SolcResolver | None = None, force: bool = False
+) -> RealCodeImport:
+    """Install and import every package; a package that fails is recorded, the others still build."""
+    if not cfg.specs:
+        raise ConfigError("data.real_code.packages: list at least one npm package (name, version)")
+    outcome = RealCodeImport()
+    for spec in cfg.specs:
+        try:
+            outcome.stored[spec.spec] = import_package(spec, cfg, data_dir, resolver, force)
+        except PackageError as exc:
+            log.error("%s", exc)
+            outcome.failed[spec.spec] = str(exc)
+    return outcome
+
+
+def count_table(manifests: Mapping[str, Mapping[str, Any]]) -> str:
+    """Contracts per package and era as a markdown table (with files, failures and seconds)."""
+    head = ["package", *ERAS, "contracts", "files", "failed files", "seconds"]
+    rows = [head, ["---"] * len(head)]
+    totals = Counter()
+    for name, m in manifests.items():
+        eras = [m["per_era"].get(e, 0) for e in ERAS]
+        totals.update({e: n for e, n in zip(ERAS, eras, strict=True)})
+        totals.update({"n": m["n_records"], "files": m["n_files"], "failed": m["compile_failures"]})
+        totals["s"] += m["seconds"].get("total", 0)
+        cells = [*eras, m["n_records"], m["n_files"], m["compile_failures"], m["seconds"].get("total", 0)]
+        rows.append([name, *map(str, cells)])
+    total = [totals[e] for e in ERAS] + [
+        totals["n"],
+        totals["files"],
+        totals["failed"],
+        round(totals["s"], 1),
+    ]
+    rows.append(["**total**", *map(str, total)])
+    return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
+
+
+def load_real_code(cfg: dict, data_dir: Path) -> LoadedSource:
+    """The ``real_code`` source of ``ContractDataModule``: unlabeled records, folds dealt by group."""
+    block = plain(cfg) or {}
+    if not block.get("packages"):
+        block = {**default_config_block(), **{k: v for k, v in block.items() if k != "packages"}}
+    config = config_dataclass(RealCodeConfig, block, "data.real_code")
+    outcome = import_real_code(config, data_dir)
+    if outcome.failed:
+        raise DataError(
+            f"data.real_code: {len(outcome.failed)} package(s) unusable: "
+            + "; ".join(outcome.failed.values())
+        )
+    records: list[dict[str, Any]] = []
+    versions = []
+    for path in outcome.stored.values():
+        rows, manifest = load_stored(path)
+        records += rows
+        versions.append(manifest["content_hash"])
+    folds = assign_folds([r["group"] for r in records], [None] * len(records), config.n_folds, config.seed)
+    for r in records:
+        r["fold"] = folds[r["group"]]
+        r["unlabeled"] = True  # no human labels: every class unassessed (see the module docstring)
+    version = versions[0] if len(versions) == 1 else import_key({"packages": versions})
+    return LoadedSource(records, "sha256:" + version)

@@ -1,0 +1,240 @@
+"""The real_code importer on a fake npm package tree (written here; no network, bundled compilers only).
+
+``@fake/app`` imports a sibling file (relative path) and ``@fake/lib`` (package path, installed beside it as
+npm would); the library has a public function, so the caller's bytecode holds a link placeholder.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from training_pipeline.corpus.imports import ImportResolver, UnresolvedImportError, import_paths, unit_name
+from training_pipeline.corpus.solc_resolver import SolcResolver
+from training_pipeline.data.importers import real_code
+from training_pipeline.data.importers.real_code import (
+    PackageError,
+    RealCodeConfig,
+    count_table,
+    ensure_package,
+    import_real_code,
+    link_zero,
+    load_real_code,
+)
+from training_pipeline.errors import ConfigError
+from training_pipeline.utils.checks import config_dataclass
+
+TOKEN = """\
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.0;
+
+import "./Base.sol";
+import {MathLib} from "@fake/lib/MathLib.sol";
+
+/* import "./Missing.sol"; is a comment, not an import */
+contract Token is Base {
+    function twice(uint256 x) external pure returns (uint256) {
+        return MathLib.double(x);
+    }
+}
+
+abstract contract Half {
+    function h() public virtual returns (uint256);
+}
+"""
+
+BASE = """\
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.0;
+
+interface IThing {
+    function f() external;
+}
+
+contract Base {
+    uint256 public x;
+}
+"""
+
+MATH = """\
+// SPDX-License-Identifier: MIT
+pragma solidity >=0.8.0;
+
+library MathLib {
+    function double(uint256 x) public pure returns (uint256) {
+        return 2 * x;
+    }
+}
+"""
+
+OLD = """\
+pragma solidity ^0.5.0;
+
+contract Implicit {
+    function f() public;
+}
+
+contract Real {
+    function g() public pure returns (uint256) {
+        return 1;
+    }
+}
+"""
+
+
+def write_package(root: Path, name: str, version: str, files: dict[str, str], licence: str = "MIT") -> Path:
+    """A package folder as npm leaves it: package.json and sources."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "package.json").write_text(json.dumps({"name": name, "version": version, "license": licence}))
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture
+def npm_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TRAINING_PIPELINE_SOLC_OFFLINE", "1")
+    monkeypatch.setenv("TRAINING_PIPELINE_SOLC_CACHE", str(tmp_path / "solc-cache"))  # bundled releases only
+    root = tmp_path / "npm"
+    modules = root / "fake__app@1.0.0" / "node_modules"
+    files = {"contracts/Token.sol": TOKEN, "contracts/Base.sol": BASE, "contracts/old/Old.sol": OLD}
+    files["contracts/mocks/Mock.sol"] = "pragma solidity ^0.8.0;\ncontract Mock {}\n"
+    write_package(modules / "@fake" / "app", "@fake/app", "1.0.0", files)
+    write_package(modules / "@fake" / "lib", "@fake/lib", "2.0.0", {"MathLib.sol": MATH})
+    return root
+
+
+def config(npm_root: Path, *packages: dict, **overrides) -> RealCodeConfig:
+    block = {"packages": list(packages), "npm_dir": str(npm_root), "install": False, "n_workers": 1}
+    return config_dataclass(RealCodeConfig, {**block, **overrides}, "data.real_code")
+
+
+APP = {"name": "@fake/app", "version": "1.0.0", "licence": "MIT", "subfolder": "contracts"}
+
+
+def test_import_paths_and_unit_names(npm_root: Path) -> None:
+    assert import_paths(TOKEN) == ["./Base.sol", "@fake/lib/MathLib.sol"]
+    assert import_paths('import * as M from "a.sol";\nimport "b.sol" as B;\n') == ["a.sol", "b.sol"]
+    token = npm_root / "fake__app@1.0.0/node_modules/@fake/app/contracts/Token.sol"
+    assert unit_name(token) == "@fake/app/contracts/Token.sol"
+    sources = ImportResolver().closure(token)
+    assert set(sources.sources) == {
+        "@fake/app/contracts/Token.sol",
+        "@fake/app/contracts/Base.sol",
+        "@fake/lib/MathLib.sol",
+    }
+    assert sorted(sources.pragmas()) == [">=0.8.0", "^0.8.0", "^0.8.0"]
+
+
+def test_missing_import_names_it(tmp_path: Path) -> None:
+    f = tmp_path / "node_modules" / "p" / "A.sol"
+    f.parent.mkdir(parents=True)
+    f.write_text('pragma solidity ^0.8.0;\nimport "@nowhere/pkg/X.sol";\ncontract A {}\n')
+    with pytest.raises(UnresolvedImportError, match="@nowhere/pkg"):
+        ImportResolver().closure(f)
+
+
+def test_era_rule_picks_the_oldest_minor_a_range_allows() -> None:
+    resolver = SolcResolver(releases=["0.5.17", "0.6.11", "0.6.12", "0.7.6", "0.8.26"])
+    assert real_code.era_constraint([">=0.6.0 <0.8.0"], resolver) == ">=0.6.0 <0.7.0"
+    assert real_code.era_constraint(["^0.8.0"], resolver) == ">=0.8.0 <0.9.0"
+    assert real_code.era_constraint(["^0.9.0"], resolver) is None
+
+
+def test_link_zero_counts_placeholders() -> None:
+    new_style, old_style = "__$" + "ab" * 17 + "$__", "__Contract.sol:Lib".ljust(40, "_")
+    code, n = link_zero("6080" + new_style + "56" + old_style + "00")
+    assert n == 2 and "_" not in code and len(code) == 4 + 40 + 2 + 40 + 2
+
+
+def test_fake_package_compiles_into_linked_records(npm_root: Path, tmp_path: Path) -> None:
+    outcome = import_real_code(config(npm_root, APP), tmp_path / "data")
+    assert not outcome.failed
+    manifest = outcome.manifests()["@fake/app@1.0.0"]
+    (path,) = outcome.stored.values()
+    records, _ = real_code.load_stored(path)
+    by_name = {r["contract_name"]: r for r in records}
+    # Token (relative + package import, linked library), Base, Real (0.5); never the interface, the
+    # library, the abstract contract (keyword) or the 0.5 contract the compiler leaves without bytecode;
+    # mocks are excluded.
+    assert set(by_name) == {"Token", "Base", "Real"}, manifest
+    token = by_name["Token"]
+    assert token["id"] == "npm:@fake/app@1.0.0:contracts/Token.sol:Token"
+    assert token["source_code"] == TOKEN and token["labels"] == [] and "negative_labels" not in token
+    assert (
+        token["bytecode"].startswith("0x") and "_" not in token["bytecode"] and "0" * 40 in token["bytecode"]
+    )
+    assert token["compiler_version"] == "0.8.26" and by_name["Real"]["compiler_version"] == "0.5.17"
+    assert token["family"] == "@fake/app" and token["group"] == "npm:@fake/app@1.0.0"
+    assert manifest["linked_library_placeholders"] >= 1 and manifest["records_with_linked_libraries"] == 1
+    assert manifest["skipped"] == {"abstract": 2, "interface": 1}  # Half (keyword), Implicit (no bytecode)
+    assert manifest["per_era"]["0.8"] == 2 and manifest["per_era"]["0.5"] == 1
+    assert manifest["package"]["licence"] == "MIT" and manifest["compile_failures"] == 0
+    assert "| @fake/app@1.0.0 | 0 | 1 | 0 | 0 | 2 | 3 |" in count_table(outcome.manifests())
+
+
+def test_rerun_hits_the_store(npm_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = config(npm_root, APP)
+    first = import_real_code(cfg, tmp_path / "data").stored
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("recompiled although the import is stored")
+
+    monkeypatch.setattr(real_code, "compile_source_sets", no_compile)
+    assert import_real_code(cfg, tmp_path / "data").stored == first
+    block = {"packages": [APP], "npm_dir": str(npm_root), "install": False, "n_workers": 1}
+    loaded = load_real_code(block, tmp_path / "data")
+    assert loaded.records and all(r["unlabeled"] and r["labels"] == [] for r in loaded.records)
+    assert all(isinstance(r["fold"], int) for r in loaded.records)
+
+
+@pytest.mark.parametrize("name", ["@uniswap/v2-core", "@gnosis.pm/safe-contracts", "@aave/core-v3"])
+def test_refused_packages_are_a_one_line_error(npm_root: Path, name: str) -> None:
+    with pytest.raises(ConfigError, match="refused") as err:
+        config(npm_root, APP, {"name": name, "version": "1.0.1"})
+    assert name in str(err.value) and "\n" not in str(err.value)
+
+
+def test_refused_extra_package_is_an_error(npm_root: Path) -> None:
+    with pytest.raises(ConfigError, match="@uniswap/v3-core is refused"):
+        config(npm_root, {**APP, "extra": ["@uniswap/v3-core@1.0.0"]})
+
+
+def test_extra_packages_must_be_installed_too(npm_root: Path, tmp_path: Path) -> None:
+    spec = config(npm_root, {**APP, "extra": ["@fake/lib@2.0.0"]}).specs[0]
+    assert ensure_package(spec, npm_root, install=False).name == "app"  # @fake/lib 2.0.0 is there
+    spec = config(npm_root, {**APP, "extra": ["@fake/lib@3.0.0"]}).specs[0]
+    with pytest.raises(PackageError, match=r"@fake/app@1\.0\.0: not installed.*@fake/lib@3\.0\.0"):
+        ensure_package(spec, npm_root, install=False)
+
+
+def test_config_typos_and_loose_versions_are_errors(npm_root: Path) -> None:
+    with pytest.raises(ConfigError, match="subfoldr"):
+        config(npm_root, {**APP, "subfoldr": "x"})
+    with pytest.raises(ConfigError, match="not exact"):
+        config(npm_root, {"name": "x", "version": "^1.0.0"})
+
+
+def test_missing_or_failing_package_is_one_line_naming_it(npm_root: Path, tmp_path: Path) -> None:
+    missing = {"name": "@fake/absent", "version": "0.1.0"}
+    outcome = import_real_code(config(npm_root, APP, missing), tmp_path / "data")
+    assert set(outcome.stored) == {"@fake/app@1.0.0"}  # the other package still builds
+    assert "@fake/absent@0.1.0" in outcome.failed["@fake/absent@0.1.0"]
+    assert "npm install" in outcome.failed["@fake/absent@0.1.0"]
+    spec = config(npm_root, missing).specs[0]
+    with pytest.raises(PackageError, match=r"@fake/absent@0\.1\.0.*exited with 1"):
+        ensure_package(spec, npm_root, install=True, npm="false")  # `false`: an npm that always fails
+    assert not list(npm_root.glob(".*partial*"))  # nothing half-installed is left behind
+    wrong = import_real_code(config(npm_root, {**APP, "licence": "GPL-3.0"}), tmp_path / "data")
+    assert "licence in config 'GPL-3.0', in its package.json 'MIT'" in wrong.failed["@fake/app@1.0.0"]
+
+
+def test_packaged_list_covers_every_era_and_builds() -> None:
+    cfg = config_dataclass(RealCodeConfig, real_code.default_config_block(), "data.real_code")
+    oz = {s.version for s in cfg.specs if s.name == "@openzeppelin/contracts"}
+    assert {"2.5.1", "3.4.2", "3.4.2-solc-0.7"} <= oz and any(v.startswith("4.") for v in oz)
+    assert any(v.startswith("5.") for v in oz) and all(s.licence for s in cfg.specs)
