@@ -65,3 +65,8 @@ def test_pragma_operator_right_after_the_name(text: str) -> None:
 
 def test_pragma_without_a_separator_or_value_is_no_directive() -> None:
     assert pragmas("pragma solidity0.8;\npragma solidity;\n") == []
+
+
+def test_spaces_around_dots_are_a_range_solc_accepts() -> None:
+    """``pragma solidity ^ 0.4 .6;`` (17 CGT files) compiles with solc 0.4.x: the range must parse."""
+    assert compatible_compilers("pragma solidity ^ 0.4 .6;\ncontract A {}\n") == ["0.4.26"]

@@ -138,12 +138,14 @@ def refresh_releases(
 
 
 _OPERATOR_SPACE = re.compile(r"(\^|~|>=|<=|>|<|=)\s+")
+_DOT_SPACE = re.compile(r"(?<=\d)\s*\.\s*(?=\d)")  # ``^ 0.4 .6``: solc accepts spaces around dots
 
 
 def satisfies(version: str, constraint: str) -> bool:
     """Whether ``version`` lies in the npm-style range ``constraint`` (``>= 0.5.0`` spacing allowed)."""
     try:
-        return Version(version) in NpmSpec(_OPERATOR_SPACE.sub(r"\1", constraint.strip()))
+        spec = _DOT_SPACE.sub(".", _OPERATOR_SPACE.sub(r"\1", constraint.strip()))
+        return Version(version) in NpmSpec(spec)
     except ValueError:  # not a range solc accepts either
         return False
 

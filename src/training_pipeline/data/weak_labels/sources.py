@@ -1,0 +1,182 @@
+"""What the labelling stage reads: CGT, SolidiFI, the generated corpus, or Solidity files and folders.
+
+Every loader returns reference records ``{id, source_code, labels[, negative_labels]}``; a path that cannot
+work (missing, empty, not Solidity) raises a one-line ``DataError``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from training_pipeline.errors import DataError
+from training_pipeline.utils.solidity import code_only
+
+SOURCES: tuple[str, ...] = ("cgt", "solidifi", "corpus", "file")
+_DECLARATION = re.compile(r"\b(contract|library|interface)\s+[A-Za-z_$][\w$]*")
+
+
+def looks_like_solidity(text: str) -> bool:
+    """True when the text declares a contract, library or interface outside comments and strings."""
+    try:
+        return bool(_DECLARATION.search(code_only(text)))
+    except Exception:  # the lexer gave up on it: not Solidity we can use
+        return False
+
+
+def read_solidity(path: Path) -> str:
+    """A ``.sol`` file's text; a DataError when it is empty, binary or declares no contract."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not raw.strip():
+        raise DataError(f"{path}: empty file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text, so not a Solidity source") from None
+    if "\x00" in text or not looks_like_solidity(text):
+        raise DataError(f"{path}: not Solidity (no contract, library or interface declared)")
+    return text
+
+
+def _has_source(row: Mapping[str, Any]) -> bool:
+    return isinstance(row.get("source_code"), str) and bool(row["source_code"].strip())
+
+
+def _exists(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise DataError(f"{path}: no such {what}")
+    return path
+
+
+def load_files(path: str | Path) -> list[dict[str, Any]]:
+    """One ``.sol`` file, or every ``.sol`` under a folder (sorted; unusable ones skipped with a note)."""
+    path = _exists(Path(path), "file or folder")
+    if path.is_file():
+        return [{"id": str(path), "source_code": read_solidity(path), "labels": []}]
+    rows, skipped = [], []
+    for f in sorted(path.rglob("*.sol")):
+        try:
+            rows.append({"id": str(f), "source_code": read_solidity(f), "labels": []})
+        except DataError as exc:
+            skipped.append(str(exc))
+    if skipped:
+        print(f"skipped {len(skipped)} unusable .sol file(s), e.g. {skipped[0]}", file=sys.stderr)
+    if not rows:
+        raise DataError(f"{path}: no usable .sol files in this folder")
+    return rows
+
+
+def load_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Interchange records (JSONL) that carry ``source_code``; records without it are skipped."""
+    path = _exists(Path(path), "file")
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise DataError(f"{path}:{n}: not a JSON line") from None
+            if isinstance(row, dict) and _has_source(row):
+                rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no records with source_code")
+    return rows
+
+
+def load_cgt(path: str | Path) -> list[dict[str, Any]]:
+    """CGT's contracts.jsonl: labels and negative_labels as the dataset gives them."""
+    return [
+        {
+            "id": r["id"],
+            "source_code": r["source_code"],
+            "labels": list(r.get("labels") or []),
+            "negative_labels": list(r.get("negative_labels") or []),
+        }
+        for r in load_jsonl(path)
+    ]
+
+
+def load_solidifi(path: str | Path, label_map: Mapping[str, str]) -> list[dict[str, Any]]:
+    """SolidiFI's buggy_contracts/<BugType>/buggy_N.sol: the folder's label is the only class assessed."""
+    root = _exists(Path(path), "folder")
+    if (root / "buggy_contracts").is_dir():
+        root = root / "buggy_contracts"
+    rows = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        label = label_map.get(folder.name)
+        for f in sorted(folder.glob("*.sol")):
+            rows.append(
+                {
+                    "id": f"{folder.name}/{f.name}",
+                    "source_code": read_solidity(f),
+                    "labels": [label] if label else [],
+                    "negative_labels": [],  # the base contracts are not certified free of other bugs
+                }
+            )
+    if not rows:
+        raise DataError(f"{root}: no <BugType>/*.sol files (expected SolidiFI's buggy_contracts/)")
+    return rows
+
+
+def load_corpus(path: str | Path) -> list[dict[str, Any]]:
+    """The generated corpus: an exported JSONL (scripts/build_corpus.py --export) or a built corpus folder.
+
+    The generator's labels are complete: every class is assessed (no negative_labels).
+    """
+    path = _exists(Path(path), "file or folder")
+    if path.is_dir():
+        from training_pipeline.corpus.build import load_corpus as load_built
+
+        try:
+            rows = load_built(path).to_list()
+        except Exception as exc:
+            raise DataError(f"{path}: not a built corpus folder ({exc})") from None
+    else:
+        from training_pipeline.data.records import read_records
+
+        rows = read_records(path)
+    out = []
+    for r in rows:
+        if _has_source(r):
+            rec = {"id": str(r.get("id")), "source_code": r["source_code"]}
+            rec["labels"] = list(r.get("labels") or [])
+            if r.get("negative_labels") is not None:
+                rec["negative_labels"] = list(r["negative_labels"])
+            out.append(rec)
+    if not out:
+        raise DataError(f"{path}: no corpus records with source_code")
+    return out
+
+
+def load_source(kind: str, path: str | Path | None, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Records of one ``--source`` kind; ``path`` defaults to ``cfg['sources'][kind]`` where there is one."""
+    if kind not in SOURCES:
+        raise DataError(f"unknown source {kind!r}; expected one of {', '.join(SOURCES)}")
+    path = path or (cfg.get("sources") or {}).get(kind)
+    if not path:
+        raise DataError(f"--source {kind} needs a PATH")
+    if kind == "cgt":
+        return load_cgt(path)
+    if kind == "solidifi":
+        return load_solidifi(path, cfg.get("solidifi_labels") or {})
+    if kind == "corpus":
+        return load_corpus(path)
+    return load_files(path)
+
+
+def select(records: list[dict[str, Any]], limit: int | None = None, sample: int | None = None, seed: int = 0):
+    """A seeded random ``sample`` of the records (kept in input order), then the first ``limit`` of them."""
+    if sample is not None and sample < len(records):
+        keep = set(random.Random(seed).sample(range(len(records)), sample))
+        records = [r for i, r in enumerate(records) if i in keep]
+    return records[:limit] if limit is not None else records
