@@ -12,16 +12,12 @@ const fs = require('fs');
 const path = require('path');
 const readline = require('readline');
 
-const writeOut = process.stdout.write.bind(process.stdout);
-console.log = console.info = console.debug = console.error;
-process.stdout.write = process.stderr.write.bind(process.stderr);
+const { bundledAliases, claimStdout } = require('./solc_common');
+
+const writeOut = claimStdout();
 
 const FILE = 'Contract.sol';
-const ALIASES = {}; // "0.8.26" -> "solc-0826", from package.json ("solc-0826": "npm:solc@0.8.26")
-for (const [alias, spec] of Object.entries(require(path.join(__dirname, 'package.json')).dependencies || {})) {
-  const m = /^npm:solc@(\d+\.\d+\.\d+)$/.exec(spec);
-  if (m) ALIASES[m[1]] = alias;
-}
+const ALIASES = bundledAliases(); // "0.8.26" -> "solc-0826"
 const MAX_LOADED = 6; // compilers kept in memory (each is a large emscripten module); least recent goes
 const compilers = new Map(); // package folder -> compile function, in order of last use
 

@@ -16,17 +16,13 @@
 const fs = require('fs');
 const path = require('path');
 
-const writeOut = process.stdout.write.bind(process.stdout);
-console.log = console.info = console.debug = console.error;
-process.stdout.write = process.stderr.write.bind(process.stderr);
+const { bundledAliases, claimStdout } = require('./solc_common');
+
+const writeOut = claimStdout();
 
 const VERSION_ENV = 'SCATHAT_SOLC_VERSION';
 const DEFAULT_VERSION = '0.4.26'; // pragma-less code is mostly pre-0.5 era
-const ALIASES = {}; // "0.8.26" -> "solc-0826", from package.json ("solc-0826": "npm:solc@0.8.26")
-for (const [alias, spec] of Object.entries(require(path.join(__dirname, 'package.json')).dependencies || {})) {
-  const m = /^npm:solc@(\d+\.\d+\.\d+)$/.exec(spec);
-  if (m) ALIASES[m[1]] = alias;
-}
+const ALIASES = bundledAliases(); // "0.8.26" -> "solc-0826"
 const BUNDLED = Object.keys(ALIASES).sort((a, b) => cmp(a, b));
 
 function cmp(a, b) {
