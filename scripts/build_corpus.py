@@ -6,8 +6,12 @@ python scripts/build_corpus.py --export corpus.jsonl            # interchange fo
 python scripts/build_corpus.py --coverage --coverage-out docs/coverage.md  # what the generator covers
 
 After a build it prints the data quality report of the configured data (every `data.sources`, split as
-training splits it) and writes outputs/data_report/report.{md,json} (--report-dir elsewhere, --no-report
-skips it); a group shared by two splits makes it exit with status 1.
+training splits it, each source side by side: class assessment, eras, compile settings, sizes, clone groups
+across sources, and Slither's agreement when its weak-label cache has the records; --slither-cache DIR
+for another cache than conf/weak_labels/slither.yaml's) and writes outputs/data_report/report.{md,json}
+(--report-dir elsewhere, --no-report skips it); a group shared by two splits makes it exit with status 1.
+
+python scripts/build_corpus.py data.sources=[corpus,cgt,real_code] --report-dir /tmp/report
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corp
 from training_pipeline.corpus.generator import coverage_markdown, generate_corpus
 from training_pipeline.data.quality import (
     check_report,
-    load_configured_records,
+    load_configured_data,
     print_report,
     quality_report,
+    slither_predictions,
     split_verdict,
     write_report,
 )
@@ -51,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--coverage-out", type=Path, help="also write the coverage table to this file")
     parser.add_argument("--report-dir", type=Path, help="data report folder (default: outputs/data_report)")
     parser.add_argument("--no-report", action="store_true", help="skip the data quality report")
+    parser.add_argument(
+        "--slither-cache", type=Path, help="Slither weak-label cache for the report (default: its config's)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -69,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
             write_records(rows, args.export, overwrite=args.force)
             print(f"exported {len(rows)} records to {args.export}", file=sys.stderr)
         if not args.no_report:
-            return _report(args.overrides, args.report_dir or Path(cfg.paths.log_dir) / "data_report")
+            out_dir = args.report_dir or Path(cfg.paths.log_dir) / "data_report"
+            return _report(args.overrides, out_dir, args.slither_cache)
     except (UserError, TypeError, HydraException) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -96,10 +105,11 @@ def _coverage(cfg, show: bool, out: Path | None) -> int:
     return 0
 
 
-def _report(overrides: list[str], out_dir: Path) -> int:
+def _report(overrides: list[str], out_dir: Path, slither_cache: Path | None = None) -> int:
     """Print and write the data quality report; 1 when some group is in two splits."""
-    records, split_of, cfg = load_configured_records(overrides)
-    report = quality_report(records, split_of)
+    records, split_of, cfg, skipped = load_configured_data(overrides)
+    predictions, note = slither_predictions(records, slither_cache)
+    report = quality_report(records, split_of, predictions, note, skipped)
     print_report(report)
     print(split_verdict(report))
     md = write_report(report, out_dir, {"sources": list(cfg.data.sources), "fold": cfg.data.fold})

@@ -6,6 +6,12 @@ python scripts/weak_label.py --source cgt --sample 400 --seed 0 --agreement
 python scripts/weak_label.py --source corpus corpus.jsonl --agreement   # an exported generated corpus
 python scripts/weak_label.py --source solidifi --limit 20
 python scripts/weak_label.py --source file contracts/                # a .sol file or a folder of them
+python scripts/weak_label.py --source real_code --agreement          # npm audited code: flag rates
+
+--source real_code (records of scripts/build_real_code.py, default data dir `data`) analyses each contract's
+file in place in its installed npm tree, imports resolved from disk, with the solc release it was compiled
+with; it is cached by the hash of the resolved input set (every imported file and the release), and
+--agreement writes its flag rates (unlabeled audited code: the false-alarm view) instead of agreement.
 
 The cache (default data/weak_labels/slither/, --out elsewhere) holds one JSON per source and Slither version;
 a rerun analyses only new sources. --agreement writes outputs/weak_labels/agreement.{md,json} (one section per
@@ -29,9 +35,8 @@ from training_pipeline.data.weak_labels.mapping import (
     load_config,
     record_predictions,
 )
-from training_pipeline.data.weak_labels.runner import label_sources, progress_printer
-from training_pipeline.data.weak_labels.slither import source_sha256
-from training_pipeline.data.weak_labels.sources import SOURCES, load_source, select
+from training_pipeline.data.weak_labels.runner import cache_key, label_sources, progress_printer
+from training_pipeline.data.weak_labels.sources import SOURCES, load_source, select, tree_sources
 from training_pipeline.errors import UserError
 
 
@@ -80,12 +85,17 @@ def main(argv: list[str] | None = None) -> int:
             cfg, min_impact=args.min_impact, min_confidence=args.min_confidence
         )
         if args.agreement and args.source == "file":
-            raise UserError("--agreement needs labelled records: --source cgt, solidifi or corpus")
+            raise UserError(
+                "--agreement needs labelled records (--source cgt, solidifi or corpus) "
+                "or real_code (flag rates)"
+            )
         records = select(load_source(args.source, args.path, cfg), args.limit, args.sample, args.seed)
         cache = FindingsCache(args.out or cfg.get("cache_dir"))
         timeout = float(args.timeout or cfg.get("timeout_s", 60))
+        tasks = tree_sources(records) if args.source == "real_code" else [r["source_code"] for r in records]
+        keys = [cache_key(t) for t in tasks]
         results, summary = label_sources(
-            [r["source_code"] for r in records],
+            tasks,
             cache,
             workers=args.workers or int(cfg.get("workers", 2)),
             timeout_s=timeout,
@@ -100,23 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"cache: {cache.dir}")
     predictions = {sha: record_predictions(rec, mapping) for sha, rec in results.items()}
     if args.source == "file" and len(records) <= 50:
-        for r in records:
-            rec = results[source_sha256(r["source_code"])]
-            pred = predictions[source_sha256(r["source_code"])]
+        for r, key in zip(records, keys, strict=True):
+            rec = results[key]
+            pred = predictions[key]
             if pred is None:
                 shown = f"{rec['status']}: {rec.get('reason', '')}"
             else:
                 shown = ", ".join(pred.labels) or "no class"
             print(f"{r['id']}: {shown}")
     if args.agreement:
-        pairs = []
-        for r in records:
-            pred = predictions[source_sha256(r["source_code"])]
-            pairs.append((r, None if pred is None else pred.labels))
-        per_class, coverage = agree.agreement(pairs)
-        section = args.section or (
-            f"{args.source} (random {args.sample}, seed {args.seed})" if args.sample else args.source
-        )
         meta = {
             "command": "python scripts/weak_label.py " + shlex.join(sys.argv[1:] if argv is None else argv),
             "slither": cache.version,
@@ -125,10 +127,26 @@ def main(argv: list[str] | None = None) -> int:
             "analysed this run": summary.analysed,
             "from cache": summary.cached,
         }
+        report_dir = args.report_dir or cfg.get("report_dir", "outputs/weak_labels")
+        if args.source == "real_code":
+            section = args.section or "npm audited code: flag rates"
+            rates = agree.flag_rates(records, [results[k] for k in keys], mapping)
+            md, js = agree.write_flag_rates(section, rates, meta, report_dir)
+            print(f"\n## {section}\n\n{agree.flag_rate_markdown(rates)}\n")
+            print(f"report: {md} and {js}")
+            return 0
+        pairs = []
+        for r, key in zip(records, keys, strict=True):
+            pred = predictions[key]
+            pairs.append((r, None if pred is None else pred.labels))
+        per_class, coverage = agree.agreement(pairs)
+        section = args.section or (
+            f"{args.source} (random {args.sample}, seed {args.seed})" if args.sample else args.source
+        )
         md, js = agree.write_report(
             section,
             {"per_class": per_class, "coverage": coverage, "meta": meta},
-            args.report_dir or cfg.get("report_dir", "outputs/weak_labels"),
+            report_dir,
         )
         print(f"\n## {section}\n\n{agree.markdown_table(per_class)}\n")
         print(f"agreement: {md} and {js}")

@@ -72,4 +72,5 @@ def test_data_exploration_notebook_runs_on_the_tiny_corpus(
     text, images = _outputs(nb)
     assert f"{TINY_CORPUS} records in" in text
     assert "split check: OK, no split shares a group" in text
-    assert images >= 4  # counts, lengths, co-occurrence heatmap, per-split labels and groups
+    assert "clone groups across sources: 0" in text  # one source: no group spans two
+    assert images >= 5  # counts, lengths, co-occurrence heatmap, per-split labels and groups, per source

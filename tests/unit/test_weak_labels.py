@@ -212,3 +212,105 @@ def test_cli_bad_input_is_one_error_line(
 
 def test_solc_dir_holds_the_bridge() -> None:
     assert (solc_dir() / "solc_bridge.js").is_file()
+
+
+# --- a file analysed in place, imports from disk ----------------------------------------------------------
+LIB = """pragma solidity ^0.5.0;
+
+library Lib {
+    function onlyOrigin(address who) internal view {
+        require(tx.origin == who);
+    }
+}
+"""
+BASE = """pragma solidity ^0.5.0;
+
+contract Base {
+    mapping(address => uint) public balances;
+}
+"""
+VAULT = """pragma solidity ^0.5.0;
+
+import "@fake/lib/Lib.sol";
+import "./Base.sol";
+
+contract Vault is Base {
+    function deposit() public payable {
+        Lib.onlyOrigin(msg.sender);
+        balances[msg.sender] += msg.value;
+    }
+
+    function withdraw() public {
+        uint amount = balances[msg.sender];
+        (bool ok, ) = msg.sender.call.value(amount)("");
+        require(ok);
+        balances[msg.sender] = 0;
+    }
+}
+"""
+
+
+def _fake_package(root: Path) -> Path:
+    (root / "node_modules" / "@fake" / "lib").mkdir(parents=True)
+    (root / "node_modules" / "@fake" / "lib" / "Lib.sol").write_text(LIB)
+    (root / "contracts").mkdir()
+    (root / "contracts" / "Base.sol").write_text(BASE)
+    (root / "contracts" / "Vault.sol").write_text(VAULT)
+    return root / "contracts" / "Vault.sol"
+
+
+def _resolver():
+    from training_pipeline.corpus.solc_resolver import SolcResolver
+
+    return SolcResolver(solc_dir=ROOT / "scripts" / "solc", offline=True)
+
+
+def test_tree_source_keys_on_the_resolved_input_set(tmp_path: Path) -> None:
+    from training_pipeline.data.weak_labels.slither import tree_source
+
+    vault = _fake_package(tmp_path)
+    task = tree_source(vault, "0.5.17", _resolver(), boundary=tmp_path, record_id="fake:Vault")
+    assert (task.entry, task.base, task.n_files, task.note) == ("Vault.sol", str(vault.parent), 3, "")
+    assert task.include == (str(tmp_path / "node_modules"),)
+    (tmp_path / "node_modules" / "@fake" / "lib" / "Lib.sol").write_text(LIB + "\n// changed\n")
+    changed = tree_source(vault, "0.5.17", _resolver(), boundary=tmp_path)
+    assert changed.source_sha256 == task.source_sha256 and changed.key != task.key  # an import changed
+    assert tree_source(vault, "0.4.26", _resolver(), boundary=tmp_path).key != task.key  # another release
+    missing = tree_source(vault, "0.4.99", _resolver(), boundary=tmp_path)
+    assert missing.solc_path is None and "0.4.99" in missing.note
+
+
+@needs_slither
+def test_slither_analyses_a_file_with_package_and_relative_imports(tmp_path: Path) -> None:
+    from training_pipeline.data.weak_labels.agreement import flag_rates, write_flag_rates
+    from training_pipeline.data.weak_labels.runner import label_sources
+    from training_pipeline.data.weak_labels.slither import tree_source
+
+    vault = _fake_package(tmp_path)
+    task = tree_source(vault, "0.5.17", _resolver(), boundary=tmp_path, record_id="fake:Vault")
+    assert task.solc_path is not None and task.solc_path.endswith("solc-0517")  # loaded by folder
+    cache = FindingsCache(tmp_path / "cache", version="test")
+    results, summary = label_sources([task], cache, workers=1, timeout_s=120)
+    rec = results[task.key]
+    assert rec["status"] == "ok", rec["reason"]
+    assert (rec["sha256"], rec["record_id"], rec["solc_version"], rec["n_files"]) == (
+        task.key,
+        "fake:Vault",
+        "0.5.17",
+        3,
+    )
+    assert cache.get(task.key) == rec
+    checks = {f["check"]: f for f in rec["findings"]}
+    assert checks["reentrancy-eth"]["in_entry"] and checks["tx-origin"]["in_entry"] is False
+    assert any("@fake/lib/Lib.sol" in (e.get("file") or "") for e in checks["tx-origin"]["elements"])
+    mapping = DetectorMapping.from_config()
+    entry = contract_predictions(rec["findings"], mapping)
+    closure = contract_predictions(rec["findings"], mapping, entry_only=False)
+    assert "reentrancy" in entry.labels and "access_control" not in entry.labels
+    assert "access_control" in closure.labels
+    rates = flag_rates([{"id": "fake:Vault", "family": "@fake/lib"}], [rec], mapping)
+    first = rates["views"][0]
+    assert (rates["analysed"], first["scope"], first["any"]["rate"]) == (1, "entry", 1.0)
+    md, js = write_flag_rates("npm audited code: flag rates", rates, {"command": "x"}, tmp_path / "out")
+    assert "## npm audited code: flag rates" in md.read_text() and "reentrancy" in md.read_text()
+    assert json.loads(js.read_text())["npm audited code: flag rates"]["kind"] == "flag_rates"

@@ -347,9 +347,10 @@ class ContractDataModule(SplitDataModule):
     # -- records --------------------------------------------------------------------------------------
     def prepare_data(self) -> None:
         for name in self.sources:
-            self._source(name)
+            self.loaded_source(name)
 
-    def _source(self, name: str) -> LoadedSource:
+    def loaded_source(self, name: str) -> LoadedSource:
+        """The records of source ``name`` as loaded (once per datamodule), before grouping and splitting."""
         if name not in self._loaded:
             self._loaded[name] = source_loader(name)(self.source_cfgs.get(name) or {}, self.data_dir)
         return self._loaded[name]
@@ -359,7 +360,7 @@ class ContractDataModule(SplitDataModule):
         records: list[dict[str, Any]] = []
         versions = []
         for name in self.sources:
-            loaded = self._source(name)
+            loaded = self.loaded_source(name)
             versions.append(f"{name}={loaded.version}")
             for r in loaded.records:
                 records.append({**r, "origin": name, "group": f"{name}:{r.get('group') or r['id']}"})

@@ -5,6 +5,13 @@ lengths, finds duplicates (normalized-source clones and identical bytecode), lab
 that no group straddles splits or folds. ``render_markdown`` turns it into the ``report.md`` text;
 ``check_report`` raises when a group leaks across splits. ``load_configured_records`` gets the records and
 splits of any ``train.yaml`` data config (every configured source) through the shared datamodule base.
+
+Per source, side by side (``report["by_source"]``): records and groups, per class positive / assessed
+negative / masked counts (``contracts.label_mask``: CGT's partial labels, ``real_code``'s unlabeled records),
+compiler eras, compile settings (bytecode present, ``bytecode_variants`` keys), size distributions, and the
+clone groups that hold records of several sources. With Slither's cached predictions for the records
+(``slither_predictions``), ``report["slither"]`` scores them against each source's assessed labels
+(``weak_labels.agreement``); without a cache it holds a one-line note.
 """
 
 from __future__ import annotations
@@ -26,12 +33,19 @@ from rich.markdown import Markdown
 from training_pipeline import taxonomy
 from training_pipeline.config import compose_config
 from training_pipeline.data.clean import normalized_source_hash
+from training_pipeline.data.contracts import label_mask
 from training_pipeline.data.evm import parse_hex, strip_metadata
-from training_pipeline.errors import DataError
+from training_pipeline.data.weak_labels.agreement import ClassAgreement, agreement, micro
+from training_pipeline.data.weak_labels.cache import FindingsCache, cached_predictions
+from training_pipeline.data.weak_labels.mapping import DetectorMapping, load_config
+from training_pipeline.errors import DataError, UserError
 
 SPLIT_ORDER = ("train", "val", "test", "unused")
 NO_LABEL = "(none)"
 LENGTH_QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
+SIZE_STATS = {"min": 0.0, "median": 0.5, "p90": 0.9, "max": 1.0}  # per-source size columns
+CLONE_EXAMPLES = 5  # cross-source clone groups shown, ids per source shown in each
+NO_CACHE_NOTE = "Slither agreement: skipped, no Slither weak-label cache"
 
 
 def era(compiler_version: str | None) -> str:
@@ -80,8 +94,177 @@ def _duplicate_sets(keys: dict[str, list[int]], records: Sequence[dict], split_o
     }
 
 
-def quality_report(records: Sequence[dict[str, Any]], split_of: Sequence[str]) -> dict[str, Any]:
-    """Counts, lengths, duplicates, label co-occurrence and the split/group leak checks of ``records``."""
+def _source_lines(r: dict[str, Any]) -> int | None:
+    return r["source_code"].count("\n") + 1 if r.get("source_code") else None
+
+
+def _size_stats(values: Sequence[float]) -> dict[str, float]:
+    """n, min, median, p90 and max (what the per-source size table shows); just n=0 when empty."""
+    if not len(values):
+        return {"n": 0}
+    qs = np.quantile(np.asarray(values, dtype=float), list(SIZE_STATS.values()))
+    return {"n": len(values), **{k: float(q) for k, q in zip(SIZE_STATS, qs, strict=True)}}
+
+
+def assessed_truth(record: dict[str, Any]) -> dict[str, bool]:
+    """class → label, for the classes ``label_mask`` says the record assessed (masked classes left out)."""
+    labels = set(record.get("labels") or [])
+    mask = label_mask(record)
+    return {c: c in labels for c, m in zip(taxonomy.VULNERABILITY_CLASSES, mask, strict=True) if m}
+
+
+def source_of(record: dict[str, Any]) -> str:
+    """The source a record came from (its ``origin``), ``unknown`` without one."""
+    return str(record.get("origin") or "unknown")
+
+
+def _per_source(
+    records: Sequence[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()
+) -> dict[str, dict[str, Any]]:
+    """Counts, class assessment, eras, compile settings and sizes of each source's records.
+
+    Compile counts cover every loaded record (``skipped`` too); the rest covers the records in the splits.
+    """
+    by_source: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    left_out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        by_source[source_of(r)].append(r)
+    for r in skipped:
+        left_out[source_of(r)].append(r)
+    out = {}
+    for name in sorted(set(by_source) | set(left_out)):
+        recs, loaded = by_source[name], [*by_source[name], *left_out[name]]
+        classes = {c: {"positive": 0, "negative": 0, "masked": 0} for c in taxonomy.VULNERABILITY_CLASSES}
+        assessed_any = 0
+        variants: Counter = Counter()
+        for r in recs:
+            truth = assessed_truth(r)
+            assessed_any += bool(truth)
+            for c, counts in classes.items():
+                key = "masked" if c not in truth else "positive" if truth[c] else "negative"
+                counts[key] += 1
+        for r in loaded:
+            variants.update(k for k, v in (r.get("bytecode_variants") or {}).items() if v)
+        with_code = [r for r in loaded if r.get("bytecode")]
+        out[name] = {
+            "loaded": len(loaded),
+            "skipped": len(left_out[name]),
+            "records": len(recs),
+            "groups": len({r["group"] for r in recs}),
+            "assessed": assessed_any,  # records with at least one assessed class
+            "unassessed": len(recs) - assessed_any,
+            "classes": classes,
+            "eras": _sorted_counts([era(r.get("compiler_version")) for r in recs]),
+            "compile": {
+                "with_source": sum(1 for r in loaded if r.get("source_code")),
+                "with_bytecode": len(with_code),
+                "without_bytecode": len(loaded) - len(with_code),
+                "single_build": sum(1 for r in with_code if not r.get("bytecode_variants")),
+                "variants": dict(sorted(variants.items())),
+            },
+            "sizes": {
+                "source_lines": _size_stats([n for r in recs if (n := _source_lines(r)) is not None]),
+                "bytecode_bytes": _size_stats(
+                    [_bytecode_size(r["bytecode"]) for r in recs if r.get("bytecode")]
+                ),
+            },
+        }
+    return out
+
+
+def _cross_source_clones(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Groups holding records of more than one source: how many, per source combination, examples."""
+    members: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        members[r["group"]][source_of(r)].append(str(r["id"]))
+    mixed = {g: m for g, m in sorted(members.items()) if len(m) > 1}
+    return {
+        "groups": len(mixed),
+        "records": sum(len(ids) for m in mixed.values() for ids in m.values()),
+        "by_sources": _sorted_counts(["+".join(sorted(m)) for m in mixed.values()]),
+        "examples": [
+            {"group": g, "records": {s: ids[:CLONE_EXAMPLES] for s, ids in sorted(m.items())}}
+            for g, m in list(mixed.items())[:CLONE_EXAMPLES]
+        ],
+    }
+
+
+def slither_predictions(
+    records: Sequence[dict[str, Any]], cache_dir: str | Path | None = None
+) -> tuple[list[list[str] | None] | None, str]:
+    """Slither's cached per-class predictions for each record's source (None where not analysed), and a note.
+
+    Reads the weak-label cache only (``weak_labels.cached_predictions``, no analysis). Returns (None, why)
+    when there is no cache (or Slither is not installed) or it holds nothing for these records.
+    """
+    cfg = load_config()
+    root = Path(cache_dir or cfg.get("cache_dir") or "data/weak_labels/slither")
+    try:
+        cache = FindingsCache(root)
+    except UserError as exc:  # slither-analyzer not installed: its version keys the cache
+        return None, f"{NO_CACHE_NOTE} ({exc})."
+    if not cache.dir.is_dir():
+        return None, f"{NO_CACHE_NOTE} ({cache.dir} does not exist; see scripts/weak_label.py)."
+    found = cached_predictions(
+        [r.get("source_code") or "" for r in records], cache, DetectorMapping.from_config(cfg)
+    )
+    predictions = [
+        p.labels if p is not None and r.get("source_code") else None
+        for p, r in zip(found, records, strict=True)
+    ]
+    if not any(p is not None for p in predictions):
+        return None, f"{NO_CACHE_NOTE} entries for these records (cache {cache.dir})."
+    return predictions, f"Slither predictions from {cache.dir}."
+
+
+def _slither_agreement(
+    records: Sequence[dict[str, Any]], predictions: Sequence[Sequence[str] | None] | None, note: str | None
+) -> dict[str, Any]:
+    """Per source, Slither's agreement with the assessed labels (records assessing nothing left out)."""
+    if predictions is None:
+        return {"note": note or f"{NO_CACHE_NOTE}.", "sources": {}}
+    if len(predictions) != len(records):
+        raise ValueError(f"{len(records)} records but {len(predictions)} Slither predictions")
+    pairs: dict[str, list[tuple[dict[str, Any], Sequence[str] | None]]] = defaultdict(list)
+    for r, p in zip(records, predictions, strict=True):
+        truth = assessed_truth(r)
+        if truth:
+            ref = {
+                "labels": [c for c, t in truth.items() if t],
+                "negative_labels": [c for c, t in truth.items() if not t],
+            }
+            pairs[source_of(r)].append((ref, list(p) if p is not None else None))
+    sources = {}
+    for name, src_pairs in sorted(pairs.items()):
+        per_class, coverage = agreement(src_pairs)
+        if coverage["analysed"]:
+            sources[name] = {
+                "coverage": coverage,
+                "per_class": {c: a.to_dict() for c, a in per_class.items()},
+            }
+    if not sources:
+        return {
+            "note": note or "Slither agreement: no labelled record has a cached prediction.",
+            "sources": {},
+        }
+    return {"note": note or "", "sources": sources}
+
+
+def quality_report(
+    records: Sequence[dict[str, Any]],
+    split_of: Sequence[str],
+    slither: Sequence[Sequence[str] | None] | None = None,
+    slither_note: str | None = None,
+    skipped: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
+    """Counts, lengths, duplicates, label co-occurrence and the split/group leak checks of ``records``.
+
+    Also the per-source view (``by_source``, ``cross_source_clones``) and, when ``slither`` holds Slither's
+    predicted labels per record (None where not analysed; ``slither_predictions``), its agreement with each
+    source's assessed labels; otherwise ``slither`` holds only ``slither_note`` (why it was skipped).
+    ``skipped``: records the sources loaded but the datamodule left out (no bytecode for a bytecode model);
+    they count in the per-source record and compile tables only.
+    """
     if len(records) != len(split_of):
         raise ValueError(f"{len(records)} records but {len(split_of)} split names")
     labels = [list(r.get("labels") or []) for r in records]
@@ -159,6 +342,9 @@ def quality_report(records: Sequence[dict[str, Any]], split_of: Sequence[str]) -
             "bytecode_without_metadata": _duplicate_sets(by_stripped, records, split_of),
         },
         "label_cooccurrence": {"labels": classes, "matrix": co.tolist()},
+        "by_source": _per_source(records, skipped),
+        "cross_source_clones": _cross_source_clones(records),
+        "slither": _slither_agreement(records, slither, slither_note),
         "splits": {
             "groups_per_split": {s: n for s, n in split_groups.items() if n},
             "shared_groups": {k: len(v) for k, v in shared.items()},
@@ -195,6 +381,141 @@ def _table(title: str, counts: dict[str, Any], total: int | None = None) -> list
     for k, v in counts.items():
         rows.append(f"| {k} | {v} |" + (f" {100 * v / total:.1f}% |" if total else ""))
     return [*rows, ""]
+
+
+def _fmt_score(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
+
+
+def _side_by_side(first: str, names: list[str], rows: list[tuple[str, list[Any]]]) -> list[str]:
+    """A markdown table with one column per source."""
+    out = [f"| {first} | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    out += [f"| {k} | " + " | ".join(str(v) for v in values) + " |" for k, values in rows]
+    return [*out, ""]
+
+
+def render_sources(report: dict[str, Any]) -> list[str]:
+    """The per-source sections (side by side), cross-source clone groups and the Slither agreement."""
+    src = report["by_source"]
+    names = list(src)
+    if not names:
+        return []
+    out = [
+        "## Sources",
+        "",
+        "One column per configured source (`origin`): the records in the splits, except the compile table, "
+        "which counts every loaded record (also those the datamodule skipped for lack of its input).",
+        "",
+    ]
+    out += _side_by_side(
+        "records",
+        names,
+        [
+            ("loaded", [src[n]["loaded"] for n in names]),
+            ("skipped (no model input)", [src[n]["skipped"] for n in names]),
+            ("in the splits", [src[n]["records"] for n in names]),
+            ("groups", [src[n]["groups"] for n in names]),
+            ("with an assessed class", [src[n]["assessed"] for n in names]),
+            ("nothing assessed (unlabeled)", [src[n]["unassessed"] for n in names]),
+        ],
+    )
+    out += ["### Classes: positive / assessed negative / masked", ""]
+    out += _side_by_side(
+        "class",
+        names,
+        [
+            (c, ["{positive} / {negative} / {masked}".format(**src[n]["classes"][c]) for n in names])
+            for c in taxonomy.VULNERABILITY_CLASSES
+        ],
+    )
+    eras = sorted({e for n in names for e in src[n]["eras"]})
+    out += ["### Eras (compiler major.minor)", ""]
+    out += _side_by_side("era", names, [(e, [src[n]["eras"].get(e, 0) for n in names]) for e in eras])
+    variants = sorted({v for n in names for v in src[n]["compile"]["variants"]})
+    out += ["### Compile settings", ""]
+    out += _side_by_side(
+        "records",
+        names,
+        [
+            ("with source", [src[n]["compile"]["with_source"] for n in names]),
+            ("with bytecode", [src[n]["compile"]["with_bytecode"] for n in names]),
+            ("without bytecode", [src[n]["compile"]["without_bytecode"] for n in names]),
+            ("one build (no variants)", [src[n]["compile"]["single_build"] for n in names]),
+            *((f"variant `{v}`", [src[n]["compile"]["variants"].get(v, 0) for n in names]) for v in variants),
+        ],
+    )
+    out += ["### Sizes: n, min / median / p90 / max", ""]
+
+    def size(stats: dict[str, float]) -> str:
+        if not stats.get("n"):
+            return "–"
+        return f"{stats['n']}: " + " / ".join(f"{stats[k]:g}" for k in SIZE_STATS)
+
+    out += _side_by_side(
+        "measure",
+        names,
+        [
+            (m.replace("_", " "), [size(src[n]["sizes"][m]) for n in names])
+            for m in ("source_lines", "bytecode_bytes")
+        ],
+    )
+    x = report["cross_source_clones"]
+    out += [
+        "### Cross-source clone groups",
+        "",
+        f"{x['groups']} groups hold records of more than one source ({x['records']} records).",
+        "",
+    ]
+    if x["groups"]:
+        out += _table("sources", x["by_sources"])
+        out += ["| group | records |", "|---|---|"]
+        for ex in x["examples"]:
+            ids = "; ".join(f"{s}: " + ", ".join(f"`{i}`" for i in r) for s, r in ex["records"].items())
+            out.append(f"| `{ex['group']}` | {ids} |")
+        out.append("")
+    return [*out, *render_slither(report)]
+
+
+def render_slither(report: dict[str, Any]) -> list[str]:
+    """Slither vs each source's assessed labels per class (n, precision, recall, F1), or the note why not."""
+    sl = report["slither"]
+    if not sl["sources"]:
+        return [sl["note"], ""]
+    names = list(sl["sources"])
+    out = ["### Slither agreement with the assessed labels", ""]
+    if sl["note"]:
+        out += [sl["note"], ""]
+    out += [
+        "Per class: n assessed (and analysed by Slither), precision, recall, F1. "
+        + "; ".join(
+            f"{n}: {c['coverage']['analysed']} of {c['coverage']['contracts']} labelled records analysed"
+            for n, c in sl["sources"].items()
+        )
+        + ".",
+        "",
+        "| class | " + " | ".join(f"{n} n | {n} P | {n} R | {n} F1" for n in names) + " |",
+        "|---|" + "---:|" * 4 * len(names),
+    ]
+    for c in taxonomy.VULNERABILITY_CLASSES:
+        cells = []
+        for n in names:
+            a = sl["sources"][n]["per_class"][c]
+            cells += [str(a["assessed"]), *(_fmt_score(a[k]) for k in ("precision", "recall", "f1"))]
+        out.append(f"| {c} | " + " | ".join(cells) + " |")
+    micro_cells = []
+    for n in names:
+        pooled = micro(
+            {
+                c: ClassAgreement(a["tp"], a["fp"], a["fn"], a["tn"])
+                for c, a in sl["sources"][n]["per_class"].items()
+            }
+        )
+        micro_cells += [
+            str(pooled.assessed),
+            *(_fmt_score(v) for v in (pooled.precision, pooled.recall, pooled.f1)),
+        ]
+    out.append("| micro (all classes) | " + " | ".join(micro_cells) + " |")
+    return [*out, ""]
 
 
 def render_markdown(report: dict[str, Any], title: str = "Data quality report") -> str:
@@ -267,7 +588,8 @@ def render_markdown(report: dict[str, Any], title: str = "Data quality report") 
             f"| {a} | " + " | ".join(str(v) for v in row) + " |"
             for a, row in zip(labels, matrix, strict=True)
         ]
-    return "\n".join(out) + "\n"
+    out += ["", *render_sources(report)]
+    return "\n".join(out).rstrip("\n") + "\n"
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -285,13 +607,31 @@ def print_report(report: dict[str, Any]) -> None:
     Console(width=None if sys.stdout.isatty() else 120).print(Markdown(render_markdown(report)))
 
 
+def load_configured_data(
+    overrides: Sequence[str] = (),
+) -> tuple[list[dict[str, Any]], list[str], Any, list[dict[str, Any]]]:
+    """Like ``load_configured_records``, plus the records the datamodule skipped (no bytecode, say).
+
+    Returns (records, split names, the composed config, skipped records with their ``origin``).
+    """
+    cfg = compose_config("train.yaml", overrides)
+    dm = instantiate(cfg.data, _convert_="all")
+    records, split_of = dm.load_records()
+    # the sources are cached on the datamodule after load_records: reading them again loads nothing
+    skipped = [
+        {**r, "origin": name, "group": f"{name}:{r.get('group') or r['id']}"}
+        for name in dm.sources
+        for r in dm.loaded_source(name).records
+        if not r.get(dm.needs)
+    ]
+    return records, split_of, cfg, skipped
+
+
 def load_configured_records(overrides: Sequence[str] = ()) -> tuple[list[dict[str, Any]], list[str], Any]:
     """Records and split names of the data config ``train.yaml`` composes with ``overrides`` (every source).
 
     Goes through the datamodule base (``load_records``), so clone grouping and fold assignment are the ones
     training sees. Returns (records, split names, the composed config).
     """
-    cfg = compose_config("train.yaml", overrides)
-    dm = instantiate(cfg.data, _convert_="all")
-    records, split_of = dm.load_records()
+    records, split_of, cfg, _ = load_configured_data(overrides)
     return records, split_of, cfg

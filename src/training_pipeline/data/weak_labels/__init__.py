@@ -1,4 +1,5 @@
-"""Slither weak labels: raw detector findings per source (cached by sha256), mapped to the taxonomy.
+"""Slither weak labels: raw detector findings per source, cached (by sha256; a file with imports by its
+input-set hash), mapped to the taxonomy.
 
 ``runner.label_sources`` analyses sources into a ``cache.FindingsCache``; ``mapping.contract_predictions``
 turns a contract's findings into per-class predictions; ``agreement`` scores them against reference labels.
@@ -15,13 +16,20 @@ from training_pipeline.data.weak_labels.mapping import (
     load_config,
     record_predictions,
 )
-from training_pipeline.data.weak_labels.slither import analyse_source, plan_compile, source_sha256
+from training_pipeline.data.weak_labels.slither import (
+    TreeSource,
+    analyse_source,
+    plan_compile,
+    source_sha256,
+    tree_source,
+)
 
 __all__ = [
     "DEFAULT_CACHE_DIR",
     "ContractPrediction",
     "DetectorMapping",
     "FindingsCache",
+    "TreeSource",
     "analyse_source",
     "cached_predictions",
     "contract_predictions",
@@ -29,4 +37,5 @@ __all__ = [
     "plan_compile",
     "record_predictions",
     "source_sha256",
+    "tree_source",
 ]

@@ -132,36 +132,38 @@ def markdown_table(per_class: Mapping[str, ClassAgreement]) -> str:
     return "\n".join(rows)
 
 
-def write_report(section: str, result: Mapping[str, Any], report_dir: str | Path) -> tuple[Path, Path]:
-    """Add (or replace) one source's section in ``agreement.json`` and rewrite ``agreement.md`` from all.
-
-    ``result`` holds ``per_class`` (class → ClassAgreement), ``coverage`` and free-form ``meta`` (command,
-    sample, seconds, thresholds).
-    """
-    report_dir = Path(report_dir)
-    report_dir.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = report_dir / "agreement.json", report_dir / "agreement.md"
+def _load_sections(json_path: Path) -> dict[str, Any]:
     try:
-        sections = json.loads(json_path.read_text(encoding="utf-8"))
+        return json.loads(json_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        sections = {}
-    per_class = result["per_class"]
-    sections[section] = {
-        "meta": dict(result.get("meta") or {}),
-        "coverage": dict(result["coverage"]),
-        "per_class": {c: a.to_dict() for c, a in per_class.items()},
-        "micro": micro(per_class).to_dict(),
-    }
+        return {}
+
+
+def _save(sections: Mapping[str, Any], report_dir: Path) -> tuple[Path, Path]:
+    """Write ``agreement.json`` and rewrite ``agreement.md`` from every section (agreement or flag rates)."""
+    json_path, md_path = report_dir / "agreement.json", report_dir / "agreement.md"
     json_path.write_text(json.dumps(sections, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     parts = ["# Slither weak labels: agreement with reference labels", ""]
     for name, sec in sorted(sections.items()):
-        restored = {
-            c: ClassAgreement(d["tp"], d["fp"], d["fn"], d["tn"]) for c, d in sec["per_class"].items()
-        }
-        meta, cov = sec["meta"], sec["coverage"]
+        meta = sec["meta"]
         parts += [f"## {name}", ""]
         if meta.get("command"):
             parts += [f"`{meta['command']}`", ""]
+        if sec.get("kind") == "flag_rates":
+            rates = sec["flag_rates"]
+            parts += [
+                flag_rate_summary(rates)
+                + " "
+                + " ".join(f"{k}: {v}." for k, v in meta.items() if k != "command"),
+                "",
+                flag_rate_markdown(rates),
+                "",
+            ]
+            continue
+        restored = {
+            c: ClassAgreement(d["tp"], d["fp"], d["fn"], d["tn"]) for c, d in sec["per_class"].items()
+        }
+        cov = sec["coverage"]
         parts += [
             f"Contracts {cov['contracts']}, analysed by Slither {cov['analysed']}, not analysed "
             f"{cov['not_analysed']} (failed to compile, timed out or crashed: left out of the metrics). "
@@ -172,3 +174,142 @@ def write_report(section: str, result: Mapping[str, Any], report_dir: str | Path
         ]
     md_path.write_text("\n".join(parts), encoding="utf-8")
     return md_path, json_path
+
+
+def write_report(section: str, result: Mapping[str, Any], report_dir: str | Path) -> tuple[Path, Path]:
+    """Add (or replace) one source's section in ``agreement.json`` and rewrite ``agreement.md`` from all.
+
+    ``result`` holds ``per_class`` (class → ClassAgreement), ``coverage`` and free-form ``meta`` (command,
+    sample, seconds, thresholds).
+    """
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sections = _load_sections(report_dir / "agreement.json")
+    per_class = result["per_class"]
+    sections[section] = {
+        "meta": dict(result.get("meta") or {}),
+        "coverage": dict(result["coverage"]),
+        "per_class": {c: a.to_dict() for c, a in per_class.items()},
+        "micro": micro(per_class).to_dict(),
+    }
+    return _save(sections, report_dir)
+
+
+# --- unlabeled code: how often Slither flags it ----------------------------------------------------------
+
+SCOPES = {
+    "entry": "findings in the contract's own file",
+    "closure": "findings anywhere in its import closure",
+}
+
+
+def flag_rates(
+    records: Sequence[Mapping[str, Any]],
+    results: Sequence[Mapping[str, Any] | None],
+    mapping: Any,
+    impacts: Sequence[str] = ("Medium",),
+) -> dict[str, Any]:
+    """Contract-level flag rates of Slither on unlabeled (audited) code: per mapped class, the share of
+    analysed contracts where it is present, and the share flagged at all; at the mapping's thresholds and at
+    each of ``impacts`` as the lowest impact, for the entry file's findings and the whole import closure's.
+
+    ``results`` are the cache records of ``records`` (same order); contracts whose analysis failed are counted
+    apart with their reasons.
+    """
+    from collections import Counter
+
+    from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
+
+    ok = [res for res in results if res and res.get("status") == "ok"]
+    statuses = Counter((res or {}).get("status", "missing") for res in results)
+    failures = [
+        {
+            "id": str(r.get("id")),
+            "status": (res or {}).get("status", "missing"),
+            "reason": (res or {}).get("reason", ""),
+        }
+        for r, res in zip(records, results, strict=True)
+        if not res or res.get("status") != "ok"
+    ]
+    thresholds = [mapping.min_impact, *(i for i in impacts if i != mapping.min_impact)]
+    views = []
+    for impact in thresholds:
+        m = DetectorMapping(mapping.classes, min_impact=impact, min_confidence=mapping.min_confidence)
+        for scope in SCOPES:
+            preds = [record_predictions(res, m, entry_only=scope == "entry") for res in ok]
+            per_class = {c: sum(c in p.labels for p in preds if p) for c in VULNERABILITY_CLASSES}
+            any_flag = sum(bool(p.labels) for p in preds if p)
+            views.append(
+                {
+                    "min_impact": impact,
+                    "min_confidence": mapping.min_confidence,
+                    "scope": scope,
+                    "per_class": {
+                        c: {"flagged": n, "rate": n / len(ok) if ok else None} for c, n in per_class.items()
+                    },
+                    "any": {"flagged": any_flag, "rate": any_flag / len(ok) if ok else None},
+                }
+            )
+    per_family: dict[str, list[int]] = {}
+    for r, res in zip(records, results, strict=True):
+        if res and res.get("status") == "ok":
+            pred = record_predictions(res, mapping)
+            fam = per_family.setdefault(str(r.get("family")), [0, 0])
+            fam[0] += 1
+            fam[1] += bool(pred and pred.labels)
+    return {
+        "contracts": len(records),
+        "analysed": len(ok),
+        "failed": len(records) - len(ok),
+        "statuses": dict(sorted(statuses.items())),
+        "failures": failures,
+        "views": views,
+        "per_family": {f: {"analysed": a, "flagged": b} for f, (a, b) in sorted(per_family.items())},
+    }
+
+
+def flag_rate_summary(rates: Mapping[str, Any]) -> str:
+    """One line: contracts, analysed, failed and why."""
+    why = ", ".join(f"{k} {v}" for k, v in rates["statuses"].items() if k != "ok")
+    return (
+        f"Unlabeled audited contracts {rates['contracts']}, analysed by Slither {rates['analysed']}, failed "
+        f"{rates['failed']}{f' ({why})' if why else ''}: rates are shares of the analysed contracts where a "
+        "mapped class is present (false alarms, if the audited code is clean). Entry: findings in the "
+        "contract's own file; closure: anywhere in the files it imports too."
+    )
+
+
+def flag_rate_markdown(rates: Mapping[str, Any]) -> str:
+    """Classes as rows, one column per (min impact, scope) view, the share flagged at all last."""
+    views = rates["views"]
+    head = [f"impact ≥ {v['min_impact']}, {v['scope']}" for v in views]
+    rows = ["| class | " + " | ".join(head) + " |", "|---|" + "---:|" * len(views)]
+
+    def cell(d: Mapping[str, Any]) -> str:
+        return "–" if d["rate"] is None else f"{d['rate']:.3f} ({d['flagged']})"
+
+    for c in VULNERABILITY_CLASSES:
+        rows.append(f"| {c} | " + " | ".join(cell(v["per_class"][c]) for v in views) + " |")
+    rows.append("| **any class** | " + " | ".join(cell(v["any"]) for v in views) + " |")
+    fams = rates.get("per_family") or {}
+    if fams:
+        rows += ["", "| package | analysed | flagged (first view) |", "|---|---:|---:|"]
+        rows += [f"| {f} | {d['analysed']} | {d['flagged']} |" for f, d in fams.items()]
+    if rates.get("failures"):
+        rows += [
+            "",
+            "Failed: "
+            + "; ".join(f"{f['id']}: {f['status']}: {f['reason'][:200]}" for f in rates["failures"]),
+        ]
+    return "\n".join(rows)
+
+
+def write_flag_rates(
+    section: str, rates: Mapping[str, Any], meta: Mapping[str, Any], report_dir: str | Path
+) -> tuple[Path, Path]:
+    """Add (or replace) a flag-rate section (kind ``flag_rates``) and rewrite ``agreement.md``."""
+    report_dir = Path(report_dir)
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sections = _load_sections(report_dir / "agreement.json")
+    sections[section] = {"kind": "flag_rates", "meta": dict(meta), "flag_rates": dict(rates)}
+    return _save(sections, report_dir)

@@ -1,5 +1,9 @@
 """The findings cache: one JSON file per source, keyed by the source's sha256 and the Slither version.
 
+A file analysed in place with its imports (``slither.TreeSource``, e.g. --source real_code) is keyed by the
+hash of its resolved input set instead (``slither.input_set_key``: entry name, solc release, every imported
+file's content hash), stored under the same layout; its record's ``sha256`` field holds that key.
+
 Layout: ``<cache_dir>/slither-<version>-a<ANALYSIS_VERSION>/<sha256[:2]>/<sha256>.json``; each file is the
 record ``analyse_source`` returns (status, reason, solc_version, seconds, findings). Writes are atomic.
 """

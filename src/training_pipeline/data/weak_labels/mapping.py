@@ -120,13 +120,19 @@ class ContractPrediction:
 
 
 def contract_predictions(
-    findings: Iterable[Mapping[str, Any]], mapping: DetectorMapping
+    findings: Iterable[Mapping[str, Any]], mapping: DetectorMapping, entry_only: bool = True
 ) -> ContractPrediction:
-    """Turn a contract's cached findings into per-class predictions (present / count / max impact)."""
+    """Turn a contract's cached findings into per-class predictions (present / count / max impact).
+
+    A file analysed with its imports has findings in imported files too (``in_entry`` false): they are left
+    out unless ``entry_only`` is false (the whole import closure's view).
+    """
     classes = {c: ClassPrediction() for c in VULNERABILITY_CLASSES}
     unmapped: dict[str, int] = {}
     unknown: set[str] = set()
     for f in findings:
+        if entry_only and f.get("in_entry") is False:
+            continue
         check = str(f.get("check"))
         cls = mapping.class_of(check)
         if cls is None:
@@ -149,9 +155,9 @@ def contract_predictions(
 
 
 def record_predictions(
-    record: Mapping[str, Any] | None, mapping: DetectorMapping
+    record: Mapping[str, Any] | None, mapping: DetectorMapping, entry_only: bool = True
 ) -> ContractPrediction | None:
     """Predictions of a cached record; None when there is none or the analysis failed (no opinion)."""
     if not record or record.get("status") != "ok":
         return None
-    return contract_predictions(record.get("findings") or [], mapping)
+    return contract_predictions(record.get("findings") or [], mapping, entry_only)

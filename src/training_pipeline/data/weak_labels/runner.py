@@ -21,6 +21,7 @@ from typing import Any
 from training_pipeline.data.weak_labels.cache import FindingsCache, needs_analysis
 from training_pipeline.data.weak_labels.slither import (
     ANALYSIS_VERSION,
+    TreeSource,
     analyse_source,
     bridge_path,
     slither_version,
@@ -111,8 +112,13 @@ def _crash_record(sha: str, version: str, why: str) -> dict[str, Any]:
     return {**_timeout_record(sha, version, 0), "status": "error", "reason": why, "timeout_s": None}
 
 
+def cache_key(source: str | TreeSource) -> str:
+    """The cache key of a source: sha256 of a text; a ``TreeSource``'s input-set hash."""
+    return source.key if isinstance(source, TreeSource) else source_sha256(source)
+
+
 def label_sources(
-    sources: Iterable[str],
+    sources: Iterable[str | TreeSource],
     cache: FindingsCache,
     workers: int = 2,
     timeout_s: float = 60.0,
@@ -120,15 +126,18 @@ def label_sources(
     progress: Callable[[Summary, int], None] | None = None,
     retry: Collection[str] = (),
 ) -> tuple[dict[str, dict[str, Any]], Summary]:
-    """Analyse every source not yet in ``cache`` (records stored as they arrive); all records by sha256.
+    """Analyse every source not yet in ``cache`` (records stored as they arrive); all records by cache key.
+
+    A source is a text (keyed by its sha256) or a ``TreeSource`` (a file analysed with its imports, keyed
+    by the hash of its resolved input set: ``cache_key``).
 
     A compile failure, crash or timeout becomes a record with its reason; it never stops the run. Cached
     records whose status is in ``retry`` (e.g. ``compile_error`` after a bridge fix) are analysed again.
     """
     start = time.perf_counter()
-    texts: dict[str, str] = {}
+    texts: dict[str, str | TreeSource] = {}
     for s in sources:
-        texts.setdefault(source_sha256(s), s)
+        texts.setdefault(cache_key(s), s)
     summary = Summary(total=len(texts))
     records: dict[str, dict[str, Any]] = {}
     todo: deque[str] = deque()

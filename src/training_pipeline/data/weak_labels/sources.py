@@ -1,4 +1,5 @@
-"""What the labelling stage reads: CGT, SolidiFI, the generated corpus, or Solidity files and folders.
+"""What the labelling stage reads: CGT, SolidiFI, the generated corpus, npm audited code (real_code), or
+Solidity files and folders.
 
 Every loader returns reference records ``{id, source_code, labels[, negative_labels]}``; a path that cannot
 work (missing, empty, not Solidity) raises a one-line ``DataError``.
@@ -17,7 +18,7 @@ from typing import Any
 from training_pipeline.errors import DataError
 from training_pipeline.utils.solidity import code_only
 
-SOURCES: tuple[str, ...] = ("cgt", "solidifi", "corpus", "file")
+SOURCES: tuple[str, ...] = ("cgt", "solidifi", "corpus", "real_code", "file")
 _DECLARATION = re.compile(r"\b(contract|library|interface)\s+[A-Za-z_$][\w$]*")
 
 
@@ -158,6 +159,75 @@ def load_corpus(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def load_real_code(data_dir: str | Path) -> list[dict[str, Any]]:
+    """The npm audited records of ``data_dir`` (built by scripts/build_real_code.py; never installs here).
+
+    Each record also carries ``path`` (its file inside the installed package tree), ``boundary`` (the npm
+    prefix: node_modules above it are not searched) and ``compiler_version``; ``labels`` are [] and
+    ``negative_labels`` absent: unlabeled code, every class unassessed.
+    """
+    from training_pipeline.data.importers.real_code import (
+        PackageError,
+        RealCodeConfig,
+        default_config_block,
+        import_real_code,
+        package_dir,
+    )
+    from training_pipeline.data.importers.store import load_stored
+    from training_pipeline.utils.checks import config_dataclass
+
+    data_dir = _exists(Path(data_dir), "folder")
+    block = {**default_config_block(), "install": False}
+    cfg = config_dataclass(RealCodeConfig, block, "data.real_code")
+    try:
+        outcome = import_real_code(cfg, data_dir)
+    except PackageError as exc:
+        raise DataError(f"real_code: {exc} (build it first: python scripts/build_real_code.py)") from None
+    if outcome.failed:
+        raise DataError(
+            "real_code: package(s) not built: "
+            + "; ".join(outcome.failed.values())
+            + " (python scripts/build_real_code.py)"
+        )
+    specs = {s.spec: s for s in cfg.specs}
+    out = []
+    for name, stored in outcome.stored.items():
+        rows, _ = load_stored(stored)
+        spec = specs[name]
+        folder = package_dir(spec, cfg.npm_root(data_dir)).resolve()  # the manifest's path may be stale
+        prefix = cfg.npm_root(data_dir).resolve() / spec.slug
+        head = f"npm:{spec.spec}:"
+        for r in rows:
+            rel = str(r["id"])[len(head) :].rsplit(":", 1)[0]
+            out.append(
+                {
+                    "id": r["id"],
+                    "source_code": r["source_code"],
+                    "labels": [],
+                    "family": r.get("family"),
+                    "compiler_version": r["compiler_version"],
+                    "path": str(folder / rel),
+                    "boundary": str(prefix),
+                }
+            )
+    if not out:
+        raise DataError(f"{data_dir}: no real_code records")
+    return out
+
+
+def tree_sources(records: list[dict[str, Any]], resolver: Any = None) -> list[Any]:
+    """Each record with a ``path`` as a ``TreeSource`` (analysed in place with its imports, the record's
+    ``compiler_version``); one SolcResolver shared."""
+    from training_pipeline.corpus.solc_resolver import SolcResolver
+    from training_pipeline.data.weak_labels.slither import tree_source
+
+    resolver = resolver or SolcResolver()
+    return [
+        tree_source(r["path"], r["compiler_version"], resolver, r.get("boundary"), record_id=r["id"])
+        for r in records
+    ]
+
+
 def load_source(kind: str, path: str | Path | None, cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Records of one ``--source`` kind; ``path`` defaults to ``cfg['sources'][kind]`` where there is one."""
     if kind not in SOURCES:
@@ -171,6 +241,8 @@ def load_source(kind: str, path: str | Path | None, cfg: Mapping[str, Any]) -> l
         return load_solidifi(path, cfg.get("solidifi_labels") or {})
     if kind == "corpus":
         return load_corpus(path)
+    if kind == "real_code":
+        return load_real_code(path)
     return load_files(path)
 
 
