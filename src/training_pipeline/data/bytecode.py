@@ -13,6 +13,7 @@ from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SPLITS, ColumnDataset, ContractDataModule, label_columns
 from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.data.featurizers import BytecodeFeaturizer, pad_sequences
+from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,12 @@ class ContractBytecodeDataModule(ContractDataModule):
 
     Records, sources and grouped splits come from ``ContractDataModule``. The tokenizer is fixed (no
     fitting), so nothing leaks from val/test into the features.
+
+    Compile variants (records with a ``bytecode_variants`` map, e.g. the corpus built with several
+    ``data.corpus.compile_variants``): ``variant`` picks the bytecode that val, test, predict and "all" see
+    (None: ``bytecode``; a record lacking the variant keeps ``bytecode``); ``train_variants`` adds each
+    training record's other variants as extra training rows (id ``<id>~<variant>``, same group). Training
+    rows of the original records always use ``bytecode``.
     """
 
     needs = "bytecode"
@@ -62,9 +69,18 @@ class ContractBytecodeDataModule(ContractDataModule):
         max_length: int = 8192,
         truncation: str = "head_tail",
         length_buckets: bool = True,
+        variant: str | None = None,
+        train_variants: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        if variant is not None and (not isinstance(variant, str) or not variant):
+            raise ConfigError(
+                f"data.variant={variant!r}: expected a compile variant key such as o1-r200, or null"
+            )
+        if not isinstance(train_variants, bool):
+            raise ConfigError(f"data.train_variants={train_variants!r}: expected true or false")
+        self.variant, self.train_variants = variant, train_variants
         self.tokenizer_cfg = config_dataclass(TokenizerConfig, tokenizer, "data.tokenizer")
         self.featurizer = BytecodeFeaturizer(EvmTokenizer(**vars(self.tokenizer_cfg)), max_length, truncation)
         self.length_buckets = length_buckets
@@ -78,16 +94,89 @@ class ContractBytecodeDataModule(ContractDataModule):
         f = self.featurizer
         self.featurizer = BytecodeFeaturizer(EvmTokenizer.from_state_dict(state), f.max_length, f.truncation)
 
+    # -- compile variants ----------------------------------------------------------------------------
+    def load_records(self) -> tuple[list[dict[str, Any]], list[str]]:
+        """The records and splits of ``ContractDataModule``; with ``variant`` set, at least one record must
+        have it (else a DataError naming the variants there are)."""
+        records, names = super().load_records()
+        if self.variant is not None:
+            lacking = sum(1 for r in records if not _variants(r).get(self.variant))
+            if lacking == len(records):
+                have = sorted({k for r in records for k in _variants(r)})
+                raise DataError(
+                    f"data.variant={self.variant!r}: no record has this compile variant; available: "
+                    + (", ".join(have) or "none (build the corpus with several data.corpus.compile_variants)")
+                )
+            if lacking:
+                log.info(
+                    "data.variant=%s: %d of %d records lack it and keep their bytecode",
+                    self.variant,
+                    lacking,
+                    len(records),
+                )
+        return records, names
+
+    def extra_train_records(self, records: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+        """With ``train_variants``: each training record's other compile variants (distinct bytecode only) as
+        rows of the same group, id ``<id>~<variant>``; never in val/test."""
+        if not self.train_variants:
+            return []
+        extra, n_train = [], 0
+        for r, split in zip(records, names, strict=True):
+            if split != "train" or r.get("augmented_from"):
+                continue
+            n_train += 1
+            seen = {r["bytecode"]}
+            for key, code in _variants(r).items():
+                if code not in seen:
+                    seen.add(code)
+                    extra.append(
+                        {
+                            **r,
+                            "id": f"{r['id']}~{key}",
+                            "bytecode": code,
+                            "augmented_from": r["id"],
+                            "compile_variant": key,
+                        }
+                    )
+        if extra:
+            log.info(
+                "Compile variants: %d extra training rows from %d training contracts", len(extra), n_train
+            )
+        else:
+            log.warning("data.train_variants: no training record has another compile variant; nothing added")
+        return extra
+
+    def eval_bytecode(self, record: dict[str, Any]) -> str:
+        """The bytecode val/test/predict see: ``variant`` where the record has it, else ``bytecode``."""
+        if self.variant is None:
+            return record["bytecode"]
+        return _variants(record).get(self.variant) or record["bytecode"]
+
     def featurize(self, records: list[dict[str, Any]]) -> None:
-        """Opcode ids of every record, split into the datasets of ``self.splits``."""
+        """Opcode ids of every record, split into the datasets of ``self.splits`` (train: ``bytecode``; the
+        other splits: ``eval_bytecode``)."""
         ids = [self.featurizer.encode(r["bytecode"], source=f"record {r['id']!r}") for r in records]
+        eval_ids: dict[int, np.ndarray] = {}
+
+        def view(split: str, i: int) -> np.ndarray:
+            if split == "train" or self.variant is None:
+                return ids[i]
+            if i not in eval_ids:
+                code = self.eval_bytecode(records[i])
+                same = code == records[i]["bytecode"]
+                eval_ids[i] = (
+                    ids[i] if same else self.featurizer.encode(code, source=f"record {records[i]['id']!r}")
+                )
+            return eval_ids[i]
+
         labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
         masks = self.mask_matrix()
         families = self.family_index()
         for split in (*SPLITS, "all"):
             idx = self.indices(split)
             self.splits[split] = TokenizedContracts(
-                input_ids=[ids[i] for i in idx],
+                input_ids=[view(split, i) for i in idx],
                 labels=labels[idx],
                 label_mask=masks[idx],
                 family=families[idx],
@@ -106,3 +195,8 @@ class ContractBytecodeDataModule(ContractDataModule):
             "vocab_size": self.vocab_size,
             "tokenizer_state": self.tokenizer.state_dict(),
         }
+
+
+def _variants(record: dict[str, Any]) -> dict[str, str]:
+    """The record's compiled variants (key -> runtime bytecode), failed or empty ones left out."""
+    return {k: v for k, v in (record.get("bytecode_variants") or {}).items() if v}

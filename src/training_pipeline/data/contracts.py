@@ -431,6 +431,9 @@ class ContractDataModule(SplitDataModule):
             extra = augment_records(train, self.augment_cfg, self.data_dir)
             records, names = records + extra, names + ["train"] * len(extra)
             log.info("Augmentation: %d variants of %d training contracts", len(extra), len(train))
+        extra = self.extra_train_records(records, names)
+        if extra:
+            records, names = records + extra, names + ["train"] * len(extra)
         self.records, self.split_of = records, names
         self.featurize(records)
         sizes = {s: names.count(s) for s in SPLITS}
@@ -452,6 +455,11 @@ class ContractDataModule(SplitDataModule):
                 f"split(s) {unassessed} have no assessed label (data.sources={list(self.sources)}): "
                 "unlabeled sources such as real_code need a labelled source beside them to train or test"
             )
+
+    def extra_train_records(self, records: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+        """More training rows a subclass derives from the split records (none here); each keeps its
+        original's group and carries ``augmented_from``, so it stays out of ``indices("all")``."""
+        return []
 
     def indices(self, split: str) -> np.ndarray:
         """Record indices of a split ('all' = every record, augmented variants excluded)."""

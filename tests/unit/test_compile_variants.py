@@ -1,0 +1,146 @@
+"""Compile variants in the bytecode datamodule: train-only extra rows (``data.train_variants``) and the
+evaluation view (``data.variant``), on hand-made records with a ``bytecode_variants`` map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import compose_config
+from hydra.core.global_hydra import GlobalHydra
+
+from training_pipeline.data.bytecode import ContractBytecodeDataModule
+from training_pipeline.data.contracts import LoadedSource
+from training_pipeline.errors import ConfigError, DataError
+
+SPLIT_OF = ["train", "train", "train", "train", "val", "test"]
+
+
+def _code(n: int, opcode: str) -> str:
+    """A distinct small runtime bytecode: PUSH1 n, then ``opcode`` a few times, then STOP."""
+    return "0x60" + f"{n:02x}" + opcode * (n + 1) + "00"
+
+
+def make_records(with_variants: bool = True) -> list[dict]:
+    records = []
+    for i, split in enumerate(SPLIT_OF):
+        o0, o1 = _code(i, "01"), _code(i, "02")  # ADD-only vs MUL-only stand in for optimizer off/on
+        r = {
+            "id": f"c{i}",
+            "source_code": None,
+            "bytecode": o0,
+            "labels": ["reentrancy"] if i % 2 else [],
+            "vulnerable_lines": None,
+            "compiler_version": "0.8.26",
+            "family": "vault",
+            "split": split,
+        }
+        if with_variants:
+            r["bytecode_variants"] = {"o0": o0, "o1-r200": o1}
+        records.append(r)
+    return records
+
+
+def datamodule(records: list[dict], tmp_path: Path, **kwargs) -> ContractBytecodeDataModule:
+    """A bytecode datamodule over ``records`` as if they came from the `file` source (no file read)."""
+    dm = ContractBytecodeDataModule(data_dir=str(tmp_path), sources=["file"], path="unused.jsonl", **kwargs)
+    dm._loaded["file"] = LoadedSource(records, "sha256:test")
+    dm.setup()
+    return dm
+
+
+def ids_of(dm: ContractBytecodeDataModule, split: str) -> list[str]:
+    return [dm.records[i]["id"] for i in dm.splits[split].index]
+
+
+def test_defaults_change_nothing(tmp_path: Path) -> None:
+    plain = datamodule(make_records(with_variants=False), tmp_path)
+    dm = datamodule(make_records(), tmp_path)
+    assert len(dm.records) == len(plain.records) == len(SPLIT_OF)
+    for split in ("train", "val", "test", "all"):
+        assert ids_of(dm, split) == ids_of(plain, split)
+        for a, b in zip(
+            dm.splits[split].columns["input_ids"], plain.splits[split].columns["input_ids"], strict=True
+        ):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_train_variants_add_train_rows_in_the_same_group(tmp_path: Path) -> None:
+    base = datamodule(make_records(), tmp_path)
+    dm = datamodule(make_records(), tmp_path, train_variants=True)
+    train_ids = ids_of(dm, "train")
+    # o0 equals `bytecode`, so only o1-r200 adds a row per training record
+    assert sorted(train_ids) == sorted([*ids_of(base, "train"), *(f"c{i}~o1-r200" for i in range(4))])
+    for split in ("val", "test", "all"):
+        assert ids_of(dm, split) == ids_of(base, split)
+        assert not any("~" in rid for rid in ids_of(dm, split))
+    by_id = {r["id"]: r for r in dm.records}
+    for i in range(4):
+        extra, orig = by_id[f"c{i}~o1-r200"], by_id[f"c{i}"]
+        assert extra["group"] == orig["group"]
+        assert extra["bytecode"] == orig["bytecode_variants"]["o1-r200"]
+        assert extra["labels"] == orig["labels"]
+    pos = {rid: k for k, rid in enumerate(train_ids)}
+    column = dm.splits["train"].columns["input_ids"]
+    np.testing.assert_array_equal(column[pos["c0~o1-r200"]], dm.featurizer.encode(_code(0, "02")))
+    np.testing.assert_array_equal(column[pos["c0"]], dm.featurizer.encode(_code(0, "01")))
+
+
+def test_variant_sets_the_evaluation_view(tmp_path: Path) -> None:
+    dm = datamodule(make_records(), tmp_path, variant="o1-r200")
+    (test_i,) = dm.splits["test"].index
+    assert dm.records[test_i]["id"] == "c5"
+    np.testing.assert_array_equal(
+        dm.splits["test"].columns["input_ids"][0], dm.featurizer.encode(_code(5, "02"))
+    )
+    np.testing.assert_array_equal(
+        dm.splits["val"].columns["input_ids"][0], dm.featurizer.encode(_code(4, "02"))
+    )
+    # training rows keep `bytecode`
+    for rid, ids in zip(ids_of(dm, "train"), dm.splits["train"].columns["input_ids"], strict=True):
+        np.testing.assert_array_equal(ids, dm.featurizer.encode(_code(int(rid[1:]), "01")))
+    batch = next(iter(dm.test_dataloader()))
+    assert batch["input_ids"].shape[0] == 1
+
+
+def test_records_lacking_the_variant_keep_bytecode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    records = make_records()
+    del records[5]["bytecode_variants"]  # the test record has no optimized build
+    with caplog.at_level("INFO"):
+        dm = datamodule(records, tmp_path, variant="o1-r200")
+    np.testing.assert_array_equal(
+        dm.splits["test"].columns["input_ids"][0], dm.featurizer.encode(_code(5, "01"))
+    )
+    np.testing.assert_array_equal(
+        dm.splits["val"].columns["input_ids"][0], dm.featurizer.encode(_code(4, "02"))
+    )
+    assert "1 of 6 records lack it" in caplog.text
+
+
+def test_unknown_variant_is_a_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        datamodule(make_records(), tmp_path, variant="o1-r999")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "data.variant='o1-r999'" in msg and "o0, o1-r200" in msg
+    with pytest.raises(DataError, match="none"):
+        datamodule(make_records(with_variants=False), tmp_path, variant="o1-r200")
+
+
+def test_bad_config_values(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="data.variant"):
+        ContractBytecodeDataModule(data_dir=str(tmp_path), sources=["file"], path="x.jsonl", variant=3)
+    with pytest.raises(ConfigError, match="data.train_variants"):
+        ContractBytecodeDataModule(
+            data_dir=str(tmp_path), sources=["file"], path="x.jsonl", train_variants="yes"
+        )
+
+
+def test_config_defaults(tmp_path: Path) -> None:
+    try:
+        cfg = compose_config("train.yaml", [f"paths.data_dir={tmp_path}"], tmp_path / "run")
+    finally:
+        GlobalHydra.instance().clear()
+    assert cfg.data.variant is None
+    assert cfg.data.train_variants is False
