@@ -21,13 +21,18 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training_pipeline.corpus.solc_resolver import SolcNotInstalledError, SolcResolver, version_tuple
+from training_pipeline.corpus.solc_resolver import (
+    SOLC_DIR_ENV,
+    SolcNotInstalledError,
+    SolcResolver,
+    solc_dir,
+    version_tuple,
+)
 from training_pipeline.errors import DataError
 from training_pipeline.utils.solidity import code_only, solidity_pragmas
 
@@ -135,57 +140,9 @@ class ImportResolver:
         return out
 
 
-# One node process per chunk of jobs; one JSON job per stdin line, one JSON answer per stdout line.
-_RUNNER = r"""'use strict';
-const readline = require('readline');
-const writeOut = process.stdout.write.bind(process.stdout);
-console.log = console.info = console.debug = console.error;
-process.stdout.write = process.stderr.write.bind(process.stderr);
-const loaded = new Map();
-function compiler(dir) {
-  if (!loaded.has(dir)) {
-    for (const old of [...loaded.keys()].slice(0, Math.max(0, loaded.size - 1))) forget(old);
-    const solc = require(dir);
-    loaded.set(dir, typeof solc.compileStandardWrapper === 'function'
-      ? (input) => solc.compileStandardWrapper(input) : (input) => solc.compile(input));
-  }
-  return loaded.get(dir);
-}
-function forget(dir) {
-  loaded.delete(dir);
-  for (const key of Object.keys(require.cache)) if (key.startsWith(dir)) delete require.cache[key];
-}
-function run(job) {
-  const sources = {};
-  for (const [name, content] of Object.entries(job.sources)) sources[name] = { content };
-  const settings = { optimizer: { enabled: !!job.optimize, runs: job.runs || 200 },
-    outputSelection: { [job.entry]: { '*': ['evm.deployedBytecode.object'] } } };
-  let out;
-  try {
-    out = JSON.parse(compiler(job.solc_path)(JSON.stringify({ language: 'Solidity', sources, settings })));
-  } catch (e) {
-    forget(job.solc_path);
-    return { error: `solc crashed: ${String((e && e.message) || e).split('\n')[0].slice(0, 300)}` };
-  }
-  const err = (out.errors || []).find((e) => e.severity === 'error');
-  if (err) {
-    const text = String(err.formattedMessage || err.message).split('\n').map((s) => s.trim()).filter(Boolean);
-    return { error: text.slice(0, 2).join(' ').slice(0, 500) };
-  }
-  const contracts = {};
-  for (const [name, c] of Object.entries((out.contracts || {})[job.entry] || {})) {
-    contracts[name] = (((c.evm || {}).deployedBytecode || {}).object) || '';
-  }
-  return { contracts };
-}
-const rl = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-rl.on('line', (line) => {
-  if (!line.trim()) return;
-  let answer;
-  try { answer = run(JSON.parse(line)); } catch (e) { answer = { error: `runner error: ${e.message}` }; }
-  writeOut(JSON.stringify(answer) + '\n');
-});
-"""
+# scripts/solc/compile_sets.js: one node process per chunk of jobs, a JSON job per stdin line, a JSON answer
+# per stdout line.
+RUNNER_SCRIPT = "compile_sets.js"
 
 
 @dataclass(frozen=True)
@@ -240,29 +197,29 @@ def compile_source_sets(
     size = -(-len(order) // max(1, n_workers))
     chunks = [order[k : k + size] for k in range(0, len(order), size)]
     results: list[SourceSetResult | None] = [None] * len(jobs)
-    with tempfile.TemporaryDirectory(prefix="scathat-compile-") as tmp:
-        script = Path(tmp) / "compile_sources.js"
-        script.write_text(_RUNNER)
+    script = solc_dir() / RUNNER_SCRIPT
+    if not script.is_file():
+        raise SolcNotInstalledError(f"{script}: missing; set {SOLC_DIR_ENV} to the project's scripts/solc")
 
-        def work(chunk: list[int]) -> None:
-            payload = [
-                {
-                    "sources": dict(jobs[i].sources),
-                    "entry": jobs[i].entry,
-                    "solc_path": paths[jobs[i].version],
-                    "optimize": jobs[i].optimize,
-                    "runs": jobs[i].runs,
-                }
-                for i in chunk
-            ]
-            for i, res in zip(chunk, _run_chunk(script, payload, timeout_s), strict=True):
-                results[i] = res
+    def work(chunk: list[int]) -> None:
+        payload = [
+            {
+                "sources": dict(jobs[i].sources),
+                "entry": jobs[i].entry,
+                "solc_path": paths[jobs[i].version],
+                "optimize": jobs[i].optimize,
+                "runs": jobs[i].runs,
+            }
+            for i in chunk
+        ]
+        for i, res in zip(chunk, _run_chunk(script, payload, timeout_s), strict=True):
+            results[i] = res
 
-        threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
     return [r if r is not None else SourceSetResult(None, "not compiled") for r in results]
 
 

@@ -460,16 +460,15 @@ def build_lottery(ctx: Ctx, plan: Plan) -> Built:
     return own.finish(params, ctor_body)
 
 
+def _lottery_names(ctx: Ctx) -> tuple[str, str, str, str, str]:
+    """The lottery's state names: players, ticket price, pot, round, player cap."""
+    return ctx["players"], ctx["ticket_price"], ctx["pot"], ctx["round"], ctx["max_players"]
+
+
 def _lottery_state(ctx: Ctx, b: Body, price_mutable: bool) -> None:
     """Players, ticket price, pot, round counter, last winner, ledger, player cap and the events."""
     u, L = ctx.u, ctx["ledger"]
-    players, price, pot, rnd, cap = (
-        ctx["players"],
-        ctx["ticket_price"],
-        ctx["pot"],
-        ctx["round"],
-        ctx["max_players"],
-    )
+    players, price, pot, rnd, cap = _lottery_names(ctx)
     b.state("players", f"{ctx.pay_t}[] public {players};", doc="players")
     b.state("ticket_price", ctx.state(u, price, immutable=_immutable(ctx, price_mutable)))
     b.state("pot", ctx.state(u, pot))
@@ -485,13 +484,7 @@ def _lottery_state(ctx: Ctx, b: Body, price_mutable: bool) -> None:
 def _lottery_rounds(ctx: Ctx, b: Body, plan: Plan, own: Owned, last: bool) -> Callable[[W], None]:
     """``enter``, the draw, the ledger withdrawal and optional distribution; returns the add-player writer."""
     L, now, oo = ctx["ledger"], ctx.now, ctx["only_owner"]
-    players, price, pot, rnd, cap = (
-        ctx["players"],
-        ctx["ticket_price"],
-        ctx["pot"],
-        ctx["round"],
-        ctx["max_players"],
-    )
+    players, price, pot, rnd, cap = _lottery_names(ctx)
 
     def add_player(w: W) -> None:
         ctx.req(w, f"{players}.length < {cap}", "round is full", "err_full")
