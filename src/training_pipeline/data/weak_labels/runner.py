@@ -183,7 +183,7 @@ def label_sources(
                 live = [s.conn for s in slots if s.conn is not None]
                 if not live:
                     break
-                for conn in wait(live, timeout=0.5):
+                for conn in wait(live, timeout=min(0.5, timeout_s)):  # a short limit is checked as often
                     slot = next(s for s in slots if s.conn is conn)
                     try:
                         kind, rec = conn.recv()  # type: ignore[union-attr]
