@@ -5,8 +5,9 @@ python scripts/build_corpus.py data.corpus.n_contracts=5000     # any data.* ove
 python scripts/build_corpus.py --export corpus.jsonl            # interchange format (JSONL or parquet)
 python scripts/build_corpus.py --coverage --coverage-out docs/coverage.md  # what the generator covers
 
-After a build it prints the data quality report of the configured data (every `data.sources`, split as
-training splits it, each source side by side: class assessment, eras, compile settings, sizes, clone groups
+The corpus is built (and its manifest printed) when `data.sources` holds it or --export asks for it. Then it
+prints the data quality report of the configured data (every `data.sources`, split as training splits it,
+each source side by side: class assessment, eras, compile settings and variants, sizes, clone groups
 across sources, and Slither's agreement when its weak-label cache has the records; --slither-cache DIR
 for another cache than conf/weak_labels/slither.yaml's) and writes outputs/data_report/report.{md,json}
 (--report-dir elsewhere, --no-report skips it); a group shared by two splits makes it exit with status 1.
@@ -67,9 +68,10 @@ def main(argv: list[str] | None = None) -> int:
         corpus["compiler_versions"] = list(corpus["compiler_versions"])
         if args.coverage or args.coverage_out:
             return _coverage(CorpusConfig(**corpus), args.coverage, args.coverage_out)
-        path = build_corpus(CorpusConfig(**corpus), cfg.paths.data_dir)
-        manifest = load_manifest(path)
-        print(json.dumps({"path": str(path), **manifest}, indent=2))
+        if args.export or "corpus" in cfg.data.sources:  # a report on [cgt,real_code] needs no corpus
+            path = build_corpus(CorpusConfig(**corpus), cfg.paths.data_dir)
+            manifest = load_manifest(path)
+            print(json.dumps({"path": str(path), **manifest}, indent=2))
         if args.export:
             rows = load_corpus(path).to_list()
             for r in rows:

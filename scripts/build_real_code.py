@@ -4,8 +4,9 @@ python scripts/build_real_code.py                           # the configured lis
 python scripts/build_real_code.py --force                   # rebuild the stored imports (installs stay)
 python scripts/build_real_code.py data.real_code.install=false  # any override (train.yaml, data=real_code)
 
-Prints and stores (data/imported/real_code/summary.{json,md}) the contracts per package and era; a package
-that cannot be installed or used is one line naming it, the others still build, and the exit status is 1.
+Prints and stores (data/imported/real_code/summary.{json,md}) the contracts per package and era, and how
+many have each compile variant (data.real_code.compile_variants); a package that cannot be installed or used
+is one line naming it, the others still build, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import argparse
 import logging
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from hydra.errors import HydraException
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(m["n_records"] for m in manifests.values())
     failures = sum(m["compile_failures"] for m in manifests.values())
     print(f"{total} deployable contracts, {failures} files failed to compile, {seconds} s")
+    variants: Counter[str] = Counter()
+    for m in manifests.values():
+        variants.update({k: v["records"] for k, v in m.get("variants", {}).items()})
+    print("contracts per compile variant: " + ", ".join(f"{k} {n}" for k, n in variants.items()))
     out = data_dir / "imported" / "real_code"
     summary = {
         "packages": {
@@ -58,12 +64,14 @@ def main(argv: list[str] | None = None) -> int:
                 "licence": m["package"]["licence"],
                 **{f: m[f] for f in ("n_files", "n_records", "per_era", "skipped", "compile_failures")},
                 "linked_library_placeholders": m["linked_library_placeholders"],
+                "variants": m.get("variants"),
                 "seconds": m["seconds"],
             }
             for k, m in manifests.items()
         },
         "failed_packages": outcome.failed,
         "n_records": total,
+        "variants": dict(variants),
         "compile_failures": failures,
         "seconds": seconds,
     }

@@ -178,7 +178,12 @@ def two_sources() -> list[dict]:
         {
             **_record("r2", "g4", [], origin="real_code", version="0.6.12", bytecode="0x" + "60" * 10),
             "unlabeled": True,
-            "bytecode_variants": {"o0": "0x" + "60" * 10, "o1-r200": "0x" + "60" * 6},
+            # o1-r200 changes the code; o1-r1000 builds the same code with another metadata tail
+            "bytecode_variants": {
+                "o0": "0x" + "60" * 10,
+                "o1-r200": "0x" + "60" * 6,
+                "o1-r1000": "0x" + "60" * 10 + _META,
+            },
         },
     ]
     return cgt + real
@@ -202,8 +207,13 @@ def test_per_source_counts_side_by_side(two_sources) -> None:
         "without_bytecode": 1,
         "single_build": 2,
         "variants": {},
+        "variant_median_bytes": {},
+        "variant_same_as_o0": {},
     }
-    assert real["compile"]["variants"] == {"o0": 1, "o1-r200": 1} and real["compile"]["single_build"] == 1
+    assert real["compile"]["variants"] == {"o0": 1, "o1-r1000": 1, "o1-r200": 1}
+    assert real["compile"]["single_build"] == 1
+    assert real["compile"]["variant_median_bytes"] == {"o0": 10.0, "o1-r1000": 10.0 + 53, "o1-r200": 6.0}
+    assert real["compile"]["variant_same_as_o0"] == {"o1-r1000": 1, "o1-r200": 0}
     assert cgt["sizes"]["source_lines"] == {"n": 3, "min": 3.0, "median": 4.0, "p90": 4.0, "max": 4.0}
     # r1: 0x6080 + "r1" (2 + 2 bytes); r2: 10 bytes
     assert real["sizes"]["bytecode_bytes"] == {"n": 2, "min": 4.0, "median": 7.0, "p90": 9.4, "max": 10.0}
@@ -224,6 +234,8 @@ def test_per_source_counts_side_by_side(two_sources) -> None:
         assert section in text
     assert "| reentrancy | 1 / 2 / 0 | 0 / 0 / 2 |" in text
     assert "| without bytecode | 1 | 0 |" in text and "| variant `o1-r200` | 0 | 1 |" in text
+    assert "| variant `o1-r200`: median bytes | – | 6 |" in text
+    assert "| variant `o1-r1000`: same code as `o0` | – | 1 |" in text
     assert "| bytecode bytes | 2: 4 / 4 / 4 / 4 | 2: 4 / 7 / 9.4 / 10 |" in text
     assert "| `g1` | cgt: `c1`; real_code: `r1` |" in text
     assert "Slither agreement: skipped" in text  # no predictions given: one line, no table

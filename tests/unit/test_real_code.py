@@ -238,3 +238,26 @@ def test_packaged_list_covers_every_era_and_builds() -> None:
     oz = {s.version for s in cfg.specs if s.name == "@openzeppelin/contracts"}
     assert {"2.5.1", "3.4.2", "3.4.2-solc-0.7"} <= oz and any(v.startswith("4.") for v in oz)
     assert any(v.startswith("5.") for v in oz) and all(s.licence for s in cfg.specs)
+
+
+def test_compile_variants_are_one_record_each(npm_root: Path, tmp_path: Path) -> None:
+    variants = [{"optimize": False}, {"optimize": True, "runs": 200}]
+    outcome = import_real_code(config(npm_root, APP, compile_variants=variants), tmp_path / "data")
+    plain = import_real_code(config(npm_root, APP), tmp_path / "data")
+    assert outcome.stored != plain.stored  # another store key; the default keeps the key it had
+    assert "compile_variants" not in plain.manifests()["@fake/app@1.0.0"]["config"]
+    (path,) = outcome.stored.values()
+    records, manifest = real_code.load_stored(path)
+    assert {r["contract_name"] for r in records} == {"Token", "Base", "Real"}
+    for r in records:
+        assert (
+            list(r["bytecode_variants"]) == ["o0", "o1-r200"]
+            and r["bytecode"] == r["bytecode_variants"]["o0"]
+        )
+        assert (
+            r["bytecode_variants"]["o1-r200"] != r["bytecode"]
+            and "_" not in r["bytecode_variants"]["o1-r200"]
+        )
+    assert {k: v["records"] for k, v in manifest["variants"].items()} == {"o0": 3, "o1-r200": 3}
+    with pytest.raises(ConfigError, match=r"^data.real_code.compile_variants: evm_version is not supported"):
+        config(npm_root, APP, compile_variants=[{"optimize": True, "evm_version": "london"}])

@@ -8,8 +8,9 @@ splits of any ``train.yaml`` data config (every configured source) through the s
 
 Per source, side by side (``report["by_source"]``): records and groups, per class positive / assessed
 negative / masked counts (``contracts.label_mask``: CGT's partial labels, ``real_code``'s unlabeled records),
-compiler eras, compile settings (bytecode present, ``bytecode_variants`` keys), size distributions, and the
-clone groups that hold records of several sources. With Slither's cached predictions for the records
+compiler eras, compile settings (bytecode present; per ``bytecode_variants`` key: records, median bytecode
+size, and how many build the same code as ``o0``), size distributions, and the clone groups that hold records
+of several sources. With Slither's cached predictions for the records
 (``slither_predictions``), ``report["slither"]`` scores them against each source's assessed labels
 (``weak_labels.agreement``); without a cache it holds a one-line note.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -118,6 +120,30 @@ def source_of(record: dict[str, Any]) -> str:
     return str(record.get("origin") or "unknown")
 
 
+def variant_order(key: str) -> list[str | int]:
+    """Sort key of compile variant keys with their numbers as numbers: o0, o1-r200, o1-r1000."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", key)]
+
+
+def _variant_stats(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | int]]:
+    """Per compile variant key: the median bytecode bytes of the records having it, and how many of them
+    build the same code as their own ``o0`` once solc's metadata tail is stripped (it hashes the compile
+    settings, so it always differs)."""
+    sizes: dict[str, list[int]] = defaultdict(list)
+    same: Counter = Counter()
+    for r in records:
+        built = {k: v for k, v in (r.get("bytecode_variants") or {}).items() if v}
+        base = _stripped_hash(built["o0"]) if "o0" in built else None
+        for k, code in built.items():
+            sizes[k].append(_bytecode_size(code))
+            if base is not None and k != "o0":
+                same[k] += _stripped_hash(code) == base
+    return {
+        "median_bytes": {k: float(np.median(sizes[k])) for k in sorted(sizes, key=variant_order)},
+        "same_as_o0": {k: same[k] for k in sorted(sizes, key=variant_order) if k != "o0"},
+    }
+
+
 def _per_source(
     records: Sequence[dict[str, Any]], skipped: Sequence[dict[str, Any]] = ()
 ) -> dict[str, dict[str, Any]]:
@@ -160,7 +186,8 @@ def _per_source(
                 "with_bytecode": len(with_code),
                 "without_bytecode": len(loaded) - len(with_code),
                 "single_build": sum(1 for r in with_code if not r.get("bytecode_variants")),
-                "variants": dict(sorted(variants.items())),
+                "variants": {k: variants[k] for k in sorted(variants, key=variant_order)},
+                **{f"variant_{k}": v for k, v in _variant_stats(loaded).items()},
             },
             "sizes": {
                 "source_lines": _size_stats([n for r in recs if (n := _source_lines(r)) is not None]),
@@ -387,6 +414,10 @@ def _fmt_score(x: float | None) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _fmt_count(x: float | None) -> str:
+    return "–" if x is None else f"{x:g}"
+
+
 def _side_by_side(first: str, names: list[str], rows: list[tuple[str, list[Any]]]) -> list[str]:
     """A markdown table with one column per source."""
     out = [f"| {first} | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -431,19 +462,38 @@ def render_sources(report: dict[str, Any]) -> list[str]:
     eras = sorted({e for n in names for e in src[n]["eras"]})
     out += ["### Eras (compiler major.minor)", ""]
     out += _side_by_side("era", names, [(e, [src[n]["eras"].get(e, 0) for n in names]) for e in eras])
-    variants = sorted({v for n in names for v in src[n]["compile"]["variants"]})
+    variants = sorted({v for n in names for v in src[n]["compile"]["variants"]}, key=variant_order)
+    compiled = [src[n]["compile"] for n in names]
+    variant_rows: list[tuple[str, list[Any]]] = []
+    for v in variants:  # per variant: records, median size, same code as o0
+        variant_rows += [
+            (f"variant `{v}`", [c["variants"].get(v, 0) for c in compiled]),
+            (
+                f"variant `{v}`: median bytes",
+                [_fmt_count(c["variant_median_bytes"].get(v)) for c in compiled],
+            ),
+        ]
+        if v != "o0":
+            same = [_fmt_count(c["variant_same_as_o0"].get(v)) for c in compiled]
+            variant_rows.append((f"variant `{v}`: same code as `o0`", same))
     out += ["### Compile settings", ""]
     out += _side_by_side(
         "records",
         names,
         [
-            ("with source", [src[n]["compile"]["with_source"] for n in names]),
-            ("with bytecode", [src[n]["compile"]["with_bytecode"] for n in names]),
-            ("without bytecode", [src[n]["compile"]["without_bytecode"] for n in names]),
-            ("one build (no variants)", [src[n]["compile"]["single_build"] for n in names]),
-            *((f"variant `{v}`", [src[n]["compile"]["variants"].get(v, 0) for n in names]) for v in variants),
+            ("with source", [c["with_source"] for c in compiled]),
+            ("with bytecode", [c["with_bytecode"] for c in compiled]),
+            ("without bytecode", [c["without_bytecode"] for c in compiled]),
+            ("one build (no variants)", [c["single_build"] for c in compiled]),
+            *variant_rows,
         ],
     )
+    if variants:
+        out += [
+            "Same code as `o0`: the variant's runtime bytecode equals the record's own `o0` build once "
+            "solc's metadata tail (which hashes the compile settings) is stripped.",
+            "",
+        ]
     out += ["### Sizes: n, min / median / p90 / max", ""]
 
     def size(stats: dict[str, float]) -> str:

@@ -1,8 +1,10 @@
 """The contract interchange format (JSONL or parquet, one record a contract): read with checks, write safely.
 
 Fields (ARCHITECTURE.md): id, source_code, bytecode, labels, vulnerable_lines, compiler_version, family.
-Optional extra fields we understand: group (records sharing it never straddle splits), split, fold, and
-negative_labels (classes assessed absent: when present, classes in neither list are unassessed and masked).
+Optional extra fields we understand: group (records sharing it never straddle splits), split, fold,
+negative_labels (classes assessed absent: when present, classes in neither list are unassessed and masked),
+and bytecode_variants (compile variant key such as ``o1-r200`` → that build's runtime bytecode; null or empty
+values are variants that did not compile; a JSON string in parquet files).
 """
 
 from __future__ import annotations
@@ -45,23 +47,48 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _hex(code: Any, where: str) -> str | None:
+    """Bytecode as lower-case 0x-hex; None for none (null, "" or "0x"); bad hex is a DataError naming it."""
+    if code in (None, "", "0x"):
+        return None
+    try:
+        return "0x" + parse_hex(code, source=where).hex()
+    except InvalidBytecodeError as exc:
+        raise DataError(str(exc)) from None
+
+
+def bytecode_variants(value: Any, where: str) -> dict[str, str] | None:
+    """A ``bytecode_variants`` field (a map, or its JSON text) checked: variant key → lower-case 0x-hex, the
+    variants without bytecode left out; None when none is left."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value) if value else None
+        except json.JSONDecodeError:
+            raise DataError(f"{where}: 'bytecode_variants' is not a JSON map") from None
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: 'bytecode_variants' must map a variant key to its bytecode")
+    out = {}
+    for key, code in value.items():
+        if not isinstance(key, str) or not key:
+            raise DataError(f"{where}: 'bytecode_variants' has an empty or non-string key {key!r}")
+        if (hexed := _hex(code, f"{where} bytecode_variants[{key!r}]")) is not None:
+            out[key] = hexed
+    return out or None
+
+
 def normalize_record(row: dict[str, Any], where: str, require_bytecode: bool = False) -> dict[str, Any]:
-    """Check one record's fields and return it in canonical form (bytecode lower-case 0x-hex)."""
+    """Check one record's fields and return it in canonical form (bytecode and its variants lower-case
+    0x-hex)."""
     if not isinstance(row, dict):
         raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
     rid = row.get("id")
     if not isinstance(rid, str) or not rid:
         raise DataError(f"{where}: missing or empty 'id'")
     where = f"{where} (id {rid!r})"
-    code = row.get("bytecode")
-    if code in ("", "0x"):
-        code = None
-    if code is not None:
-        try:
-            code = "0x" + parse_hex(code, source=where).hex()
-        except InvalidBytecodeError as exc:
-            raise DataError(str(exc)) from None
-    elif require_bytecode:
+    code = _hex(row.get("bytecode"), where)
+    if code is None and require_bytecode:
         raise DataError(f"{where}: no bytecode (this dataset needs runtime bytecode)")
     labels = row.get("labels") or []
     if isinstance(labels, str):
@@ -96,6 +123,8 @@ def normalize_record(row: dict[str, Any], where: str, require_bytecode: bool = F
             record[extra] = row[extra]
     if negatives is not None:
         record["negative_labels"] = sorted(set(negatives))
+    if (variants := bytecode_variants(row.get("bytecode_variants"), where)) is not None:
+        record["bytecode_variants"] = variants
     return record
 
 
@@ -128,15 +157,17 @@ def write_records(records: Iterable[dict[str, Any]], path: str | Path, overwrite
     path.parent.mkdir(parents=True, exist_ok=True)
     records = list(records)
     partial = any(r.get("negative_labels") is not None for r in records)  # null = fully assessed
-    keys = (*FIELDS, "group", "negative_labels") if partial else (*FIELDS, "group")
+    variants = any(r.get("bytecode_variants") for r in records)
+    keys = (*FIELDS, "group", *(["negative_labels"] * partial), *(["bytecode_variants"] * variants))
     rows = [{k: r.get(k) for k in keys} for r in records]
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
         import pyarrow as pa  # heavy, and only parquet files need it
         import pyarrow.parquet as pq
 
-        for r in rows:
-            r["vulnerable_lines"] = json.dumps(r["vulnerable_lines"]) if r["vulnerable_lines"] else None
+        for r in rows:  # maps whose keys differ per record: JSON text, as bytecode_variants() reads back
+            for name in ("vulnerable_lines", "bytecode_variants"):
+                r[name] = json.dumps(r[name]) if r.get(name) else None
         pq.write_table(pa.Table.from_pylist(rows), tmp)
     else:
         with tmp.open("w", encoding="utf-8") as fh:

@@ -21,6 +21,11 @@ them in losses and metrics (``data.contracts.label_mask``). What the importer do
   where the library's address goes, which is not hex). A record that
   does not compile keeps its source with bytecode null; the manifest counts compiled and failed records
   per compiler.
+- **Compile variants** (``compile_variants``, the corpus's format and keys: ``o0``, ``o1-r200``, ...): the
+  first one picks the compiler as above and is ``bytecode``; with several, each record that compiled is
+  compiled again under every other one with the same text, release and contract, and ``bytecode_variants``
+  maps each variant's key to its bytecode (a variant that fails is left out of the map and counted). One
+  record holds them all, so a contract's variants share its group and split.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import logging
 import re
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,11 +45,15 @@ from training_pipeline.data.clean import blank_label_comments, normalized_source
 from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.store import (
     build_once,
+    compile_variants,
     file_sha256,
     import_key,
+    import_variants,
     label_counts,
     load_stored,
     plain,
+    variant_counts,
+    variants_content,
 )
 from training_pipeline.data.records import read_rows
 from training_pipeline.errors import ConfigError, DataError
@@ -74,8 +84,11 @@ class CgtConfig:
     n_workers: int = 2  # solc-js processes; does not change the content
     n_folds: int = 5  # grouped folds (data.split.n_folds)
     seed: int = 0
+    compile_variants: Sequence[Mapping] | None = None  # None: optimizer off only (corpus.build rules)
 
     def __post_init__(self) -> None:
+        variants = import_variants(self.compile_variants, "data.cgt.compile_variants")
+        object.__setattr__(self, "compile_variants", variants)
         if self.fallback_compiler not in taxonomy.COMPILER_VERSIONS.values():
             raise ConfigError(
                 f"data.cgt.fallback_compiler={self.fallback_compiler!r}: expected one of "
@@ -87,6 +100,7 @@ class CgtConfig:
             "compile": self.compile,
             "relax_exact_pragmas": self.relax_exact_pragmas,
             "fallback_compiler": self.fallback_compiler,
+            **variants_content(self.compile_variants),
         }
 
 
@@ -212,7 +226,9 @@ def import_cgt(
 def _compile(
     records: list[dict[str, Any]], cfg: CgtConfig, cache_dir: Path
 ) -> tuple[dict[str, Any], list[str]]:
-    """Fill ``bytecode`` and ``compiler_version`` of every record that compiles; (stats, failures)."""
+    """Fill ``bytecode`` and ``compiler_version`` of every record that compiles under the first compile
+    variant, and ``bytecode_variants`` when there are several; (stats, failures)."""
+    first, *others = cfg.compile_variants
     plans = [compile_plan(r["source_code"], cfg) for r in records]
     pending = {i: 0 for i, (_, versions, _) in enumerate(plans) if versions}
     last_error = {i: "no bundled solc release satisfies its pragma" for i in range(len(records))}
@@ -222,14 +238,17 @@ def _compile(
         while pending:
             order = sorted(pending)
             jobs = [
-                CompileJob(plans[i][0], plans[i][1][pending[i]], records[i]["contract_name"]) for i in order
+                CompileJob(plans[i][0], plans[i][1][pending[i]], records[i]["contract_name"], **first)
+                for i in order
             ]
             results = pool.compile(jobs)
             retry = [
                 i for i, res in zip(order, results, strict=True) if not res.ok and _wrong_contract(res.error)
             ]
             if retry:  # the named contract is missing or abstract: solc's default contract instead
-                again = pool.compile([CompileJob(plans[i][0], plans[i][1][pending[i]]) for i in retry])
+                again = pool.compile(
+                    [CompileJob(plans[i][0], plans[i][1][pending[i]], **first) for i in retry]
+                )
                 by_index = dict(zip(order, results, strict=True)) | dict(zip(retry, again, strict=True))
                 results = [by_index[i] for i in order]
             for i, res in zip(order, results, strict=True):
@@ -248,6 +267,8 @@ def _compile(
                 else:
                     per_compiler.setdefault(version, Counter())["failed"] += 1
                     del pending[i]
+        texts = [p[0] for p in plans]
+        variant_failures = compile_variants(records, texts, first, others, pool, "CGT", link_zero)
         pool_stats = dict(pool.stats)
     failures = [f"{r['id']}: {last_error[i]}" for i, r in enumerate(records) if r["bytecode"] is None]
     no_compiler = sum(1 for _, versions, _ in plans if not versions)
@@ -258,6 +279,9 @@ def _compile(
         "linked_to_zero_address": linked,  # records calling external libraries
         "per_compiler": {v: dict(c) for v, c in sorted(per_compiler.items())},
         "pragma": dict(sorted(Counter(p[2] for p in plans).items())),
+        "variants": variant_counts(records, cfg.compile_variants),
+        "variant_failed": len(variant_failures),
+        "variant_failed_examples": variant_failures[:20],
         "solc": pool_stats,
     }
     return stats, failures

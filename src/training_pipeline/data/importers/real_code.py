@@ -17,6 +17,10 @@ records: files declaring no plain ``contract`` (only interfaces, libraries, ``ab
 compiled; of the rest, libraries are skipped by declaration and a contract whose runtime bytecode the compiler
 leaves empty is skipped as abstract (0.4/0.5 contracts with unimplemented functions, interfaces). Library
 placeholders (``__$<34 hex>$__``, or ``__<name>___`` before 0.5) are linked to the zero address and counted.
+Compile settings (``compile_variants``, the corpus's format and keys ``o0``, ``o1-r200``, ...; no EVM target,
+the multi-file runner sets none): every file is compiled once per variant with the same sources and release;
+the first variant decides which contracts become records and is ``bytecode``, and with several,
+``bytecode_variants`` maps each variant that compiled to its bytecode (one record: one group and split).
 
 Records have ``labels`` [] and no ``negative_labels``: they are unlabeled (``unlabeled`` is set on load), for
 pretraining, weak labels and the false-alarm benchmark, never supervised negatives. ``group`` keeps one
@@ -35,13 +39,14 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
 from training_pipeline.config import CONF_DIR
+from training_pipeline.corpus.build import variant_key
 from training_pipeline.corpus.imports import (
     ImportResolver,
     SourceSetJob,
@@ -57,7 +62,16 @@ from training_pipeline.corpus.solc_resolver import (
 )
 from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.solidity import declarations
-from training_pipeline.data.importers.store import build_once, file_sha256, import_key, load_stored, plain
+from training_pipeline.data.importers.store import (
+    build_once,
+    file_sha256,
+    import_key,
+    import_variants,
+    load_stored,
+    plain,
+    variant_counts,
+    variants_content,
+)
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.splits import assign_folds
@@ -131,9 +145,16 @@ class RealCodeConfig:
     n_workers: int = 2  # node compile processes; does not change the content
     n_folds: int = 5
     seed: int = 0
+    compile_variants: Sequence[Mapping] | None = None  # None: optimizer off only (corpus.build rules)
     specs: tuple[PackageSpec, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
+        variants = import_variants(self.compile_variants, "data.real_code.compile_variants")
+        if any(v["evm_version"] for v in variants):
+            raise ConfigError(
+                "data.real_code.compile_variants: evm_version is not supported for multi-file compiles"
+            )
+        object.__setattr__(self, "compile_variants", variants)
         specs = tuple(
             p
             if isinstance(p, PackageSpec)
@@ -311,6 +332,7 @@ def import_package(
             "compiler": cfg.compiler,
             "files": hashes,
             "importer": IMPORTER_VERSION,
+            **variants_content(cfg.compile_variants),
         }
     )
     out = Path(data_dir) / "imported" / "real_code" / key
@@ -361,11 +383,15 @@ def _build(
         jobs.append(SourceSetJob(sources.sources, sources.entry, version))
         todo.append((rel, {d.name: "abstract" if d.abstract else d.kind for d in decls}))
     prep_s = time.perf_counter() - start
-    log.info("%s: compiling %d of %d files", spec.spec, len(jobs), len(files))
-    results = compile_source_sets(jobs, resolver, n_workers=cfg.n_workers)
+    variants = cfg.compile_variants
+    keys = [variant_key(v) for v in variants]
+    log.info("%s: compiling %d of %d files (%s)", spec.spec, len(jobs), len(files), ", ".join(keys))
+    every = [replace(j, optimize=v["optimize"], runs=v["runs"]) for v in variants for j in jobs]
+    compiled = compile_source_sets(every, resolver, n_workers=cfg.n_workers)  # one pass: compilers load once
+    per_variant = [compiled[k * len(jobs) : (k + 1) * len(jobs)] for k in range(len(variants))]
     records: list[dict[str, Any]] = []
     linked = linked_records = 0
-    for (rel, kinds), job, res in zip(todo, jobs, results, strict=True):
+    for j, ((rel, kinds), job, res) in enumerate(zip(todo, jobs, per_variant[0], strict=True)):
         if res.contracts is None:
             failures.append({"file": rel, "reason": str(res.error)})
             continue
@@ -379,19 +405,21 @@ def _build(
             code, n = link_zero(code)
             linked += n
             linked_records += n > 0
-            records.append(
-                {
-                    "id": f"npm:{spec.spec}:{rel}:{name}",
-                    "group": _group(spec, rel, cfg.group_by),
-                    "family": spec.name,
-                    "compiler_version": job.version,
-                    "contract_name": name,
-                    "source_code": job.sources[job.entry],
-                    "bytecode": "0x" + code,
-                    "labels": [],
-                    "vulnerable_lines": None,
-                }
-            )
+            record = {
+                "id": f"npm:{spec.spec}:{rel}:{name}",
+                "group": _group(spec, rel, cfg.group_by),
+                "family": spec.name,
+                "compiler_version": job.version,
+                "contract_name": name,
+                "source_code": job.sources[job.entry],
+                "bytecode": "0x" + code,
+                "labels": [],
+                "vulnerable_lines": None,
+            }
+            if len(variants) > 1:
+                built = {k: (r[j].contracts or {}).get(name) for k, r in zip(keys, per_variant, strict=True)}
+                record["bytecode_variants"] = {k: "0x" + link_zero(c)[0] for k, c in built.items() if c}
+            records.append(record)
     if failures:
         log.warning("%s: %d files failed, e.g. %s: %s", spec.spec, len(failures), *failures[0].values())
     per_era = Counter(era(r["compiler_version"]) for r in records)
@@ -405,12 +433,18 @@ def _build(
             "extra": list(spec.extra),
             "path": str(folder),
         },
-        "config": {"exclude": list(cfg.exclude), "group_by": cfg.group_by, "compiler": cfg.compiler},
+        "config": {
+            "exclude": list(cfg.exclude),
+            "group_by": cfg.group_by,
+            "compiler": cfg.compiler,
+            **variants_content(variants),
+        },
         "n_files": len(files),
         "n_compiled_files": len(jobs),
         "n_records": len(records),
         "per_era": {e: per_era.get(e, 0) for e in sorted({*ERAS, *per_era})},
         "per_compiler": dict(sorted(Counter(r["compiler_version"] for r in records).items())),
+        "variants": variant_counts(records, variants),
         "skipped": dict(sorted(skipped.items())),
         "linked_library_placeholders": linked,
         "records_with_linked_libraries": linked_records,
