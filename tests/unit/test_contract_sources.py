@@ -1,5 +1,5 @@
 """ContractDataModule with the imported sources: clones grouped across sources, fixed splits kept,
-eval_sources restricting the test split, config typos rejected."""
+eval_sources / val_sources restricting the test / validation split, config typos rejected."""
 
 from __future__ import annotations
 
@@ -110,6 +110,25 @@ def test_eval_sources_restrict_the_test_split(data_dir: Path, tmp_path: Path) ->
         assert dict(zip((r["id"] for r in records), names, strict=True))["0x11"] == "unused"
         seen_test |= {r["group"] for r in test}
     assert seen_test == {"solidifi:base_1", "solidifi:base_2"}
+
+
+def test_val_sources_restrict_the_validation_split(data_dir: Path, tmp_path: Path) -> None:
+    slither = write_slither(tmp_path / "slither")
+    both = module(data_dir, ["slither_audited", "solidifi"], slither)
+    records, before = both.load_records()
+    moved = {r["id"] for r, s in zip(records, before, strict=True) if s == "val" and r["origin"] != "solidifi"}
+    assert moved  # the slither row of its own validation split
+    dm = module(data_dir, ["slither_audited", "solidifi"], slither, val_sources=["solidifi"])
+    records, names = dm.load_records()
+    split_of = dict(zip((r["id"] for r in records), names, strict=True))
+    assert {split_of[i] for i in moved} == {"train"}  # other sources' validation rows join training
+    val = [r for r, s in zip(records, names, strict=True) if s == "val"]
+    assert val and all(r["origin"] == "solidifi" for r in val)
+    tests_before = [r["id"] for r, s in zip(records, before, strict=True) if s == "test"]
+    assert all(split_of[i] == "test" for i in tests_before)  # the test split does not move
+    assert_no_straddling(records, names)
+    with pytest.raises(ConfigError, match="data.val_sources"):
+        module(data_dir, ["solidifi"], val_sources=["cgt"])
 
 
 def test_bytecode_datamodule_on_mixed_sources(data_dir: Path, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_full_mask_gives_exactly_the_old_loss(kind: str) -> None:
     targets = (torch.rand(13, 9, generator=g) > 0.7).float()
     pos_weight = torch.rand(9, generator=g) * 10 + 1
     old = old_loss(logits, targets, pos_weight, kind)
-    new = multilabel_loss(logits, targets, pos_weight, kind, mask=torch.ones_like(targets))
+    new = multilabel_loss(logits, targets, pos_weight, kind, weight=torch.ones_like(targets))
     assert torch.equal(new, old)  # bit-identical: the corpus's numbers cannot move
     assert torch.equal(multilabel_loss(logits, targets, pos_weight, kind), old)
 
@@ -56,17 +56,17 @@ def test_unassessed_class_does_not_flip_the_loss() -> None:
     b = torch.full((1, 9), -6.0)
     b[0, REENT] = 0.5
     assert multilabel_loss(a, targets, None) > multilabel_loss(b, targets, None)  # unmasked: B looks better
-    assert multilabel_loss(a, targets, None, mask=mask) < multilabel_loss(b, targets, None, mask=mask)
+    assert multilabel_loss(a, targets, None, weight=mask) < multilabel_loss(b, targets, None, weight=mask)
     # and the masked loss is exactly the BCE of the one assessed entry
     expected = F.binary_cross_entropy_with_logits(a[0, REENT], targets[0, REENT])
-    assert torch.allclose(multilabel_loss(a, targets, None, mask=mask), expected)
+    assert torch.allclose(multilabel_loss(a, targets, None, weight=mask), expected)
     # changing an unassessed logit changes nothing; an all-masked batch gives 0 (and no NaN)
     a2 = a.clone()
     a2[0, ARITH] = -30.0
     assert torch.equal(
-        multilabel_loss(a, targets, None, mask=mask), multilabel_loss(a2, targets, None, mask=mask)
+        multilabel_loss(a, targets, None, weight=mask), multilabel_loss(a2, targets, None, weight=mask)
     )
-    assert float(multilabel_loss(a, targets, None, mask=torch.zeros_like(mask))) == 0.0
+    assert float(multilabel_loss(a, targets, None, weight=torch.zeros_like(mask))) == 0.0
 
 
 def test_unassessed_entries_do_not_count_in_metrics_or_thresholds() -> None:

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SPLITS, ColumnDataset, ContractDataModule, label_columns
 from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.data.featurizers import BytecodeFeaturizer, pad_sequences
@@ -28,8 +27,8 @@ class TokenizerConfig:
 
 
 class TokenizedContracts(ColumnDataset):
-    """Per contract: opcode ids (``input_ids``), multi-hot labels and their assessed mask, family index and
-    record index."""
+    """Per contract: opcode ids (``input_ids``), multi-hot labels, their assessed mask and loss weights,
+    family index and record index."""
 
     def lengths(self) -> list[int]:
         """Opcode count per contract (for length-bucketed batches)."""
@@ -170,17 +169,10 @@ class ContractBytecodeDataModule(ContractDataModule):
                 )
             return eval_ids[i]
 
-        labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
-        masks = self.mask_matrix()
-        families = self.family_index()
         for split in (*SPLITS, "all"):
-            idx = self.indices(split)
+            columns = self.split_labels(split)
             self.splits[split] = TokenizedContracts(
-                input_ids=[view(split, i) for i in idx],
-                labels=labels[idx],
-                label_mask=masks[idx],
-                family=families[idx],
-                index=idx,
+                input_ids=[view(split, i) for i in columns["index"]], **columns
             )
 
     # -- what the model needs to know -----------------------------------------------------------------

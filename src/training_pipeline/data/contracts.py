@@ -17,7 +17,7 @@ import json
 import logging
 import random
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from training_pipeline.corpus.augment import AugmentConfig, augment_records
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
 from training_pipeline.data.clean import normalized_source_hash
 from training_pipeline.data.records import read_records
+from training_pipeline.data.weak_labels.cache import FindingsCache, cached_record_predictions
+from training_pipeline.data.weak_labels.mapping import DetectorMapping, load_config
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.solidity import code_only
@@ -188,19 +190,105 @@ def label_mask(record: dict[str, Any]) -> list[float]:
 
 
 def label_columns(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Multi-hot labels, their assessed mask (same shape), family index and record index, as tensors."""
+    """Multi-hot labels, their assessed mask and per-entry loss weights (same shape; the weights default to
+    the mask), family index and record index, as tensors."""
     labels = torch.from_numpy(np.stack([b["labels"] for b in batch]))
     mask = (
         torch.from_numpy(np.stack([b["label_mask"] for b in batch]))
         if "label_mask" in batch[0]
         else torch.ones_like(labels)
     )
+    weight = (
+        torch.from_numpy(np.stack([b["loss_weight"] for b in batch])) if "loss_weight" in batch[0] else mask
+    )
     return {
         "labels": labels,
         "label_mask": mask,
+        "loss_weight": weight,
         "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
     }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_source_weights(weights: Mapping[str, Any] | None) -> dict[str, float]:
+    """``data.source_weights`` (source → loss weight, default 1) as floats; an unknown source or a weight that
+    is not a number >= 0 is a one-line ConfigError."""
+    weights = dict(weights or {})
+    if unknown := sorted(set(weights) - set(SOURCES)):
+        raise ConfigError(
+            f"data.source_weights: unknown source(s) {unknown}; expected some of {list(SOURCES)}"
+        )
+    if bad := {k: v for k, v in weights.items() if not _is_number(v) or v < 0}:
+        raise ConfigError(f"data.source_weights: {bad}: expected a number >= 0 per source")
+    return {k: float(v) for k, v in weights.items()}
+
+
+@dataclass(frozen=True)
+class WeakLabelConfig:
+    """``data.weak_labels``: Slither's cached contract-level predictions as extra training targets.
+
+    Training records of ``sources`` take Slither's label for each class some check maps to
+    (``exclude_classes`` aside) where no human label is; such an entry weighs ``weight`` in the loss, a human
+    label 1. Val and test never see them: metrics stay on human labels.
+    """
+
+    enabled: bool = False
+    sources: Sequence[str] = ("real_code",)
+    weight: float = 0.3
+    config: str | None = None  # weak-label config (mapping, thresholds); None = conf/weak_labels/slither.yaml
+    cache_dir: str | None = None  # None = that config's cache_dir
+    slither_version: str | None = None  # the cache's; None = the installed slither-analyzer's
+    exclude_classes: Sequence[str] = ("arithmetic",)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sources", tuple(self.sources))
+        object.__setattr__(self, "exclude_classes", tuple(self.exclude_classes))
+        if unknown := [s for s in self.sources if s not in SOURCES]:
+            raise ConfigError(
+                f"data.weak_labels.sources: unknown source(s) {unknown}; expected some of {list(SOURCES)}"
+            )
+        if unknown := sorted(set(self.exclude_classes) - set(taxonomy.VULNERABILITY_CLASSES)):
+            raise ConfigError(
+                f"data.weak_labels.exclude_classes: unknown class(es) {unknown}; "
+                f"expected some of {list(taxonomy.VULNERABILITY_CLASSES)}"
+            )
+        if not _is_number(self.weight) or not 0 < self.weight <= 1:
+            raise ConfigError(
+                f"data.weak_labels.weight={self.weight!r}: expected a number in (0, 1] (human labels weigh 1)"
+            )
+
+
+class SlitherTargets:
+    """Weak targets from the Slither findings cache (``data/weak_labels``); never runs Slither.
+
+    Building one checks that the cache exists: a missing one is a one-line DataError naming the command that
+    fills it.
+    """
+
+    def __init__(self, cfg: WeakLabelConfig) -> None:
+        settings = load_config(cfg.config)
+        self.mapping = DetectorMapping.from_config(settings)
+        self.cache = FindingsCache(cfg.cache_dir or settings.get("cache_dir"), cfg.slither_version)
+        if not self.cache.dir.is_dir():
+            fill = "; ".join(f"python scripts/weak_label.py --source {s}" for s in cfg.sources)
+            raise DataError(
+                f"data.weak_labels: no Slither findings at {self.cache.dir}; fill the cache: {fill}"
+            )
+        self.classes = [c for c in self.mapping.detected_classes if c not in cfg.exclude_classes]
+
+    def __call__(self, records: Sequence[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        """(targets, assessed) per record, (N, classes) each: Slither's labels, assessed for ``classes`` where
+        the record's analysis is cached and succeeded, nowhere for the others."""
+        scope = np.array([c in self.classes for c in taxonomy.VULNERABILITY_CLASSES], dtype=np.float32)
+        predictions = cached_record_predictions(records, self.cache, self.mapping)
+        found = np.array([p is not None for p in predictions], dtype=np.float32)
+        targets = np.array([taxonomy.multi_hot(p.labels if p else []) for p in predictions], dtype=np.float32)
+        assessed = found[:, None] * scope
+        return targets.reshape(assessed.shape) * assessed, assessed
 
 
 class LengthBucketSampler(Sampler[list[int]]):
@@ -280,7 +368,13 @@ class ContractDataModule(SplitDataModule):
     """Records from ``sources``, grouped splits, optional train-split augmentation; subclasses featurize.
 
     ``eval_sources`` restricts the test split to some sources (train on corpus + SolidiFI, test on SolidiFI
-    only); the other sources' test folds are then left out entirely.
+    only); the other sources' test folds are then left out entirely. ``val_sources`` restricts the validation
+    split (checkpoint selection, threshold tuning) to some sources, e.g. real contracts only; the other
+    sources' validation folds join training (by group: a clone group with a record of those sources stays).
+
+    Training rows carry ``loss_weight`` beside ``label_mask``: the mask times ``source_weights`` (source →
+    weight, default 1), plus Slither's weak targets at ``weak_labels.weight`` where enabled
+    (``WeakLabelConfig``). The other splits' loss weights are their masks: metrics use human labels only.
     """
 
     needs: str = "bytecode"  # the record field a subclass cannot do without
@@ -291,6 +385,7 @@ class ContractDataModule(SplitDataModule):
         data_dir: str,
         sources: Sequence[str] = ("corpus",),
         eval_sources: Sequence[str] | None = None,
+        val_sources: Sequence[str] | None = None,
         path: str | None = None,
         corpus: dict | None = None,
         solidifi: dict | None = None,
@@ -300,6 +395,8 @@ class ContractDataModule(SplitDataModule):
         split: dict | None = None,
         fold: int = 0,
         augment: dict | None = None,
+        source_weights: dict | None = None,
+        weak_labels: dict | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -309,12 +406,13 @@ class ContractDataModule(SplitDataModule):
         sources = list(sources)
         if path is not None and sources == ["corpus"]:
             sources = ["file"]  # `data.path=...` alone means "this file instead of the corpus"
-        unknown = [n for n in [*sources, *(eval_sources or [])] if n not in SOURCES]
+        unknown = [n for n in [*sources, *(eval_sources or []), *(val_sources or [])] if n not in SOURCES]
         if unknown:
             raise ConfigError(f"data.sources: unknown source(s) {unknown}; expected some of {list(SOURCES)}")
-        missing = sorted(set(eval_sources or []) - set(sources))
-        if missing:
-            raise ConfigError(f"data.eval_sources: {missing} are not among data.sources={sources}")
+        for key, chosen in (("eval_sources", eval_sources), ("val_sources", val_sources)):
+            missing = sorted(set(chosen or []) - set(sources))
+            if missing:
+                raise ConfigError(f"data.{key}: {missing} are not among data.sources={sources}")
         self.source_cfgs = {
             "corpus": corpus,
             "file": {"path": path},
@@ -329,9 +427,20 @@ class ContractDataModule(SplitDataModule):
             check_source_config(name, self.source_cfgs[name])
         self.split_cfg = config_dataclass(SplitConfig, split, "data.split")
         self.augment_cfg = config_dataclass(AugmentConfig, augment, "data.augment")
+        self.source_weights = check_source_weights(source_weights)
+        self.weak_cfg = config_dataclass(WeakLabelConfig, weak_labels, "data.weak_labels")
+        self.weak_targets: SlitherTargets | None = None
+        if self.weak_cfg.enabled:
+            if not set(self.weak_cfg.sources) & set(sources):
+                raise ConfigError(
+                    f"data.weak_labels.sources={list(self.weak_cfg.sources)}: "
+                    f"none is among data.sources={sources}"
+                )
+            self.weak_targets = SlitherTargets(self.weak_cfg)
         if eval_split not in EVAL_SPLITS:
             raise ConfigError(f"eval split {eval_split!r}: expected one of {', '.join(EVAL_SPLITS)}")
         self.data_dir, self.sources, self.eval_sources = Path(data_dir), sources, eval_sources
+        self.val_sources = list(val_sources) if val_sources else None
         self.fold = fold
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.eval_split = eval_split
@@ -342,6 +451,7 @@ class ContractDataModule(SplitDataModule):
         self.data_version: str | None = None
         self._loaded: dict[str, LoadedSource] = {}
         self.splits: dict[str, Dataset] = {}
+        self.train_targets: tuple[np.ndarray, np.ndarray] | None = None  # (labels, loss weights) of train
         self.length_buckets = False
 
     # -- records --------------------------------------------------------------------------------------
@@ -420,6 +530,13 @@ class ContractDataModule(SplitDataModule):
                 "unused" if s == "test" and r["origin"] not in keep else s
                 for s, r in zip(names, records, strict=True)
             ]
+        if self.val_sources:
+            keep = set(self.val_sources)
+            stay = {r["group"] for s, r in zip(names, records, strict=True) if s == "val" and r["origin"] in keep}
+            names = [
+                "train" if s == "val" and r["group"] not in stay else s
+                for s, r in zip(names, records, strict=True)
+            ]
         return names
 
     def setup(self, stage: str | None = None) -> None:
@@ -435,6 +552,7 @@ class ContractDataModule(SplitDataModule):
         if extra:
             records, names = records + extra, names + ["train"] * len(extra)
         self.records, self.split_of = records, names
+        self.train_targets = self.training_targets()
         self.featurize(records)
         sizes = {s: names.count(s) for s in SPLITS}
         log.info(
@@ -482,6 +600,69 @@ class ContractDataModule(SplitDataModule):
         """Assessed mask (``label_mask``) of a split's records, or of every record, (N, classes)."""
         records = self.records if split is None else [self.records[i] for i in self.indices(split)]
         return np.array([label_mask(r) for r in records], dtype=np.float32).reshape(-1, len(self.class_names))
+
+    def training_targets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Targets and per-entry loss weights of the training split, (N, classes) each.
+
+        Human labels weigh 1 where assessed. With ``weak_labels`` enabled, Slither's label fills each class
+        it assesses and no human did, at ``weak_labels.weight`` (a variant takes its original's). Each row is
+        then scaled by its source's weight; the share of the total weight each source ends up with is logged.
+        """
+        records = [self.records[i] for i in self.indices("train")]
+        labels, weight = self.label_matrix("train"), self.mask_matrix("train")
+        if self.weak_targets is not None:
+            rows = [k for k, r in enumerate(records) if r["origin"] in self.weak_cfg.sources]
+            originals = {r["id"]: r for r in self.records if not r.get("augmented_from")}
+            targets, assessed = self.weak_targets(
+                [originals.get(records[k].get("augmented_from"), records[k]) for k in rows]
+            )
+            fill = assessed * (weight[rows] == 0)
+            labels[rows] = np.where(fill > 0, targets, labels[rows])
+            weight[rows] += fill * self.weak_cfg.weight
+            found = int(assessed.any(1).sum())
+            log.info(
+                "Weak labels (Slither, weight %g): %d of %d training records of %s have cached findings "
+                "(%d without stay masked); %d weak entries (%d positive) over %s",
+                self.weak_cfg.weight,
+                found,
+                len(rows),
+                list(self.weak_cfg.sources),
+                len(rows) - found,
+                int(fill.sum()),
+                int((fill * targets).sum()),
+                ", ".join(self.weak_targets.classes),
+            )
+        weight *= np.array([[self.source_weights.get(r["origin"], 1.0)] for r in records], dtype=np.float32)
+        totals = dict.fromkeys(self.sources, 0.0)
+        counts = dict.fromkeys(self.sources, 0)
+        for r, w in zip(records, weight.sum(1), strict=True):
+            totals[r["origin"]] += float(w)
+            counts[r["origin"]] += 1
+        total = sum(totals.values()) or 1.0
+        log.info(
+            "Loss weight share by source (train): %s",
+            ", ".join(
+                f"{name} {100 * totals[name] / total:.1f}% ({counts[name]} records, "
+                f"source weight {self.source_weights.get(name, 1.0):g})"
+                for name in self.sources
+            ),
+        )
+        return labels, weight
+
+    def split_labels(self, split: str) -> dict[str, np.ndarray]:
+        """A split's label columns: ``labels`` and ``loss_weight`` (train: ``training_targets``; elsewhere
+        the human labels and their mask), ``label_mask`` (human labels: what metrics use), ``family``,
+        ``index``."""
+        idx = self.indices(split)
+        mask = self.mask_matrix(split)
+        labels, weight = self.train_targets if split == "train" else (self.label_matrix(split), mask)
+        return {
+            "labels": labels,
+            "label_mask": mask,
+            "loss_weight": weight,
+            "family": self.family_index()[idx],
+            "index": idx,
+        }
 
     def family_index(self) -> np.ndarray:
         """Family index per record (-100 where unknown: ignored by the loss)."""

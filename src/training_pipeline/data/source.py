@@ -21,7 +21,6 @@ import torch
 from filelock import FileLock
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from training_pipeline import taxonomy
 from training_pipeline.data.bpe import (
     BpeConfig,
     SourceTokenizer,
@@ -47,8 +46,8 @@ TOKENIZED_FORMAT = 1  # bump when the stored token columns change
 
 
 class SourceWindows(ColumnDataset):
-    """Per contract: its ``windows``, their token ``lines``, labels and their mask, family, index and
-    vulnerable lines."""
+    """Per contract: its ``windows``, their token ``lines``, labels, their mask and loss weights, family,
+    index and vulnerable lines."""
 
     @property
     def windows(self) -> Sequence[list[np.ndarray]]:
@@ -259,20 +258,15 @@ class ContractSourceDataModule(ContractDataModule):
         )
         self.n_tokens = [len(x) for x in ids]
         windows = [self.featurizer.windows(i, ln) for i, ln in zip(ids, lines, strict=True)]
-        labels = np.array([taxonomy.multi_hot(r["labels"]) for r in records], dtype=np.float32)
-        masks = self.mask_matrix()
-        families = self.family_index()
         vuln = [r.get("vulnerable_lines") or {} for r in records]
         for split in (*SPLITS, "all"):
-            idx = self.indices(split)
+            columns = self.split_labels(split)
+            idx = columns["index"]
             self.splits[split] = SourceWindows(
                 windows=[windows[i][0] for i in idx],
                 lines=[windows[i][1] for i in idx],
-                labels=labels[idx],
-                label_mask=masks[idx],
-                family=families[idx],
-                index=idx,
                 vulnerable_lines=[vuln[i] for i in idx],
+                **columns,
             )
         n_win = [len(w[0]) for w in windows]
         log.info(

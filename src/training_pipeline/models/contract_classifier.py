@@ -1,7 +1,9 @@
 """What every contract classifier shares: label maps, loss, per-class thresholds tuned on val, metrics.
 
 Partially labelled data (CGT) carries ``label_mask`` in every batch (1 = the class was assessed for that
-contract): the loss, threshold tuning and every per-class metric use assessed entries only.
+contract): threshold tuning and every per-class metric use assessed entries only. The loss weighs entries by
+``loss_weight`` (default: the mask), where training batches also carry weak labels and per-source weights;
+val and test batches' loss weights are their masks, so nothing but human labels is ever scored.
 
 A subclass builds its network and heads, calls ``init_labels`` in ``__init__``, and implements
 ``_logits(batch) -> (vulnerability logits, family logits)`` (one row per contract). The bytecode detector
@@ -82,13 +84,14 @@ class ContractClassifier(BaseModule):
     def _loss(
         self, vuln_logits: torch.Tensor, fam_logits: torch.Tensor, batch: dict[str, Any]
     ) -> torch.Tensor:
+        """The multi-label loss weighted by ``loss_weight`` (else ``label_mask``), plus the family loss."""
         loss = multilabel_loss(
             vuln_logits,
             batch["labels"],
             self.pos_weight,
             self.hparams.loss,
             self.hparams.focal_gamma,
-            mask=batch.get("label_mask"),
+            weight=batch.get("loss_weight", batch.get("label_mask")),
         )
         if (batch["family"] >= 0).any() and self.hparams.family_loss_weight > 0:
             loss = loss + self.hparams.family_loss_weight * F.cross_entropy(

@@ -1,4 +1,4 @@
-"""Multi-label losses for imbalanced classes, over the assessed entries of partially labelled data."""
+"""Multi-label losses for imbalanced classes over the weighted entries of partly or weakly labelled data."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ def multilabel_loss(
     pos_weight: torch.Tensor | None,
     kind: str = "bce",
     gamma: float = 2.0,
-    mask: torch.Tensor | None = None,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``bce``: BCE with per-class ``pos_weight``; ``focal``: the same, scaled by (1 - p_t)^gamma.
 
-    ``mask`` (same shape, 1 = assessed, 0 = unknown) drops unassessed entries: the mean runs over assessed
-    entries only. A full mask gives exactly the unmasked loss (x * 1 and a factor of exactly 1).
+    ``weight`` (same shape) weighs each entry: 0 leaves it out (unassessed), 1 is a human label, less a weak
+    label or a down-weighted source. The loss is the mean of weight × term over the entries that count
+    (weight > 0): a 0/1 mask gives the assessed mean, a full mask exactly the unweighted loss (x * 1 and a
+    factor of exactly 1), and an entry of weight w moves the loss w times as much as a human label would.
     """
     bce = F.binary_cross_entropy_with_logits(logits, targets, pos_weight=pos_weight, reduction="none")
     if kind == "focal":
@@ -26,8 +28,9 @@ def multilabel_loss(
         bce = bce * (1 - p_t).pow(gamma)
     elif kind != "bce":
         raise ValueError(f"loss={kind!r}: expected 'bce' or 'focal'")
-    if mask is None:
+    if weight is None:
         return bce.mean()
-    mask = mask.to(bce.dtype)
-    # mean over all entries rescaled by entries / assessed: the assessed mean, bit-identical when all count
-    return (bce * mask).mean() * (mask.numel() / mask.sum().clamp(min=1))
+    weight = weight.to(bce.dtype)
+    counted = (weight > 0).to(bce.dtype).sum().clamp(min=1)
+    # mean over all entries rescaled by entries / counted: bit-identical to the plain mean when all count
+    return (bce * weight).mean() * (weight.numel() / counted)

@@ -24,6 +24,9 @@ line where it was (edits stay within lines), so ``vulnerable_lines`` stay valid:
   inheritance closure (itself and its bases, transitively) holds most injected lines, ties → the last
   declared (``solidity.main_contract``); so the bytecode holds the injected code wherever the snippets
   went. If that contract has no bytecode the compiler's default (the last deployable contract) is used.
+  With several ``compile_variants`` (the corpus's format: ``o0``, ``o1-r200``, ...) the first is ``bytecode``
+  and each compiled record is built again under the others into ``bytecode_variants`` (same record, so the
+  same group): evaluation conditions for the real-world benchmark.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,11 +48,15 @@ from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.solidity import lines_covered, main_contract
 from training_pipeline.data.importers.store import (
     build_once,
+    compile_variants,
     file_sha256,
     import_key,
+    import_variants,
     label_counts,
     load_stored,
     plain,
+    variant_counts,
+    variants_content,
 )
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
@@ -76,8 +83,11 @@ class SolidifiConfig:
     n_workers: int = 2  # solc-js processes; does not change the content
     n_folds: int = 5  # grouped folds over the base contracts (data.split.n_folds)
     seed: int = 0
+    compile_variants: Sequence[Mapping] | None = None  # None: optimizer off only (corpus.build rules)
 
     def __post_init__(self) -> None:
+        variants = import_variants(self.compile_variants, "data.solidifi.compile_variants")
+        object.__setattr__(self, "compile_variants", variants)
         if not self.label_map:
             raise ConfigError("data.solidifi.label_map: map each bug folder to a taxonomy label")
         try:
@@ -91,7 +101,11 @@ class SolidifiConfig:
             )
 
     def content_fields(self) -> dict[str, Any]:
-        return {"label_map": dict(sorted(self.label_map.items())), "compiler_version": self.compiler_version}
+        return {
+            "label_map": dict(sorted(self.label_map.items())),
+            "compiler_version": self.compiler_version,
+            **variants_content(self.compile_variants),
+        }
 
 
 def is_leaky(name: str) -> bool:
@@ -248,24 +262,28 @@ def _build(
         )
     prep_seconds = time.perf_counter() - start
     log.info("Compiling %d SolidiFI contracts with solc %s", len(records), cfg.compiler_version)
+    first, *others = cfg.compile_variants
+    failures = []
     with SolcPool(n_workers=cfg.n_workers, cache_dir=cache_dir) as pool:
-        jobs = [CompileJob(r["source_code"], cfg.compiler_version, r["contract_name"]) for r in records]
+        version = cfg.compiler_version
+        jobs = [CompileJob(r["source_code"], version, r["contract_name"], **first) for r in records]
         results = pool.compile(jobs)
         retry = [
             i for i, res in enumerate(results) if not res.ok and "no deployed bytecode" in str(res.error)
         ]
         if retry:
-            again = pool.compile([CompileJob(records[i]["source_code"], cfg.compiler_version) for i in retry])
+            again = pool.compile([CompileJob(records[i]["source_code"], version, **first) for i in retry])
             for i, res in zip(retry, again, strict=True):
                 results[i] = res
+        for r, res in zip(records, results, strict=True):
+            r["bytecode"], r["contract_name"] = (
+                (res.bytecode, res.contract) if res.ok else (None, r["contract_name"])
+            )
+            if not res.ok:
+                failures.append(f"{r['id']}: {res.error}")
+        texts = [r["source_code"] for r in records]
+        variant_failures = compile_variants(records, texts, first, others, pool, "SolidiFI")
         compile_stats = dict(pool.stats)
-    failures = []
-    for r, res in zip(records, results, strict=True):
-        r["bytecode"], r["contract_name"] = (
-            (res.bytecode, res.contract) if res.ok else (None, r["contract_name"])
-        )
-        if not res.ok:
-            failures.append(f"{r['id']}: {res.error}")
     if failures:
         log.warning("%d SolidiFI contracts failed to compile, e.g. %s", len(failures), failures[0])
     covered = sum(lines_covered(r["source_code"], r["contract_name"], r.pop("_injected")) for r in records)
@@ -288,6 +306,8 @@ def _build(
         "compile": {
             **compile_stats,
             "fallback_to_default_contract": len(retry),
+            "variants": variant_counts(records, cfg.compile_variants),
+            "variant_failed": variant_failures[:20],
             "failures": len(failures),
             "failed": failures[:20],
         },

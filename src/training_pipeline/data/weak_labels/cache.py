@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,16 @@ class FindingsCache:
     def __len__(self) -> int:
         return sum(1 for _ in self.dir.glob("*/*.json")) if self.dir.is_dir() else 0
 
+    def input_set_records(self) -> dict[str, dict[str, Any]]:
+        """Records of files analysed in place with their imports, by the caller's record id (scans the cache:
+        their key hashes the import closure, which only the tree on disk can give)."""
+        found: dict[str, dict[str, Any]] = {}
+        for path in sorted(self.dir.glob("*/*.json")) if self.dir.is_dir() else []:
+            record = self.get(path.stem)
+            if record and record.get("key_kind") == "input_set" and record.get("record_id"):
+                found[record["record_id"]] = record
+        return found
+
 
 def needs_analysis(record: dict[str, Any] | None, timeout_s: float) -> bool:
     """True when a source has no usable record: none yet, or a timeout under a shorter limit than now."""
@@ -81,3 +91,26 @@ def cached_predictions(
     cache = cache or FindingsCache()
     mapping = mapping or DetectorMapping.from_config()
     return [record_predictions(cache.get_source(s), mapping) for s in sources]
+
+
+def cached_record_predictions(
+    records: Sequence[Mapping[str, Any]], cache: FindingsCache, mapping: DetectorMapping
+) -> list[ContractPrediction | None]:
+    """Slither's predictions for interchange records (``id``, ``source_code``), from the cache only.
+
+    A text analysed on its own is found by its sha256; a file analysed in place (real_code) by the record id
+    its cache record keeps, as long as the entry's text still hashes the same. None: no record, or the
+    analysis failed (no opinion).
+    """
+    by_id: dict[str, dict[str, Any]] | None = None  # scanned once, on the first miss
+    out = []
+    for r in records:
+        source = r.get("source_code") or ""
+        record = cache.get_source(source) if source else None
+        if record is None:
+            by_id = cache.input_set_records() if by_id is None else by_id
+            found = by_id.get(str(r.get("id")))
+            if found and found.get("source_sha256") == source_sha256(source):
+                record = found
+        out.append(record_predictions(record, mapping))
+    return out

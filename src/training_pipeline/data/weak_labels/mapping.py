@@ -70,6 +70,12 @@ class DetectorMapping:
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**kwargs)
 
+    @property
+    def detected_classes(self) -> list[str]:
+        """The classes at least one check maps to, in taxonomy order (Slither is blind to the rest)."""
+        mapped = set(self.classes.values())
+        return [c for c in VULNERABILITY_CLASSES if c in mapped]
+
     def class_of(self, check: str) -> str | None:
         """The taxonomy class of a check; None for checks mapped to null and for unknown ones."""
         return self.classes.get(check)
