@@ -46,6 +46,12 @@ def histories() -> list[dict]:
     return txsim.simulate_histories(records(), SimConfig())
 
 
+@pytest.fixture(scope="module", params=[0.0, 0.5, 1.0], ids=lambda d: f"difficulty={d}")
+def any_histories(request) -> list[dict]:
+    """Histories at several difficulties: what holds at every one (well-formed rows, flags, sweeps)."""
+    return txsim.simulate_histories(records(), SimConfig(difficulty=request.param))
+
+
 def test_same_seed_same_history_in_any_order() -> None:
     recs = records(40)
     a = txsim.simulate_histories(recs, SimConfig())
@@ -55,8 +61,8 @@ def test_same_seed_same_history_in_any_order() -> None:
     assert [h["timestamp"] for h in other] != [h["timestamp"] for h in a]
 
 
-def test_rows_are_well_formed(histories) -> None:
-    for h in histories:
+def test_rows_are_well_formed(any_histories) -> None:
+    for h in any_histories:
         n = len(h["timestamp"])
         assert all(len(h[c]) == n for c in txsim.TX_COLUMNS)
         assert n >= SimConfig().min_transactions
@@ -69,8 +75,8 @@ def test_rows_are_well_formed(histories) -> None:
         assert not np.any(np.array(h["balance_delta"])[failed])  # a reverted transaction moves nothing
 
 
-def test_labels_agree_with_flags(histories) -> None:
-    for h in histories:
+def test_labels_agree_with_flags(any_histories) -> None:
+    for h in any_histories:
         flags = np.array(h["anomaly"], dtype=bool)
         assert (h["label"] == "normal") == (not flags.any()), h["scenario"]
         assert np.all(np.array(h["success"])[flags] == 1)  # only transactions that took effect are to blame
@@ -97,8 +103,8 @@ def test_a_drained_history_loses_its_balance_in_the_flagged_transactions(histori
         assert all(max(np.array(h["internal_calls"])[np.array(h["anomaly"], bool)]) >= 2 for h in drained)
 
 
-def test_phishing_sweeps_go_to_one_address(histories) -> None:
-    phished = [h for h in histories if h["label"] == "phishing_drain"]
+def test_phishing_sweeps_go_to_one_address(any_histories) -> None:
+    phished = [h for h in any_histories if h["label"] == "phishing_drain"]
     assert phished
     for h in phished:
         flags = np.array(h["anomaly"], dtype=bool)

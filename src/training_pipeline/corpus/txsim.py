@@ -11,6 +11,15 @@ an owner's migration, a popular mint). Labels: the history's class (``taxonomy.A
 per transaction (the transactions responsible: the attacker's, the deployer's dump, the Ponzi payouts, the
 phishing sweeps). Deterministic for (seed, contract id); stored with HF datasets under
 ``data/behavior/<key>/`` beside the corpus, keyed and locked the same way (``corpus/build.py``).
+
+``difficulty`` (``data.sim.difficulty``, 0..1) makes the task harder as it rises: attacks take less, spread
+over more transactions mingled with ordinary traffic, with fewer internal calls and smaller loans, often from
+an account that used the contract before (a depositor); rug pulls are staged like migrations, Ponzi schemes
+keep a front of ordinary use. More normal histories carry a look-alike, and above 0 most are twins
+(``TWINS``): an anomaly's own moves made legitimately (a whitehat rescue, a keeper's flash-loan liquidation,
+a treasury move, a token migration) or yield payouts above the deposits; ordinary traffic gets bigger owner
+withdrawals, treasury trades, contract wallets, new bots and more airdrops. At 0 every random draw is the
+original one (``_History.chance`` draws nothing at probability 0): the same histories as before.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,7 +67,17 @@ HARD_NEGATIVES: tuple[str, ...] = (
     "router_sweep",
     "failed_attack",
 )
+# Look-alikes drawn only at difficulty > 0, kind -> the anomaly it mirrors: the first four make that anomaly's
+# own moves legitimately (nothing flagged), yield payouts pay more than was deposited as a Ponzi scheme does.
+TWINS: dict[str, str] = {
+    "rescue": "exploit_drain",  # a whitehat or the team's guardian empties a vulnerable contract to save it
+    "liquidation": "flash_loan_attack",  # a keeper liquidates with a flash loan: many calls, ether out
+    "treasury_move": "rug_pull",  # the team moves the funds to a treasury or a new pool
+    "token_migration": "phishing_drain",  # holders approve a migration contract that pulls their tokens
+    "yield_payouts": "ponzi_collapse",
+}
 EXPLOITS = ("exploit_drain", "flash_loan_attack")  # need a code flaw
+DRAINS = ("exploit_drain", "flash_loan_attack", "rug_pull")  # empty the contract: its users leave
 FRAUDS = ("rug_pull", "ponzi_collapse", "phishing_drain")  # need none
 
 # Per transaction: column -> stored type (datasets feature name).
@@ -272,9 +291,10 @@ class SimConfig:
     min_transactions: int = 16
     max_transactions: int = 600  # cap of the drawn length; an injected event may add a few rows past it
     failure_rate: float = 0.03
+    difficulty: float = 0.0  # 0: the original simulator (conf/data/behavior_model.yaml sets the default)
 
     def __post_init__(self) -> None:
-        for name in ("attack_rate", "fraud_rate", "hard_negative_rate", "failure_rate"):
+        for name in ("attack_rate", "fraud_rate", "hard_negative_rate", "failure_rate", "difficulty"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"data.sim.{name}={getattr(self, name)}: expected a value in [0, 1]")
         if not 8 <= self.min_transactions <= self.median_transactions <= self.max_transactions:
@@ -282,6 +302,13 @@ class SimConfig:
                 "data.sim: need 8 <= min_transactions <= median_transactions <= max_transactions, got "
                 f"{self.min_transactions}, {self.median_transactions}, {self.max_transactions}"
             )
+
+    def content_fields(self) -> dict[str, Any]:
+        """The fields that decide the histories; difficulty 0 is left out, so earlier keys stay the same."""
+        d = dataclasses.asdict(self)
+        if not self.difficulty:
+            d.pop("difficulty")
+        return d
 
 
 # --- one history --------------------------------------------------------------------------------------------
@@ -292,6 +319,8 @@ class _History:
     rng: random.Random
     profile: Profile
     failure_rate: float
+    difficulty: float = 0.0
+    length: int = 0  # the planned number of transactions
     t: int = 0
     t0: int = 0
     block0: int = 0
@@ -322,6 +351,30 @@ class _History:
 
     def address(self) -> str:
         return f"0x{self.rng.getrandbits(160):040x}"
+
+    # -- difficulty ------------------------------------------------------------------------------------------
+    def chance(self, p: float) -> bool:
+        """True with probability ``p``; draws nothing when ``p <= 0`` (difficulty 0 keeps the old draws)."""
+        return _chance(self.rng, p)
+
+    def softer(self, x: float, by: float) -> float:
+        """``x`` shrunk by the fraction ``by`` at difficulty 1, linearly; exactly ``x`` at difficulty 0."""
+        return x * (1 - by * self.difficulty)
+
+    def mingle(self) -> None:
+        """Ordinary traffic between two steps of an attack (or a look-alike), more of it the harder."""
+        if self.chance(self.difficulty):
+            for _ in range(self.rng.randint(1, 1 + int(4 * self.difficulty))):
+                self.ordinary()
+
+    def take(self, sender: str, method: str, amount: float, **kwargs: Any) -> None:
+        """``amount`` ether out in one transaction or, at difficulty d (probability d), in 2 to 2 + 5d smaller
+        ones with ordinary traffic between them; ``kwargs`` go to every ``add``."""
+        k = self.rng.randint(2, 2 + int(5 * self.difficulty)) if self.chance(self.difficulty) else 1
+        for i in range(k):
+            if i:
+                self.mingle()
+            self.add(sender, method, delta=-min(amount / k, self.balance), **kwargs)
 
     # -- draws -----------------------------------------------------------------------------------------------
     def ether(self, scale: float = 1.0) -> float:
@@ -411,12 +464,19 @@ class _History:
         """One ordinary transaction: the deployer's maintenance now and then, else a user's."""
         r = self.rng
         if method is None and r.random() < 0.04:
-            if self.balance > 0 and r.random() < 0.25:  # the owner takes a small fee
-                self.add(self.deployer, "withdraw", delta=-self.balance * r.uniform(0.005, 0.03), internal=1)
+            if self.balance > 0 and r.random() < 0.25:  # the owner takes a fee (or moves treasury funds)
+                cut = r.uniform(0.005, 0.03 + 0.3 * self.difficulty)
+                self.add(self.deployer, "withdraw", delta=-self.balance * cut, internal=1)
+            elif self.chance(0.5 * self.difficulty):  # the team mints emissions or sells from its treasury
+                out = -self.balance * r.uniform(0.0, 0.1)
+                self.add(
+                    self.deployer, r.choice(("mint", "swap")), delta=out, tokens=self.tokens(20), internal=2
+                )
             else:
                 self.add(self.deployer, r.choice(("admin", "admin", "upgrade")), rate=rate)
             return
-        if method is None and r.random() < (0.03 if self.profile.token else 0.015):
+        p_bot = (0.03 if self.profile.token else 0.015) * (1 + 2 * self.difficulty)
+        if method is None and r.random() < p_bot:
             self.complex_call(rate)
             return
         methods = self.profile.methods
@@ -427,7 +487,9 @@ class _History:
                 method = "deposit" if not self.profile.token else "buy"
             else:
                 amount = self.deposits[u] * (1.0 if r.random() < 0.6 else r.uniform(0.2, 0.9))
-                if self.add(u, method, delta=-amount, internal=1, rate=rate):
+                wallet = self.chance(0.2 * self.difficulty)  # a contract wallet makes a few calls
+                calls = 1 + r.randint(1, 3) if wallet else 1
+                if self.add(u, method, delta=-amount, internal=calls, rate=rate):
                     self.deposits[u] -= amount
                 return
         sender = self.user(new_bias)
@@ -474,6 +536,8 @@ class _History:
         """A legitimate contract call with many internal calls and big token amounts (an aggregator, an
         arbitrage bot, a vault's strategy): what an attack looks like, without the loss."""
         r = self.rng
+        if self.chance(0.3 * self.difficulty):  # a new aggregator or bot shows up
+            self.bots.append(self.address())
         bot = self.bots[r.randrange(len(self.bots))]
         v = self.ether() if r.random() < 0.5 else 0.0
         out = -min(self.balance * r.uniform(0.0, 0.03), self.ether(2.0)) if r.random() < 0.5 else 0.0
@@ -503,65 +567,76 @@ class _History:
 
 
 # --- scenarios ----------------------------------------------------------------------------------------------
+def _chance(rng: random.Random, p: float) -> bool:
+    """True with probability ``p``, drawing from ``rng`` only when ``p > 0``."""
+    return p > 0 and rng.random() < p
+
+
 def _attacker(h: _History) -> str:
+    """A fresh account; at difficulty d, with probability d/2, one that has used the contract before."""
+    if h.users and h.chance(0.5 * h.difficulty):
+        return h.rng.choice(h.users)
     return h.address()
 
 
-def exploit_drain(h: _History, variant: str, intensity: float) -> None:
+def exploit_drain(h: _History, variant: str, intensity: float, flag: int = 1) -> None:
     """A flaw emptied: withdrawals re-entered through nested internal calls, by an attacker's account."""
     r = h.rng
     h.ensure_balance(2.0)
     before = h.balance
-    frac = 0.1 + 0.85 * intensity  # a weak attack takes little and calls little
-    attacker = _attacker(h)
+    frac = h.softer(0.1 + 0.85 * intensity, 0.8)  # a weak attack takes little and calls little
+    insider = h.depositor() if h.chance(h.difficulty) else None  # a depositor's withdrawal that re-enters
+    attacker = insider or _attacker(h)
     contract = variant == "attack_contract" or r.random() < 0.25
-    method = h.profile.payout if r.random() < 0.7 else "other"
-    if variant != "repeated_tx" and r.random() < 0.6:  # seed the ledger so the flawed withdraw pays out
+    method = h.profile.payout if r.random() < 0.7 + 0.3 * h.difficulty else "other"
+    if not insider and variant != "repeated_tx" and r.random() < 0.6:  # seed the ledger so withdraw pays
         seed = round(min(h.ether(), 0.02 * before) + 0.001, 6)
-        h.add(attacker, "deposit", value=seed, delta=seed, flag=1, contract=contract, success=True)
+        h.add(attacker, "deposit", value=seed, delta=seed, flag=flag, contract=contract, success=True)
     if variant == "probe_then_drain":
-        h.add(attacker, method, delta=-0.02 * h.balance, internal=r.randint(2, 4), flag=1, contract=contract)
+        h.add(
+            attacker, method, delta=-0.02 * h.balance, internal=r.randint(2, 4), flag=flag, contract=contract
+        )
         for _ in range(r.randint(1, 4)):
             h.ordinary()
     if variant == "repeated_tx":
         k = r.randint(2, 6)
         for i in range(k):
+            if i:
+                h.mingle()
             h.add(
                 attacker,
                 method,
                 delta=-min(frac * before / k, h.balance),
-                internal=r.randint(2, 3 + int(12 * intensity)),
-                flag=1,
+                internal=r.randint(2, 3 + int(12 * h.softer(intensity, 1.0))),
+                flag=flag,
                 contract=contract,
                 success=True,
                 same_block=i > 0 and r.random() < 0.5,
                 rate=30.0,
             )
     else:
-        calls = int(2 + 50 * intensity * r.uniform(0.5, 1.0))
-        h.add(
-            attacker, method, delta=-frac * h.balance, internal=calls, flag=1, contract=contract, success=True
-        )
+        calls = int(2 + 50 * h.softer(intensity, 1.0) * r.uniform(0.5, 1.0))
+        h.take(attacker, method, frac * h.balance, internal=calls, flag=flag, contract=contract, success=True)
 
 
-def flash_loan_attack(h: _History, variant: str, intensity: float) -> None:
+def flash_loan_attack(h: _History, variant: str, intensity: float, flag: int = 1) -> None:
     """Borrow big, manipulate, repay in one block: huge token amounts, many calls, ether out."""
     r = h.rng
     h.ensure_balance(2.0)
-    loss = (0.03 + 0.8 * intensity) * h.balance
+    loss = h.softer(0.03 + 0.8 * intensity, 0.75) * h.balance
     attacker = _attacker(h)
     contract = r.random() < 0.8
-    borrowed = round(math.exp(r.gauss(math.log(2e4 * 10 ** (2 * intensity)), 1.5)), 2)
+    borrowed = round(math.exp(r.gauss(math.log(2e4 * 10 ** (2 * h.softer(intensity, 1.0))), 1.5)), 2)
     if variant == "single_tx":
         method = r.choice(("flash_loan", "flash_loan", "other", "swap"))
-        calls = r.randint(4, 10 + int(80 * intensity))
+        calls = r.randint(4, 10 + int(80 * h.softer(intensity, 0.9)))
         h.add(
             attacker,
             method,
             delta=-loss,
             tokens=borrowed,
             internal=calls,
-            flag=1,
+            flag=flag,
             contract=contract,
             success=True,
         )
@@ -580,7 +655,7 @@ def flash_loan_attack(h: _History, variant: str, intensity: float) -> None:
                 delta=out,
                 tokens=borrowed * r.uniform(0.3, 1.0),
                 internal=r.randint(2, 12),
-                flag=1,
+                flag=flag,
                 contract=contract,
                 success=True,
                 same_block=i > 0,
@@ -591,7 +666,7 @@ def flash_loan_attack(h: _History, variant: str, intensity: float) -> None:
             "swap",
             tokens=borrowed,
             internal=r.randint(3, 8),
-            flag=1,
+            flag=flag,
             contract=contract,
             success=True,
         )
@@ -600,7 +675,7 @@ def flash_loan_attack(h: _History, variant: str, intensity: float) -> None:
             h.profile.payout,
             delta=-loss,
             internal=r.randint(2, 6),
-            flag=1,
+            flag=flag,
             contract=contract,
             success=True,
             same_block=True,
@@ -611,42 +686,43 @@ def flash_loan_attack(h: _History, variant: str, intensity: float) -> None:
                 "swap",
                 tokens=borrowed,
                 internal=3,
-                flag=1,
+                flag=flag,
                 contract=contract,
                 success=True,
                 same_block=True,
             )
 
 
-def rug_pull(h: _History, variant: str, intensity: float) -> None:
+def rug_pull(h: _History, variant: str, intensity: float, flag: int = 1) -> None:
     """The deployer takes the inflows: pulls the liquidity, mints and dumps, or bleeds it out slowly."""
     r = h.rng
     h.ensure_balance(1.0)
     pull = "liquidity_remove" if h.profile.name == "exchange" else "withdraw"
+    if h.chance(0.5 * h.difficulty):  # staged like a migration: pause and upgrade first
+        h.add(h.deployer, "admin")
+        h.add(h.deployer, "upgrade")
     if variant == "liquidity_pull":
         k = 1 if r.random() < 0.7 else 2
-        frac = 0.3 + 0.7 * intensity
+        frac = h.softer(0.3 + 0.7 * intensity, 0.6)
         for _ in range(k):
-            h.add(
-                h.deployer,
-                pull,
-                delta=-h.balance * frac / k * 1.5 ** (k - 1),
-                internal=1,
-                flag=1,
-                success=True,
+            h.take(
+                h.deployer, pull, h.balance * frac / k * 1.5 ** (k - 1), internal=1, flag=flag, success=True
             )
     elif variant == "mint_and_dump":
-        h.add(h.deployer, "mint", tokens=h.tokens(200 * (1 + 9 * intensity)), flag=1, success=True)
+        minted = h.tokens(h.softer(200 * (1 + 9 * intensity), 0.95))
+        h.add(h.deployer, "mint", tokens=minted, flag=flag, success=True)
         k = r.randint(2, 5)
-        frac = 0.4 + 0.55 * intensity
-        for _ in range(k):
+        frac = h.softer(0.4 + 0.55 * intensity, 0.6)
+        for i in range(k):
+            if i:
+                h.mingle()
             h.add(
                 h.deployer,
                 "swap",
                 delta=-h.balance * frac / k * 1.5,
                 tokens=h.tokens(50),
                 internal=2,
-                flag=1,
+                flag=flag,
                 success=True,
                 rate=8.0,
             )
@@ -655,45 +731,56 @@ def rug_pull(h: _History, variant: str, intensity: float) -> None:
             h.add(
                 h.deployer,
                 pull,
-                delta=-h.balance * r.uniform(0.08, 0.1 + 0.2 * intensity),
+                delta=-h.balance * h.softer(r.uniform(0.08, 0.1 + 0.2 * intensity), 0.6),
                 internal=1,
-                flag=1,
+                flag=flag,
             )
             for _ in range(r.randint(1, 6)):
                 h.ordinary()
 
 
-def phishing_drain(h: _History, variant: str, intensity: float, n_left: int) -> None:
+def phishing_drain(h: _History, variant: str, intensity: float, flag: int = 1) -> None:
     """Victims approve one spender (a phishing site), then it sweeps their tokens with transferFrom."""
     r = h.rng
     n_victims = max(4, int(r.randint(6, 30) * (0.5 + intensity)))
-    n_victims = min(n_victims, max(4, n_left // 2))
+    n_victims = min(n_victims, max(4, (h.length - len(h)) // 2))
     victims = []
     for _ in range(n_victims):  # the campaign: approvals among ordinary traffic
         v = r.choice(h.holders) if h.holders and r.random() < 0.7 else h.user(0.3)
-        amount = 1e12 if variant != "approval_for_all" and r.random() < 0.8 else 1.0
+        amount = 1e12 if variant != "approval_for_all" and r.random() < h.softer(0.8, 0.35) else 1.0
         if h.add(v, "approve", tokens=amount, rate=2.0):
             victims.append(v)
         if r.random() < 0.5:
             h.ordinary()
     drainer = _attacker(h)
-    contract = r.random() < 0.2
-    swept = victims[: max(1, int(len(victims) * (0.5 + 0.5 * intensity)))]
-    for _ in swept:
+    contract = r.random() < 0.2 or h.chance(0.6 * h.difficulty)
+    swept = victims[: max(1, int(len(victims) * h.softer(0.5 + 0.5 * intensity, 0.5)))]
+    for i, _ in enumerate(swept):
+        if i:
+            h.mingle()
         tokens = float(r.randint(1, 5)) if variant == "approval_for_all" else h.tokens(3.0)
         h.add(
             drainer,
             "transfer_from",
             tokens=tokens,
             internal=1 if contract else 0,
-            flag=1,
+            flag=flag,
             contract=contract,
             success=True,
-            rate=40.0 if variant != "slow_sweep" else 1.0,
+            rate=h.softer(40.0, 0.5) if variant != "slow_sweep" else 1.0,
             same_block=variant == "approve_sweep" and r.random() < 0.4,
         )
         if variant == "slow_sweep" and r.random() < 0.6:
             h.ordinary()
+
+
+# Anomalies that happen at a point of an otherwise ordinary history (a Ponzi scheme is the whole history).
+EVENTS: dict[str, Callable[..., None]] = {
+    "exploit_drain": exploit_drain,
+    "flash_loan_attack": flash_loan_attack,
+    "rug_pull": rug_pull,
+    "phishing_drain": phishing_drain,
+}
 
 
 def ponzi_collapse(h: _History, variant: str, intensity: float, n: int) -> None:
@@ -703,14 +790,17 @@ def ponzi_collapse(h: _History, variant: str, intensity: float, n: int) -> None:
     cut and exit.
     """
     r = h.rng
-    promise = 1.2 + 0.8 * intensity  # the multiple an investor is promised
+    promise = 1.2 + 0.8 * h.softer(intensity, 0.9)  # the multiple an investor is promised
     peak = int(n * r.uniform(0.45, 0.75))
     owed: list[tuple[str, float]] = []  # payout queue, first in first paid
     while len(h) < n:
         i = len(h)
-        growth = i / peak if i < peak else max(0.05, 1 - (i - peak) / max(n - peak, 1) * 1.5)
-        rate = 0.5 + 3 * growth
-        if r.random() < 0.03:
+        growth = i / peak if i < peak else max(0.05, 1 - (i - peak) / max(n - peak, 1) * h.softer(1.5, 0.6))
+        rate = 0.5 + h.softer(3, 0.7) * growth
+        if h.chance(0.5 * h.difficulty):  # the scheme's front: ordinary use of the contract
+            h.ordinary(rate=rate)
+            continue
+        if r.random() < h.softer(0.03, 0.8):
             cut = -h.balance * r.uniform(0.03, 0.1)
             h.add(h.deployer, "withdraw", delta=cut, internal=1, flag=1, rate=rate)
             continue
@@ -736,18 +826,29 @@ def ponzi_collapse(h: _History, variant: str, intensity: float, n: int) -> None:
 def hard_negative(h: _History, kind: str, whale: str | None) -> None:
     """A legitimate event shaped like an attack; nothing is flagged."""
     r = h.rng
+    pull = "liquidity_remove" if h.profile.name == "exchange" else "withdraw"
     if kind == "whale_withdrawal" and whale and h.deposits.get(whale, 0) > 0:
         amount = min(h.deposits[whale], h.balance)
         calls = 1 if r.random() < 0.6 else r.randint(2, 5)  # a smart-contract wallet makes a few calls
-        if h.add(whale, h.profile.payout, delta=-amount, internal=calls, success=True):
-            h.deposits[whale] = 0.0
+        h.take(whale, h.profile.payout, amount, internal=calls, success=True)  # amount <= balance: succeeds
+        h.deposits[whale] = 0.0
     elif kind == "owner_migration":
         h.add(h.deployer, "admin")  # pause
         for _ in range(r.randint(0, 3)):
             h.ordinary()
         h.add(h.deployer, "upgrade")
-        pull = "liquidity_remove" if h.profile.name == "exchange" else "withdraw"
-        h.add(h.deployer, pull, delta=-h.balance * r.uniform(0.8, 1.0), internal=1, success=True)
+        h.take(h.deployer, pull, h.balance * r.uniform(0.8, 1.0), internal=1, success=True)
+    elif kind == "yield_payouts":  # a strategy's profit comes back, depositors withdraw more than they put in
+        profit = round(h.balance * r.uniform(0.2, 0.6), 6)
+        h.add(r.choice(h.bots), "other", value=profit, delta=profit, internal=r.randint(2, 20), contract=True)
+        for _ in range(r.randint(3, 10)):
+            payee = h.depositor()
+            if payee is None:
+                break
+            amount = min(h.deposits[payee] * r.uniform(1.05, 1.6), h.balance)
+            if h.add(payee, r.choice(("withdraw", "claim")), delta=-amount, internal=1, rate=3.0):
+                h.deposits[payee] = 0.0
+            h.mingle()
     elif (
         kind == "failed_attack"
     ):  # somebody tries an exploit on a contract that is not vulnerable: it reverts
@@ -759,12 +860,18 @@ def hard_negative(h: _History, kind: str, whale: str | None) -> None:
     elif kind == "arbitrage_burst":  # bots racing in a few blocks after a price move
         for i in range(r.randint(3, 8)):
             h.complex_call(rate=30.0, same_block=i > 0 and r.random() < 0.6)
+    elif kind in TWINS:  # the anomaly's own moves, made legitimately
+        anomaly = TWINS[kind]
+        EVENTS[anomaly](h, r.choice(SCENARIOS[anomaly]), round(r.uniform(0.0, 1.0), 3), flag=0)
     elif kind == "router_sweep":  # a token listing: approvals, then a router moves the tokens as approved
         holders = [h.user(0.3) for _ in range(r.randint(6, 25))]
         for u in holders:
             h.add(u, "approve", tokens=1e12 if r.random() < 0.7 else h.tokens(), rate=2.0)
+            h.mingle()
         router = r.choice(h.routers)
-        for _ in holders[: r.randint(len(holders) // 2, len(holders))]:
+        for i, _ in enumerate(holders[: r.randint(len(holders) // 2, len(holders))]):
+            if i:
+                h.mingle()
             h.add(router, "transfer_from", tokens=h.tokens(3.0), internal=1, contract=True, rate=20.0)
     else:  # mint_burst: a popular drop, many new accounts within minutes
         method = "mint" if "mint" in h.profile.methods else "buy"
@@ -778,10 +885,21 @@ def _rng(seed: int, contract_id: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "little"))
 
 
+def lookalike(rng: random.Random, profile: Profile, difficulty: float) -> str:
+    """A look-alike kind for a normal history of ``profile``; above difficulty 0 the subtle ones join, each
+    1 + 6·difficulty times as likely as an original one (they mirror the common anomalies)."""
+    if not difficulty:
+        return rng.choice(profile.hard_negatives)
+    subtle = [k for k, anomaly in TWINS.items() if anomaly in EXPLOITS or anomaly in profile.fraud]
+    weights = [1.0] * len(profile.hard_negatives) + [1 + 6 * difficulty] * len(subtle)
+    return rng.choices([*profile.hard_negatives, *subtle], weights=weights)[0]
+
+
 def choose_scenario(
     rng: random.Random, labels: Sequence[str], profile: Profile, cfg: SimConfig
 ) -> tuple[str, str, float]:
-    """(class, variant, intensity): flaws make exploits plausible, frauds need none; look-alikes."""
+    """(class, variant, intensity): flaws make exploits plausible, frauds need none; look-alikes (more of them
+    the harder)."""
     drain = flash = 0.0
     for lbl in labels:
         a, b = EXPLOIT_AFFINITY.get(lbl, _UNKNOWN_AFFINITY)
@@ -796,8 +914,8 @@ def choose_scenario(
     elif profile.fraud and rng.random() < min(1.0, cfg.fraud_rate * profile.fraud_scale):
         label = rng.choices(list(profile.fraud), weights=list(profile.fraud.values()))[0]
     else:
-        if rng.random() < cfg.hard_negative_rate:
-            return "normal", rng.choice(profile.hard_negatives), 1.0
+        if rng.random() < cfg.hard_negative_rate + (1 - cfg.hard_negative_rate) * 0.8 * cfg.difficulty:
+            return "normal", lookalike(rng, profile, cfg.difficulty), 1.0
         return "normal", "ordinary", 0.0
     return label, rng.choice(SCENARIOS[label]), round(rng.uniform(0.0, 1.0), 3)
 
@@ -809,7 +927,7 @@ def simulate_history(record: dict[str, Any], cfg: SimConfig) -> dict[str, Any]:
     label, variant, intensity = choose_scenario(rng, list(record.get("labels") or ()), profile, cfg)
     n = int(round(math.exp(rng.gauss(math.log(cfg.median_transactions), 0.7))))
     n = min(max(n, cfg.min_transactions), cfg.max_transactions)
-    h = _History(rng, profile, cfg.failure_rate)
+    h = _History(rng, profile, cfg.failure_rate, cfg.difficulty, n)
     h.add(h.deployer, "deploy", success=True)
     for _ in range(rng.randint(0, 2)):
         h.add(h.deployer, "admin", success=True)
@@ -818,7 +936,11 @@ def simulate_history(record: dict[str, Any], cfg: SimConfig) -> dict[str, Any]:
     else:
         event_at = max(int(n * rng.uniform(0.4, 0.85)), 6)
         launch = int(n * rng.uniform(0.04, 0.15))
-        airdrop = int(n * rng.uniform(0.2, 0.6)) if profile.token and rng.random() < 0.25 else -1
+        airdrop = (
+            int(n * rng.uniform(0.2, 0.6))
+            if profile.token and rng.random() < 0.25 * (1 + cfg.difficulty)
+            else -1
+        )
         hype = int(event_at * rng.uniform(0.15, 0.3)) if label == "rug_pull" else 0
         whale_at = int(event_at * rng.uniform(0.2, 0.5)) if variant == "whale_withdrawal" else -1
         whale = None
@@ -834,20 +956,14 @@ def simulate_history(record: dict[str, Any], cfg: SimConfig) -> dict[str, Any]:
             elif i < launch:
                 h.ordinary(rate=6.0, new_bias=0.5)
             elif i >= event_at - hype:
-                h.ordinary(rate=4.0, new_bias=0.5, scale=2.5)  # the hype before a rug pull
+                h.ordinary(rate=h.softer(4.0, 0.75), new_bias=h.softer(0.5, 1.0), scale=h.softer(2.5, 0.6))
             else:
                 h.ordinary()
-        if label == "exploit_drain":
-            exploit_drain(h, variant, intensity)
-        elif label == "flash_loan_attack":
-            flash_loan_attack(h, variant, intensity)
-        elif label == "rug_pull":
-            rug_pull(h, variant, intensity)
-        elif label == "phishing_drain":
-            phishing_drain(h, variant, intensity, n - len(h))
+        if label in EVENTS:
+            EVENTS[label](h, variant, intensity)
         elif variant != "ordinary":
             hard_negative(h, variant, whale)
-        drained = label in ("exploit_drain", "flash_loan_attack", "rug_pull")
+        drained = TWINS.get(variant, label) in DRAINS and not h.chance(0.8 * cfg.difficulty)
         rest = n - len(h)
         if drained:  # activity dies down; holders rush to withdraw and find the contract empty
             rest = int(rest * rng.uniform(0.2, 0.6))
@@ -908,7 +1024,7 @@ def histories_key(corpus_cfg: CorpusConfig, sim_cfg: SimConfig) -> str:
     payload = {
         "corpus": corpus_cfg.content_fields(),
         "generator": GENERATOR_VERSION,
-        "sim": dataclasses.asdict(sim_cfg),
+        "sim": sim_cfg.content_fields(),
         "simulator": SIMULATOR_VERSION,
         "format": BUILD_FORMAT,
     }
@@ -995,6 +1111,7 @@ __all__ = [
     "SCENARIOS",
     "SIMULATOR_VERSION",
     "TX_COLUMNS",
+    "TWINS",
     "SimConfig",
     "build_histories",
     "corpus_records",
