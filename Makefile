@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 export TRAINING_PIPELINE_SOLC_DIR ?= $(CURDIR)/$(SOLC_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data data-real train train-all test test-fast bench lint format clean clean-outputs clean-data
+.PHONY: help setup data data-real train train-all eval-real test test-fast bench lint format clean clean-outputs clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
@@ -36,11 +36,15 @@ data: setup ## Build (or reuse) the default contract corpus and print its manife
 data-real: setup ## Install the npm Solidity packages of conf/data/real_code.yaml and compile them (once; ARGS="--force")
 	$(PY) scripts/build_real_code.py $(ARGS)
 
-train: setup ## Build the default corpus and train the default model (bytecode detector)
-	$(PY) src/train.py $(ARGS)
+train: setup ## Train the default model: the bytecode detector on generated + real (CGT) contracts, selected on real ones
+	$(PY) src/train.py experiment=bytecode_detector_real $(ARGS)
 
 train-all: setup ## Cross-fit the three base models, train the aggregator (resumes; ARGS="--force" retrains)
 	$(PY) scripts/train_all.py $(ARGS)
+
+eval-real: setup ## Real-world benchmark of the newest trained models + Slither (outputs/real_world/<time>/report.md)
+	$(PY) scripts/build_real_code.py
+	$(PY) src/eval.py experiment=real_world $(ARGS)
 
 test: setup ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)

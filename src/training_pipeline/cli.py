@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.config import CONF_DIR, compose_config
 from training_pipeline.pipeline.runner import run_pipeline
+from training_pipeline.scan.benchmark import run_real_world
 from training_pipeline.tasks import evaluate, metric_value, train
 from training_pipeline.utils.rich_tree import print_config_tree
 from training_pipeline.utils.run import one_line, quiet_known_warnings, task_wrapper
@@ -123,7 +124,10 @@ def _train_app(cfg: DictConfig) -> float | None:
 @task_wrapper
 def _eval_app(cfg: DictConfig) -> None:
     _prepare(cfg)
-    evaluate(cfg)
+    if cfg.get("real_world") is not None:
+        run_real_world(cfg)
+    else:
+        evaluate(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline.yaml")

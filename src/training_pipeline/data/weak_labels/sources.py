@@ -171,7 +171,6 @@ def load_real_code(data_dir: str | Path) -> list[dict[str, Any]]:
         RealCodeConfig,
         default_config_block,
         import_real_code,
-        package_dir,
     )
     from training_pipeline.data.importers.store import load_stored
     from training_pipeline.utils.checks import config_dataclass
@@ -189,30 +188,42 @@ def load_real_code(data_dir: str | Path) -> list[dict[str, Any]]:
             + "; ".join(outcome.failed.values())
             + " (python scripts/build_real_code.py)"
         )
-    specs = {s.spec: s for s in cfg.specs}
-    out = []
-    for name, stored in outcome.stored.items():
-        rows, _ = load_stored(stored)
-        spec = specs[name]
-        folder = package_dir(spec, cfg.npm_root(data_dir)).resolve()  # the manifest's path may be stale
-        prefix = cfg.npm_root(data_dir).resolve() / spec.slug
-        head = f"npm:{spec.spec}:"
-        for r in rows:
-            rel = str(r["id"])[len(head) :].rsplit(":", 1)[0]
-            out.append(
-                {
-                    "id": r["id"],
-                    "source_code": r["source_code"],
-                    "labels": [],
-                    "family": r.get("family"),
-                    "compiler_version": r["compiler_version"],
-                    "path": str(folder / rel),
-                    "boundary": str(prefix),
-                }
-            )
+    rows = [r for stored in outcome.stored.values() for r in load_stored(stored)[0]]
+    out = [
+        {
+            "id": r["id"],
+            "source_code": r["source_code"],
+            "labels": [],
+            "family": r.get("family"),
+            "compiler_version": r["compiler_version"],
+        }
+        for r in rows
+    ]
+    locate_real_code(out, data_dir, cfg)
     if not out:
         raise DataError(f"{data_dir}: no real_code records")
     return out
+
+
+def locate_real_code(records: list[dict[str, Any]], data_dir: str | Path, cfg: Any = None) -> None:
+    """Give each real_code record (id ``npm:<name>@<version>:<file>:<contract>``) the ``path`` of its file in
+    the installed package tree and the ``boundary`` (its npm prefix: node_modules above it are not searched),
+    in place, so Slither analyses it with its imports. ``cfg``: the RealCodeConfig (default: the packaged)."""
+    from training_pipeline.data.importers.real_code import RealCodeConfig, default_config_block, package_dir
+    from training_pipeline.utils.checks import config_dataclass
+
+    if cfg is None:
+        cfg = config_dataclass(RealCodeConfig, {**default_config_block(), "install": False}, "data.real_code")
+    root = cfg.npm_root(data_dir).resolve()
+    specs = {s.spec: s for s in cfg.specs}
+    for r in records:
+        name = str(r["id"])[len("npm:") :]
+        spec = next((specs[k] for k in specs if name.startswith(k + ":")), None)
+        if spec is None:
+            raise DataError(f"record {r['id']!r}: not a record of the configured real_code packages")
+        rel = name[len(spec.spec) + 1 :].rsplit(":", 1)[0]
+        r["path"] = str(package_dir(spec, root).resolve() / rel)  # the manifest's path may be stale
+        r["boundary"] = str(root / spec.slug)
 
 
 def tree_sources(records: list[dict[str, Any]], resolver: Any = None) -> list[Any]:

@@ -1,0 +1,174 @@
+"""The real-world benchmark's measurements (evaluation/real_world.py) and its runner's plumbing
+(scan/benchmark.py) on hand-made contracts and predictions."""
+
+from __future__ import annotations
+
+import pytest
+from omegaconf import OmegaConf
+
+from training_pipeline.config import compose_config
+from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.evaluation.real_world import (
+    CLASSES,
+    BenchSet,
+    Contract,
+    Prediction,
+    audited_metrics,
+    era_of,
+    labelled_metrics,
+    shared_traits,
+    vulnerable_vs_audited_auroc,
+    worst_errors,
+)
+from training_pipeline.risk import RiskTarget
+from training_pipeline.scan.benchmark import (
+    RealWorldConfig,
+    Row,
+    bytecode_of,
+    latest_checkpoint,
+    markdown,
+    measure,
+    resolve_models,
+)
+from training_pipeline.utils.checks import config_dataclass
+
+
+def pred(flagged: list[str], **probs: float) -> Prediction:
+    full = {c: 0.05 for c in CLASSES}
+    full.update({c: 0.9 for c in flagged})
+    full.update(probs)
+    return Prediction(full, flagged)
+
+
+def contract(cid: str, labels: list[str], assessed: list[str] | None = None, **kw) -> Contract:
+    return Contract(cid, labels, list(CLASSES) if assessed is None else assessed, **kw)
+
+
+@pytest.fixture
+def sets() -> tuple[BenchSet, BenchSet]:
+    labelled = BenchSet(
+        "cgt_test",
+        [
+            contract("a", ["reentrancy"], era="0.4", lines=40, family="bank"),
+            contract("b", ["arithmetic"], ["arithmetic", "reentrancy"], era="0.4", lines=60),
+            contract("c", [], ["reentrancy"], era="0.8", lines=900),
+        ],
+    )
+    audited = BenchSet(
+        "real_code", [contract("x", [], [], era="0.8"), contract("y", [], [], era="0.8")], True
+    )
+    return labelled, audited
+
+
+def test_labelled_metrics_count_assessed_classes_only(sets) -> None:
+    labelled, _ = sets
+    scores = {
+        "a": pred(["reentrancy", "bad_randomness"]),  # one hit, one wrong flag (fully assessed)
+        "b": pred(["front_running"]),  # arithmetic missed; front_running unassessed: not wrong
+        "c": pred(["reentrancy"]),  # assessed absent: a false positive
+    }
+    m = labelled_metrics(labelled, scores)
+    re = m["per_class"]["reentrancy"]
+    assert (re["tp"], re["fp"], re["fn"]) == (1, 1, 0)
+    assert m["per_class"]["arithmetic"]["recall"] == 0.0
+    assert m["per_class"]["front_running"]["assessed"] == 1  # only "a" assesses it
+    assert m["recall"] == pytest.approx(1 / 2)
+    assert m["precision"] == pytest.approx(1 / 3)
+    # wrong flags: a → bad_randomness, c → reentrancy; b's front_running is unassessed
+    assert m["wrong_flags_per_contract"] == pytest.approx(2 / 3)
+    assert m["unassessed_flags_per_contract"] == pytest.approx(1 / 3)
+    assert m["f1_macro"] == pytest.approx((2 / 3 + 0.0) / 2)  # reentrancy 0.667, arithmetic 0
+
+
+def test_unscored_contracts_are_left_out(sets) -> None:
+    labelled, _ = sets
+    m = labelled_metrics(labelled, {"a": pred(["reentrancy"])})
+    assert (m["contracts"], m["scored"], m["recall"]) == (3, 1, 1.0)
+
+
+def test_audited_metrics_and_auroc_vs_audited(sets) -> None:
+    labelled, audited = sets
+    scores = {
+        "a": pred(["reentrancy"]),
+        "b": pred([], arithmetic=0.4),
+        "c": pred([]),
+        "x": pred(["other"], other=0.95),
+        "y": pred([]),
+    }
+    m = audited_metrics(audited, scores, RiskTarget())
+    assert m["flagged_share"] == 0.5
+    assert m["flag_rate"]["other"] == 0.5 and m["flag_rate"]["reentrancy"] == 0.0
+    assert 0.0 < m["mean_risk"] < 1.0
+    # vulnerable a (0.9), b (0.4) against audited x (0.95), y (0.05): pairs won 1 + 1 of 4
+    assert vulnerable_vs_audited_auroc(labelled, audited, scores) == pytest.approx(0.5)
+
+
+def test_worst_errors_rank_by_confidence(sets) -> None:
+    labelled, audited = sets
+    scores = {
+        "a": pred([], reentrancy=0.3),
+        "b": pred([], arithmetic=0.01),
+        "c": pred(["reentrancy"], reentrancy=0.7),
+        "x": pred(["other"], other=0.99),
+        "y": pred([]),
+    }
+    errs = worst_errors([labelled, audited], scores, k=5)
+    assert [(e.id, e.cls) for e in errs["false_negatives"]] == [("b", "arithmetic"), ("a", "reentrancy")]
+    assert [(e.id, e.cls) for e in errs["false_positives"]] == [("x", "other"), ("c", "reentrancy")]
+    traits = shared_traits(errs["false_negatives"], labelled.contracts + audited.contracts, "o0")
+    assert any(t.startswith("era 0.4") for t in traits)
+    assert traits[-1] == "compile condition: o0"
+
+
+def test_era_of() -> None:
+    assert era_of("v0.4.26+commit.4563c3fc") == "0.4"
+    assert era_of("0.8.26") == "0.8"
+    assert era_of(None) == "unknown"
+
+
+def test_bytecode_of_conditions() -> None:
+    rec = {"bytecode": "0x00", "bytecode_variants": {"o0": "0x00", "o1-r200": "0x01"}}
+    assert bytecode_of(rec, "o1-r200") == "0x01"
+    assert bytecode_of({"bytecode": "0x00"}, "o0") == "0x00"
+    assert bytecode_of({"bytecode": "0x00"}, "o1-r200") is None
+
+
+def test_measure_and_markdown_have_every_row_and_set(sets) -> None:
+    labelled, audited = sets
+    rows = [
+        Row("bytecode_detector", "o0", {"a": pred(["reentrancy"]), "x": pred([])}),
+        Row("slither", "source", {"a": pred([]), "b": pred([]), "x": pred(["reentrancy"])}),
+    ]
+    results = measure(rows, [labelled, audited], k=3)
+    assert [r["model"] for r in results] == ["bytecode_detector", "slither"]
+    assert results[0]["sets"]["cgt_test"]["recall"] == 1.0
+    assert results[1]["sets"]["real_code"]["flagged_share"] == 1.0
+    md = markdown(results, [labelled, audited], {"models": {}, "slither_classes": ["reentrancy"]})
+    assert "| bytecode_detector | o0 | 1.00 |" in md
+    assert "reentrancy*" in md  # Slither covers it
+    assert "worst false negatives" in md
+
+
+def test_config_errors_and_composition(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="real_world.sets"):
+        config_dataclass(RealWorldConfig, {"sets": ["cgt_test", "mainnet"]}, "real_world")
+    with pytest.raises(DataError, match="no such checkpoint"):
+        resolve_models(RealWorldConfig(models={"bytecode_detector": str(tmp_path / "x.ckpt")}))
+    cfg = compose_config("eval.yaml", ["experiment=real_world"])
+    assert cfg.real_world.sets == ["cgt_test", "solidifi", "real_code"]
+    assert OmegaConf.select(cfg, "real_world.models.bytecode_detector") == "latest"
+
+
+def test_latest_checkpoint_picks_newest_run_of_the_model(tmp_path) -> None:
+    runs = tmp_path / "train" / "runs"
+    for name, target in [
+        ("2026-01-01_00-00-00", "training_pipeline.models.bytecode_detector.BytecodeDetector"),
+        ("2026-01-02_00-00-00", "training_pipeline.models.bytecode_detector.BytecodeDetector"),
+        ("2026-01-03_00-00-00", "training_pipeline.models.code_analyzer.CodeAnalyzer"),
+    ]:
+        (runs / name / "checkpoints").mkdir(parents=True)
+        (runs / name / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        (runs / name / "config_resolved.yaml").write_text(f"model:\n  _target_: {target}\n")
+    found = latest_checkpoint("bytecode_detector", tmp_path)
+    assert found is not None and found.parts[-3] == "2026-01-02_00-00-00"
+    assert latest_checkpoint("behavior_model", tmp_path) is None
