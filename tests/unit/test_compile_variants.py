@@ -87,6 +87,24 @@ def test_train_variants_add_train_rows_in_the_same_group(tmp_path: Path) -> None
     np.testing.assert_array_equal(column[pos["c0"]], dm.featurizer.encode(_code(0, "01")))
 
 
+def test_sampled_train_variants_keep_one_row_and_draw_every_variant(tmp_path: Path) -> None:
+    base = datamodule(make_records(), tmp_path)
+    dm = datamodule(make_records(), tmp_path, train_variants="sample")
+    assert ids_of(dm, "train") == ids_of(base, "train")  # one row per training contract
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(
+            dm.splits[split].columns["input_ids"][0], base.splits[split].columns["input_ids"][0]
+        )
+    train = dm.splits["train"]
+    k = ids_of(dm, "train").index("c0")
+    drawn = {tuple(train[k]["input_ids"].tolist()) for _ in range(40)}
+    expected = {tuple(dm.featurizer.encode(_code(0, op)).tolist()) for op in ("01", "02")}
+    assert drawn == expected  # both compile settings, nothing else
+    assert train.lengths()[k] == len(dm.featurizer.encode(_code(0, "01")))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[0] == min(len(train), dm.batch_size)
+
+
 def test_variant_sets_the_evaluation_view(tmp_path: Path) -> None:
     dm = datamodule(make_records(), tmp_path, variant="o1-r200")
     (test_i,) = dm.splits["test"].index

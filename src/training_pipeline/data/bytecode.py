@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +36,24 @@ class TokenizedContracts(ColumnDataset):
         return [len(x) for x in self.columns["input_ids"]]
 
 
+class SampledVariants(TokenizedContracts):
+    """Training contracts whose ``input_ids`` entry is a list of their compile variants' opcode ids: each
+    access draws one (``train_variants: sample``), so an epoch sees every contract once, under a random
+    compile setting. Lengths (for buckets) are the first variant's."""
+
+    def __init__(self, seed: int = 0, **columns: Any) -> None:
+        super().__init__(**columns)
+        self.rng = random.Random(seed)
+
+    def lengths(self) -> list[int]:
+        return [len(x[0]) for x in self.columns["input_ids"]]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = super().__getitem__(i)
+        item["input_ids"] = self.rng.choice(item["input_ids"])
+        return item
+
+
 def collate(batch: list[dict[str, Any]], pad_id: int = 0) -> dict[str, torch.Tensor]:
     """Pad to the longest sequence of the batch (not to max_length: most contracts are far shorter)."""
     ids = [b["input_ids"] for b in batch]
@@ -53,9 +72,10 @@ class ContractBytecodeDataModule(ContractDataModule):
 
     Compile variants (records with a ``bytecode_variants`` map, e.g. the corpus built with several
     ``data.corpus.compile_variants``): ``variant`` picks the bytecode that val, test, predict and "all" see
-    (None: ``bytecode``; a record lacking the variant keeps ``bytecode``); ``train_variants`` adds each
-    training record's other variants as extra training rows (id ``<id>~<variant>``, same group). Training
-    rows of the original records always use ``bytecode``.
+    (None: ``bytecode``; a record lacking the variant keeps ``bytecode``); ``train_variants: true`` adds each
+    training record's other variants as extra training rows (id ``<id>~<variant>``, same group), while
+    ``sample`` keeps one row per training record and draws one of its variants at every access (an epoch
+    costs the same; the compile setting is augmentation). Otherwise training rows use ``bytecode``.
     """
 
     needs = "bytecode"
@@ -69,7 +89,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         truncation: str = "head_tail",
         length_buckets: bool = True,
         variant: str | None = None,
-        train_variants: bool = False,
+        train_variants: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -77,8 +97,8 @@ class ContractBytecodeDataModule(ContractDataModule):
             raise ConfigError(
                 f"data.variant={variant!r}: expected a compile variant key such as o1-r200, or null"
             )
-        if not isinstance(train_variants, bool):
-            raise ConfigError(f"data.train_variants={train_variants!r}: expected true or false")
+        if not isinstance(train_variants, bool) and train_variants != "sample":
+            raise ConfigError(f"data.train_variants={train_variants!r}: expected true, false or sample")
         self.variant, self.train_variants = variant, train_variants
         self.tokenizer_cfg = config_dataclass(TokenizerConfig, tokenizer, "data.tokenizer")
         self.featurizer = BytecodeFeaturizer(EvmTokenizer(**vars(self.tokenizer_cfg)), max_length, truncation)
@@ -118,7 +138,7 @@ class ContractBytecodeDataModule(ContractDataModule):
     def extra_train_records(self, records: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
         """With ``train_variants``: each training record's other compile variants (distinct bytecode only) as
         rows of the same group, id ``<id>~<variant>``; never in val/test."""
-        if not self.train_variants:
+        if self.train_variants is not True:
             return []
         extra, n_train = [], 0
         for r, split in zip(records, names, strict=True):
@@ -171,9 +191,28 @@ class ContractBytecodeDataModule(ContractDataModule):
 
         for split in (*SPLITS, "all"):
             columns = self.split_labels(split)
-            self.splits[split] = TokenizedContracts(
-                input_ids=[view(split, i) for i in columns["index"]], **columns
+            if split == "train" and self.train_variants == "sample":
+                input_ids = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
+                self.splits[split] = SampledVariants(seed=self.split_cfg.seed, input_ids=input_ids, **columns)
+            else:
+                input_ids = [view(split, i) for i in columns["index"]]
+                self.splits[split] = TokenizedContracts(input_ids=input_ids, **columns)
+        if self.train_variants == "sample":
+            n = sum(len(x) > 1 for x in self.splits["train"].columns["input_ids"])
+            log.info(
+                "Compile variants: %d of %d training contracts drawn from several",
+                n,
+                len(self.splits["train"]),
             )
+
+    def _all_variants(self, record: dict[str, Any], ids: np.ndarray) -> list[np.ndarray]:
+        """``ids`` (its ``bytecode``) and the opcode ids of each other distinct compile variant."""
+        out, seen = [ids], {record["bytecode"]}
+        for code in _variants(record).values():
+            if code not in seen:
+                seen.add(code)
+                out.append(self.featurizer.encode(code, source=f"record {record['id']!r}"))
+        return out
 
     # -- what the model needs to know -----------------------------------------------------------------
     @property
