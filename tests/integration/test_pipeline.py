@@ -93,7 +93,7 @@ def test_crossfit_never_predicts_a_contract_it_trained_on(pipeline) -> None:
         assert set(oof) == outer_train  # every training contract gets one
 
 
-def test_stacked_rows_use_oof_for_training_and_full_models_for_test(pipeline) -> None:
+def test_stacked_rows_use_oof_for_training_and_the_outer_test_fold_for_test(pipeline) -> None:
     pdir, _ = pipeline
     rows = [json.loads(line) for line in (pdir / "stacked" / "stacked.jsonl").read_text().splitlines()]
     full = _manifest(pdir, "bytecode_detector/full")
@@ -106,6 +106,50 @@ def test_stacked_rows_use_oof_for_training_and_full_models_for_test(pipeline) ->
     comparison = json.loads((pdir / "comparison.json").read_text())
     methods = {(r["method"], r["views"]) for r in comparison}
     assert ("aggregator", "all views") in methods and ("max of models", "without behavior") in methods
+
+
+def test_crossfit_mean_test_rows_and_scanner_average_the_fold_models(pipeline, tmp_path: Path) -> None:
+    import shutil
+
+    from training_pipeline.data.stacked import mean_probs
+    from training_pipeline.pipeline.views import read_view_predictions
+    from training_pipeline.scan import Scanner, read_inputs
+
+    pdir, summary = pipeline
+    artifacts = summary["artifacts"]
+    assert artifacts["aggregator_inputs"] == "crossfit_mean" and artifacts["guard"]["chosen"]
+    rows = [json.loads(line) for line in (pdir / "stacked" / "stacked.jsonl").read_text().splitlines()]
+    test = {r["id"]: r for r in rows if r["split"] == "test"}
+    art = artifacts["base_models"]["bytecode"]
+    assert [f["fold"] for f in art["folds"]] == list(range(1, INNER + 1))
+    stage = pdir / "stages" / "bytecode_detector"
+    members = [
+        read_view_predictions(
+            stage / f"fold{f['fold']}" / "outer_test" / "predictions.jsonl", "contract_classes"
+        )
+        for f in art["folds"]
+    ]
+    assert all(set(m) == set(test) for m in members)
+    rid = next(iter(test))
+    expected = mean_probs([m[rid]["probs"] for m in members])
+    assert test[rid]["views"]["bytecode"] == pytest.approx(expected)
+    comparison = json.loads((pdir / "comparison.json").read_text())
+    assert any(r["method"].startswith("guarded") for r in comparison)
+    scanner = Scanner.from_pipeline(pdir)
+    assert scanner.models["aggregator_inputs"] == "crossfit_mean"
+    assert all(len(v.folds) == INNER for v in scanner.views)
+    old = tmp_path / "old"  # a run dir from before: no aggregator_inputs, no fold checkpoints
+    shutil.copytree(pdir, old)
+    info = json.loads((old / "pipeline.json").read_text())
+    del info["artifacts"]["aggregator_inputs"], info["artifacts"]["guard"]
+    for model in info["artifacts"]["base_models"].values():
+        del model["folds"]
+    (old / "pipeline.json").write_text(json.dumps(info))
+    legacy = Scanner.from_pipeline(old)
+    assert legacy.models["aggregator_inputs"] == "full" and all(not v.folds for v in legacy.views)
+    hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"
+    report = legacy.scan(read_inputs([str(hexfile)]))[0]
+    assert 0.0 <= report["risk"] <= 1.0
 
 
 def test_rerun_resumes_without_training(pipeline, data_dir: Path) -> None:

@@ -9,7 +9,9 @@ A pipeline run dir (``scripts/train_all.py``) holds ``stacked/stacked.jsonl``, o
 
 and ``stacked/manifest.json`` naming (in order) each view's model, adapter kind and feature order. Train and
 val rows are out-of-fold predictions (cross-fitted models that never saw the contract; val is the fold the
-full models validated on), test rows come from the models trained on the whole training split.
+full models validated on); test rows average the cross-fitted models' predictions (``aggregator_inputs:
+crossfit_mean``, the default) or come from the models trained on the whole training split (``full``).
+A ``static`` view (``weak_labels.features``) holds Slither's findings per class instead of probabilities.
 
 A missing view is never zeros that look like data: its features are NaN and its ``mask`` entry False, and the
 aggregator replaces it by the mask before anything reads it.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +32,9 @@ from torch.utils.data import DataLoader, Dataset, default_collate
 
 from training_pipeline import taxonomy
 from training_pipeline.data.contracts import SplitDataModule, make_loader
+from training_pipeline.data.weak_labels.features import STATIC_KIND, static_class_probs
 from training_pipeline.errors import ConfigError, DataError
-from training_pipeline.risk import RiskTarget
+from training_pipeline.risk import RiskTarget, view_risk
 from training_pipeline.utils.run import write_json
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,19 @@ def read_stacked(pipeline_dir: str | Path) -> tuple[list[dict[str, Any]], dict[s
     if not rows:
         raise DataError(f"{path}: no rows")
     return rows, json.loads(manifest.read_text())
+
+
+def single_view_risk(target: RiskTarget, kind: str, features: Mapping[str, float]) -> float:
+    """One view's own (uncalibrated) risk: ``risk.view_risk`` of its probabilities; the static-analysis view
+    counts each class Slither flags as certain."""
+    if kind == STATIC_KIND:
+        return view_risk(target, "contract_classes", static_class_probs(features))
+    return view_risk(target, kind, features)
+
+
+def mean_probs(members: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Several models' probabilities averaged feature by feature (``crossfit_mean``: the fold models)."""
+    return {k: float(np.mean([float(m[k]) for m in members])) for k in members[0]}
 
 
 def view_matrix(

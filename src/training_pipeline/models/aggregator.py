@@ -1,11 +1,11 @@
 """The aggregator: fuses the base models' class probabilities into one calibrated risk probability.
 
 The network (``nets.fusion.GatedFusionNet``) reads each view's probabilities (bytecode detector, code
-analyzer, behavior model) and gives the risk logit (the expert risk target, see ``risk.py``) and per-class
-vulnerability logits. A missing view is masked
-out of the gate's softmax (its features, NaN in the data, are never read), and training drops present views
-at random (modality dropout) so a contract without source or history degrades gracefully instead of falling
-off a cliff.
+analyzer, behavior model; optionally Slither's findings per class, the static-analysis view) and gives the
+risk logit (the expert risk target, see ``risk.py``) and per-class vulnerability logits. A missing view is
+masked out of the gate's softmax (its features, NaN in the data, are never read), and training drops
+present views at random (modality dropout) so a contract without source or history degrades gracefully
+instead of falling off a cliff.
 
 Calibration (temperature scaling and an isotonic map, both fitted on validation each epoch and saved with the
 checkpoint) turns the risk logit into a probability; ``calibration`` chooses the one applied (``auto``:

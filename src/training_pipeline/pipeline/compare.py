@@ -1,5 +1,6 @@
-"""Model comparison on the test split: the aggregator vs each single model vs the mean and the max of the
-single models' risks, with every view and without each one.
+"""Model comparison on the test split: the aggregator (and, with ``guard_best_single``, the guarded risk)
+vs each single model vs the mean and the max of the single models' risks, with every view and without each
+one (the static-analysis view's rows read "with/without static analysis").
 
 A single model's risk is the expert risk function applied to its probabilities (``risk.py``:
 noisy-or of severity x probability for the contract models, expected severity for the behavior model); it is
@@ -8,16 +9,18 @@ not calibrated, so compare it on ranking (AUROC, AUPRC) first, on Brier and ECE 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from rich.table import Table
 
+from training_pipeline.data.stacked import single_view_risk
+from training_pipeline.data.weak_labels.features import STATIC_VIEW
 from training_pipeline.metrics.calibration import brier_score, expected_calibration_error
 from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
-from training_pipeline.risk import view_risk
 
 COLUMNS = ("auroc", "auprc", "brier", "ece", "f1")
 
@@ -35,63 +38,110 @@ def risk_metrics(probs: Sequence[float], targets: Sequence[float], n_bins: int =
     }
 
 
-def compare(model, datamodule) -> list[dict[str, Any]]:
-    """Rows of the comparison table on ``datamodule``'s test split (``model``: a trained Aggregator)."""
-    datamodule.setup()
-    data = datamodule.splits["test"]
-    records = [datamodule.records[i] for i in data.index]
+@dataclass
+class SplitRisks:
+    """One stacked split: the aggregator's inputs, the risk target and each single view's own risk (NaN where
+    the view is missing)."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    y: np.ndarray
+    single: np.ndarray  # (N, V)
+
+
+def split_risks(datamodule: Any, split: str) -> SplitRisks:
+    """The inputs, target and single-view risks of ``split`` of a set-up ``StackedPredictionData``."""
+    data = datamodule.splits[split]
     views = list(datamodule.view_names)
-    kinds = datamodule.view_kinds
-    y = data.risk.astype(np.float64)
-    x = torch.from_numpy(data.x)
-    mask = torch.from_numpy(data.mask)
-    single = np.full((len(records), len(views)), np.nan)
-    for i, r in enumerate(records):
+    single = np.full((len(data.index), len(views)), np.nan)
+    for i, k in enumerate(data.index):
+        found = datamodule.records[k]["views"]
         for j, v in enumerate(views):
-            if r["views"].get(v) is not None:
-                single[i, j] = view_risk(datamodule.target, kinds[v], r["views"][v])
+            if found.get(v) is not None:
+                single[i, j] = single_view_risk(datamodule.target, datamodule.view_kinds[v], found[v])
+    return SplitRisks(
+        torch.from_numpy(data.x), torch.from_numpy(data.mask), data.risk.astype(np.float64), single
+    )
+
+
+def guard_choice(model: Any, datamodule: Any) -> dict[str, Any]:
+    """``guard_best_single``: on the validation rows, the aggregator's AUROC against the best single view's
+    (each on the rows where that view is present). The single view is chosen only when strictly better; the
+    scanner then reports its risk for inputs that have the view (the aggregator's for the others)."""
+    datamodule.setup()
+    model.eval()
+    val = split_risks(datamodule, "val")
+    agg = model.predict_risk(val.x, val.mask)["risk"].numpy()
+    best: dict[str, Any] | None = None
+    for j, v in enumerate(datamodule.view_names):
+        ok = ~np.isnan(val.single[:, j])
+        if ok.sum() < 2 or len(set(val.y[ok])) < 2:
+            continue
+        single = risk_metrics(val.single[ok, j], val.y[ok])["auroc"]
+        if best is None or single > best["auroc"]:
+            same_rows = risk_metrics(agg[ok], val.y[ok])["auroc"]
+            best = {"view": v, "auroc": single, "n": int(ok.sum()), "aggregator_auroc": same_rows}
+    chosen = "aggregator"
+    if best is not None and best["auroc"] > best["aggregator_auroc"]:
+        chosen = best["view"]
+    return {
+        "metric": "val/auroc",
+        "aggregator": risk_metrics(agg, val.y)["auroc"],
+        "best_single": best,
+        "chosen": chosen,
+    }
+
+
+def guarded_risk(agg: np.ndarray, single: np.ndarray, views: Sequence[str], chosen: str) -> np.ndarray:
+    """The guard's risk: the chosen single view's where it is present, else the aggregator's."""
+    if chosen == "aggregator":
+        return agg
+    col = single[:, list(views).index(chosen)]
+    return np.where(np.isnan(col), agg, col)
+
+
+def _condition(dropped: str | None, views: Sequence[str]) -> str:
+    static = STATIC_VIEW in views
+    if dropped is None:
+        return "all views (with static analysis)" if static else "all views"
+    return "without static analysis" if dropped == STATIC_VIEW else f"without {dropped}"
+
+
+def compare(model: Any, datamodule: Any, guard: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Rows of the comparison table on ``datamodule``'s test split (``model``: a trained Aggregator; with
+    ``guard`` (``guard_choice``) a row for the guarded risk too)."""
+    datamodule.setup()
+    views = list(datamodule.view_names)
+    test = split_risks(datamodule, "test")
+    y = test.y
     rows: list[dict[str, Any]] = []
     model.eval()
     for dropped in [None, *views]:
-        m = mask.clone()
+        m = test.mask.clone()
         if dropped is not None:
             m[:, views.index(dropped)] = False
         keep = m.any(1).numpy()
         if not keep.any():
             continue
-        cond = "all views" if dropped is None else f"without {dropped}"
-        agg = model.predict_risk(x[keep], m[keep])["risk"].numpy()
-        present = m[keep].numpy()
-        s = np.where(present, single[keep], np.nan)
-        rows.append(
-            {"method": "aggregator", "views": cond, "n": int(keep.sum()), **risk_metrics(agg, y[keep])}
-        )
-        rows.append(
-            {
-                "method": "mean of models",
-                "views": cond,
-                "n": int(keep.sum()),
-                **risk_metrics(np.nanmean(s, 1), y[keep]),
-            }
-        )
-        rows.append(
-            {
-                "method": "max of models",
-                "views": cond,
-                "n": int(keep.sum()),
-                **risk_metrics(np.nanmax(s, 1), y[keep]),
-            }
-        )
+        cond, n = _condition(dropped, views), int(keep.sum())
+        agg = model.predict_risk(test.x[keep], m[keep])["risk"].numpy()
+        s = np.where(m[keep].numpy(), test.single[keep], np.nan)
+        rows.append({"method": "aggregator", "views": cond, "n": n, **risk_metrics(agg, y[keep])})
+        if dropped is None and guard is not None:
+            risk = guarded_risk(agg, s, views, guard["chosen"])
+            method = f"guarded ({guard['chosen']})"
+            rows.append({"method": method, "views": cond, "n": n, **risk_metrics(risk, y[keep])})
+        for method, reduce in (("mean of models", np.nanmean), ("max of models", np.nanmax)):
+            rows.append({"method": method, "views": cond, "n": n, **risk_metrics(reduce(s, 1), y[keep])})
     for j, v in enumerate(views):
-        ok = ~np.isnan(single[:, j])
+        ok = ~np.isnan(test.single[:, j])
         if ok.any():
-            model_name = datamodule.view_models[v]
             rows.append(
                 {
-                    "method": model_name,
+                    "method": datamodule.view_models[v],
                     "views": f"{v} only",
                     "n": int(ok.sum()),
-                    **risk_metrics(single[ok, j], y[ok]),
+                    **risk_metrics(test.single[ok, j], y[ok]),
                 }
             )
     return rows

@@ -5,11 +5,15 @@ Pipeline run dir (``outputs/pipeline/<name>``; the same name resumes):
     stages/<model>/fold<k>/   a base model trained on the outer training folds minus fold k (fold k and the
                               outer test fold excluded from its train and val): its predictions on fold k are
                               the out-of-fold (OOF) predictions of those contracts
+                              (``outer_test/``: its predictions on the outer test fold, for crossfit_mean)
     stages/<model>/full/      the base model trained on the outer training split: its test predictions
-    stacked/                  OOF rows (train, val) + full-model test rows, with the modality mask
+    stacked/                  OOF rows (train, val) + test rows (``aggregator_inputs``: the mean of the fold
+                              models, or the full models), the static-analysis view if on, the modality mask
     stages/aggregator/        the aggregator trained on the stacked rows, calibrated on val
-    comparison.{json,md}      aggregator vs single models vs mean/max, with and without each view
-    pipeline.json             the artifacts predict.py loads, stage timings, the summary
+    comparison.{json,md}      aggregator (and guarded risk) vs single models vs mean/max, with and without
+                              each view
+    pipeline.json             the artifacts the scanner loads (full and fold models, aggregator, its inputs,
+                              the guard's choice), stage timings, the summary
 
 Every stage writes ``manifest.json`` (config hash, split ids, outputs); a rerun skips a stage whose manifest
 matches its config, ``force=true`` (``--force``) reruns everything and ``force=[code_analyzer,aggregator]``
@@ -34,12 +38,15 @@ from rich.table import Table
 
 from training_pipeline.config import compose_task, override_value
 from training_pipeline.data.stacked import read_stacked, write_stacked
+from training_pipeline.data.weak_labels.features import STATIC_VIEW
 from training_pipeline.errors import ConfigError
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.checkpoint import load_checkpoint
-from training_pipeline.pipeline.compare import compare, markdown_table, rich_table
+from training_pipeline.pipeline.compare import compare, guard_choice, markdown_table, rich_table
+from training_pipeline.pipeline.crossfit import outer_test_predictions
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
+from training_pipeline.pipeline.static import corpus_sources, static_view
 from training_pipeline.pipeline.views import check_kind, split_ids
 from training_pipeline.tasks import train
 from training_pipeline.utils.checks import check_known_keys
@@ -49,8 +56,10 @@ log = logging.getLogger(__name__)
 PIPELINE_FILE = "pipeline.json"
 TOP_LEVEL_KEYS = {
     "task_name", "name", "force", "seed", "cpu_threads", "test_fold", "inner_folds", "corpus",
-    "common_overrides", "models", "aggregator", "paths", "extras",
+    "common_overrides", "models", "aggregator", "aggregator_inputs", "guard_best_single", "static_analysis",
+    "paths", "extras",
 }  # fmt: skip
+AGGREGATOR_INPUTS = ("crossfit_mean", "full")
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
 
 
@@ -79,6 +88,12 @@ class Pipeline:
             )
         if not 0 <= cfg.test_fold < self.n_folds:
             raise ConfigError(f"test_fold={cfg.test_fold}: expected 0..{self.n_folds - 1}")
+        self.inputs = str(cfg.get("aggregator_inputs", "crossfit_mean"))
+        if self.inputs not in AGGREGATOR_INPUTS:
+            raise ConfigError(f"aggregator_inputs={self.inputs!r}: expected one of {AGGREGATOR_INPUTS}")
+        self.static_cfg = OmegaConf.to_container(cfg.get("static_analysis") or {}, resolve=True)
+        self.static_used = False
+        self.guard: dict[str, Any] | None = None
         self.inner = [k for k in range(self.n_folds) if k != cfg.test_fold]
         self.views: list[ModelView] = []
         for model, mcfg in (cfg.models or {}).items():
@@ -96,6 +111,8 @@ class Pipeline:
         names = [v.view for v in self.views]
         if len(set(names)) != len(names):
             raise ConfigError(f"pipeline models: view names must differ, got {names}")
+        if self.static_cfg.get("enabled") and STATIC_VIEW in names:
+            raise ConfigError(f"pipeline models: view {STATIC_VIEW!r} is the static-analysis view's name")
         self.stages: dict[str, StageResult] = {}
         self.train = train
 
@@ -210,12 +227,16 @@ class Pipeline:
         for step, (name, overrides, extra) in enumerate(plan, start=1):
             self.stages[name] = self.run_stage(name, overrides, extra, step, total)
         inner_tags = [f"fold{k}" for k in self.inner]
-        rows, manifest = build_stacked(self.dir, self.views, self.stages, inner_tags)
+        test_members = self.crossfit_test_predictions(inner_tags) if self.inputs == "crossfit_mean" else None
+        static = self.static_features() if self.static_cfg.get("enabled") else None
+        self.static_used = static is not None
+        rows, manifest = build_stacked(self.dir, self.views, self.stages, inner_tags, test_members, static)
         write_stacked(self.dir, rows, manifest)
         _, manifest = read_stacked(self.dir)
         self.console.print(
             f"stacked: {manifest['counts']} contracts, views {[v['view'] for v in manifest['views']]}, "
-            f"cross-fitting checked by ids (no model predicted a contract it trained on)"
+            f"test rows from {self.inputs}, cross-fitting checked by ids (no model predicted a contract it "
+            "trained on)"
         )
         comparison: list[dict[str, Any]] = []
         if agg_on:
@@ -235,6 +256,28 @@ class Pipeline:
         summary = self.finish(comparison, time.perf_counter() - start)
         return summary
 
+    def crossfit_test_predictions(self, inner_tags: list[str]) -> dict[str, list[Path]]:
+        """Per view, every fold model's predictions on the outer test fold (``crossfit_mean``)."""
+        out: dict[str, list[Path]] = {}
+        for mv in self.views:
+            test_ids = self.stages[f"{mv.model}/full"].split_ids["test"]
+            out[mv.view] = [
+                outer_test_predictions(self.dir, self.stages[f"{mv.model}/{t}"], self.cfg.test_fold, test_ids)
+                for t in inner_tags
+            ]
+        self.console.print(f"crossfit_mean: test rows average {len(inner_tags)} fold models per view")
+        return out
+
+    def static_features(self) -> dict[str, dict[str, float] | None] | None:
+        """The static-analysis view's features of the corpus contracts (None: the view is left out)."""
+        contract = next((mv for mv in self.views if mv.kind == "contract_classes"), None)
+        if contract is None:
+            raise ConfigError("static_analysis.enabled: needs a contract model (bytecode or source view)")
+        full = self.stages[f"{contract.model}/full"]
+        ids = {i for split in full.split_ids.values() for i in split}
+        config = self.dir / "stages" / full.name / "config_resolved.yaml"
+        return static_view(self.static_cfg, corpus_sources(config, ids), self.console)
+
     def compare(self) -> list[dict[str, Any]]:
         stage = self.stages["aggregator"]
         if not stage.checkpoint:
@@ -243,7 +286,15 @@ class Pipeline:
         model = load_checkpoint(Aggregator, self.dir / stage.checkpoint)
         data_cfg = OmegaConf.load(self.dir / "stages" / "aggregator" / "config_resolved.yaml").data
         datamodule = instantiate(data_cfg, _convert_="all")
-        rows = compare(model, datamodule)
+        if self.cfg.get("guard_best_single", True):
+            self.guard = guard_choice(model, datamodule)
+            best = self.guard["best_single"] or {}
+            self.console.print(
+                f"guard (val AUROC): aggregator {self.guard['aggregator']:.3f}, best single view "
+                f"{best.get('view')} {best.get('auroc', float('nan')):.3f} (aggregator on its rows "
+                f"{best.get('aggregator_auroc', float('nan')):.3f}) -> [bold]{self.guard['chosen']}[/bold]"
+            )
+        rows = compare(model, datamodule, self.guard)
         write_json(self.dir / "comparison.json", rows)
         (self.dir / "comparison.md").write_text(markdown_table(rows))
         self.console.print(rich_table(rows))
@@ -263,6 +314,14 @@ class Pipeline:
                 "checkpoint": self.stages[f"{mv.model}/full"].checkpoint,
                 "config": f"stages/{mv.model}/full/config_resolved.yaml",
                 "model_target": self.stages[f"{mv.model}/full"].model_target,
+                "folds": [
+                    {
+                        "fold": k,
+                        "checkpoint": self.stages[f"{mv.model}/fold{k}"].checkpoint,
+                        "config": f"stages/{mv.model}/fold{k}/config_resolved.yaml",
+                    }
+                    for k in self.inner
+                ],
             }
             for mv in self.views
         }
@@ -282,6 +341,11 @@ class Pipeline:
                 "base_models": base,
                 "aggregator": agg.checkpoint if agg else None,
                 "aggregator_config": "stages/aggregator/config_resolved.yaml" if agg else None,
+                "aggregator_inputs": self.inputs,
+                "guard": self.guard,
+                "static_analysis": {"cache_dir": self.static_cfg.get("cache_dir")}
+                if self.static_used
+                else None,
             },
             "comparison": comparison,
         }

@@ -1,7 +1,10 @@
 """Stack the base models' predictions into the aggregator's input, checking by ids that nothing leaked.
 
 Train and val rows take each model's out-of-fold predictions (the cross-fitted model that never saw the
-contract); test rows take the predictions of the model trained on the whole training split. A contract's
+contract); test rows take the mean of the cross-fitted models' predictions (``crossfit_mean``: the same kind
+of model the aggregator learnt from) or those of the model trained on the whole training split (``full``);
+explanations (the code analyzer's top lines) always come from the full model. The static-analysis view
+(Slither's cached findings) needs no cross-fitting: nothing learns it. A contract's
 role (train / val / test) is the most held-out one any model's full run gave it (test, then val), so a model
 that trained on a contract another model tests simply has no view for it.
 """
@@ -13,6 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from training_pipeline.data.stacked import mean_probs
+from training_pipeline.data.weak_labels.features import (
+    STATIC_KIND,
+    STATIC_MODEL,
+    STATIC_VIEW,
+    static_feature_names,
+)
 from training_pipeline.pipeline.stages import StageResult
 from training_pipeline.pipeline.views import read_view_predictions
 
@@ -54,13 +64,32 @@ def check_crossfit(
         )
 
 
+def crossfit_mean(
+    name: str, full: dict[str, dict], members: Sequence[dict[str, dict]]
+) -> dict[str, dict[str, Any]]:
+    """The full model's test entries with their probabilities replaced by the mean of the cross-fitted
+    models' (truth and explanations stay the full model's); every fold model must predict exactly the
+    contracts the full model tests."""
+    for k, preds in enumerate(members):
+        if set(preds) != set(full):
+            odd = sorted(set(preds) ^ set(full))
+            raise LeakageError(
+                f"{name}: fold model {k} predicted other contracts than the test split: {odd[:3]}"
+            )
+    return {rid: {**e, "probs": mean_probs([m[rid]["probs"] for m in members])} for rid, e in full.items()}
+
+
 def build_stacked(
     pipeline_dir: Path,
     views: Sequence[ModelView],
     stages: Mapping[str, StageResult],
     inner_tags: Sequence[str],
+    test_members: Mapping[str, Sequence[Path]] | None = None,
+    static: Mapping[str, dict[str, float] | None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(rows, manifest) for ``data/stacked.py``'s ``write_stacked``."""
+    """(rows, manifest) for ``data/stacked.py``'s ``write_stacked``. ``test_members``: per view, the fold
+    models' outer-test prediction files (their mean replaces the full model's probabilities); ``static``:
+    the static-analysis view's features per contract id (None or absent: masked)."""
     oof: dict[str, dict[str, dict]] = {}
     test: dict[str, dict[str, dict]] = {}
     role: dict[str, str] = {}
@@ -81,6 +110,9 @@ def build_stacked(
         test[mv.view] = read_view_predictions(pipeline_dir / full.predictions, mv.kind)
         predicted[full.name] = set(test[mv.view])
         check_crossfit(mv.model, inner, full, predicted)
+        if test_members is not None:
+            members = [read_view_predictions(p, mv.kind) for p in test_members[mv.view]]
+            test[mv.view] = crossfit_mean(mv.model, test[mv.view], members)
         first = next(iter(test[mv.view].values()), None) or next(iter(oof[mv.view].values()))
         features[mv.view] = list(first["probs"])
         for split in ("train", "val", "test"):
@@ -110,12 +142,28 @@ def build_stacked(
             if entry_truth.get("behavior") is not None:
                 row["behavior"] = entry_truth["behavior"]
         if row["views"]:
+            if static is not None and static.get(rid) is not None:
+                row["views"][STATIC_VIEW] = static[rid]
             rows.append(row)
+    entries = [
+        {"view": mv.view, "model": mv.model, "kind": mv.kind, "features": features[mv.view]} for mv in views
+    ]
+    if static is not None:
+        entries.append(
+            {
+                "view": STATIC_VIEW,
+                "model": STATIC_MODEL,
+                "kind": STATIC_KIND,
+                "features": static_feature_names(),
+            }
+        )
+        missing[STATIC_VIEW] = {
+            s: sum(r["split"] == s and STATIC_VIEW not in r["views"] for r in rows)
+            for s in ("train", "val", "test")
+        }
     manifest = {
-        "views": [
-            {"view": mv.view, "model": mv.model, "kind": mv.kind, "features": features[mv.view]}
-            for mv in views
-        ],
+        "views": entries,
+        "test_inputs": "full" if test_members is None else "crossfit_mean",
         "counts": {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")},
         "missing_views": missing,
         "role_conflicts": sum(len(s) > 1 for s in roles_seen.values()),

@@ -6,9 +6,11 @@
     scathat-scan contracts.jsonl                    # every record of a contract interchange file
     scathat-scan txs.csv --address 0xabc...         # a transaction history alone
     scathat-scan contract.sol --checkpoint outputs/train/runs/<run>/checkpoints/best.ckpt
+    scathat-scan contract.sol --static-analysis     # Slither too: the aggregator's static-analysis view
 
 Models: the newest completed `make train-all` run (outputs/pipeline/*) unless --pipeline-dir or --checkpoint
-(a single base model: its own, uncalibrated risk) is given. Bad input is one `error:` line and exit status 2.
+(a single base model: its own, uncalibrated risk) is given. Without --static-analysis the static-analysis
+view (if the aggregator has one) is masked. Bad input is one `error:` line and exit status 2.
 """
 
 from __future__ import annotations
@@ -44,6 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--pipeline-dir", help="a train-all run dir (default: the newest completed under outputs/pipeline)"
     )
     p.add_argument("--checkpoint", help="a single base-model checkpoint instead of a pipeline")
+    p.add_argument(
+        "--static-analysis",
+        action="store_true",
+        help="run Slither on .sol inputs (cached) and feed its findings to the aggregator",
+    )
     p.add_argument("--output", help="write the JSON report here")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
     return p.parse_args(argv)
@@ -57,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         items = read_inputs(args.inputs, args.bytecode, args.transactions, args.address, args.solc)
         scanner = (
-            Scanner.from_checkpoint(args.checkpoint)
+            Scanner.from_checkpoint(args.checkpoint, args.static_analysis)
             if args.checkpoint
-            else Scanner.from_pipeline(args.pipeline_dir)
+            else Scanner.from_pipeline(args.pipeline_dir, args.static_analysis)
         )
         reports = scanner.scan(items)
     except user_errors() as exc:

@@ -1,5 +1,10 @@
 """The trained models a scan uses: base models (each with the featurizer it was trained with) and the
-aggregator, loaded from a train-all run dir or from one base-model checkpoint.
+aggregator, loaded from a train-all run dir or from one base-model checkpoint; optionally Slither (the
+static-analysis view).
+
+A run dir trained with ``aggregator_inputs: crossfit_mean`` feeds the aggregator, per view, the mean of the
+cross-fitted (fold) models' probabilities, as its test rows were; the full model still gives the view's
+explanations (predicted classes, the code analyzer's top lines, the behavior model's flagged transactions).
 
 What a model reads and how its output is scored follows from its class (``BASE_MODELS``), never from
 hyperparameter names.
@@ -7,9 +12,10 @@ hyperparameter names.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,16 @@ from omegaconf import OmegaConf
 
 from training_pipeline.config import compose_task
 from training_pipeline.data.featurizers import BytecodeFeaturizer, SourceFeaturizer, TransactionFeaturizer
+from training_pipeline.data.stacked import mean_probs
+from training_pipeline.data.weak_labels.cache import FindingsCache, cached_predictions
+from training_pipeline.data.weak_labels.features import (
+    STATIC_KIND,
+    STATIC_MODEL,
+    STATIC_VIEW,
+    static_features,
+)
+from training_pipeline.data.weak_labels.mapping import DetectorMapping
+from training_pipeline.data.weak_labels.runner import label_sources
 from training_pipeline.errors import DataError, UserError
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.behavior_model import BehaviorModel
@@ -26,6 +42,8 @@ from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.models.code_analyzer import CodeAnalyzer
 from training_pipeline.scan.inference import Output, predict_behavior, predict_bytecode, predict_source
 from training_pipeline.scan.inputs import ScanInput
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,6 +113,8 @@ class BaseView:
     featurizer: Any
     batch_size: int = 32
     name: str | None = None  # the view's name where a pipeline names it differently
+    folds: list[tuple[Any, Any]] = field(default_factory=list)
+    """(module, featurizer) of the cross-fitted models: their mean probabilities replace the module's."""
 
     @classmethod
     def of(
@@ -118,39 +138,115 @@ class BaseView:
     def kind(self) -> str:
         return self.spec.kind
 
+    @property
+    def what(self) -> str:
+        """The input this model reads, in words."""
+        return self.spec.what
+
     def has_input(self, item: ScanInput) -> bool:
         """Whether ``item`` has the view this model reads."""
         return getattr(item, self.spec.needs) is not None
 
     def predict(self, items: Sequence[ScanInput]) -> list[Output | None]:
-        """The model's output per input; None for an input without the view it reads."""
+        """The model's output per input (with fold models: their mean probabilities, the rest the module's);
+        None for an input without the view it reads."""
         todo = [i for i, it in enumerate(items) if self.has_input(it)]
         out: list[Output | None] = [None] * len(items)
         if todo:
-            results = self.spec.predict(
-                self.module, self.featurizer, [items[i] for i in todo], self.batch_size
-            )
-            for i, res in zip(todo, results, strict=True):
-                out[i] = res
+            chosen = [items[i] for i in todo]
+            results = self.spec.predict(self.module, self.featurizer, chosen, self.batch_size)
+            members = [self.spec.predict(m, f, chosen, self.batch_size) for m, f in self.folds]
+            for row, (i, res) in enumerate(zip(todo, results, strict=True)):
+                out[i] = {**res, "probs": mean_probs([m[row]["probs"] for m in members])} if members else res
+        return out
+
+
+@dataclass
+class StaticView:
+    """Slither on the scanned source (``--static-analysis``): its findings per class, the aggregator's
+    static-analysis view. Analyses are cached (the weak-label cache), so a source is analysed once."""
+
+    cache: FindingsCache
+    mapping: DetectorMapping = field(default_factory=DetectorMapping.from_config)
+    workers: int = 2
+    timeout_s: float = 60.0
+    view: str = STATIC_VIEW
+    kind: str = STATIC_KIND
+    model_name: str = STATIC_MODEL
+    what: str = "Solidity source Slither could analyse"
+
+    def has_input(self, item: ScanInput) -> bool:
+        """Whether ``item`` has source code to analyse."""
+        return item.source_code is not None
+
+    def predict(self, items: Sequence[ScanInput]) -> list[Output | None]:
+        """Per input: the view's features (``probs``), the classes flagged and the findings behind them;
+        None without source or without a usable analysis (compile error, timeout): the view is masked."""
+        todo = [i for i, it in enumerate(items) if self.has_input(it)]
+        texts = [items[i].source_code for i in todo]
+        if texts:
+            label_sources(texts, self.cache, self.workers, self.timeout_s)
+        out: list[Output | None] = [None] * len(items)
+        for i, pred in zip(todo, cached_predictions(texts, self.cache, self.mapping), strict=True):
+            if pred is None:
+                continue
+            out[i] = {
+                "probs": static_features(pred),
+                "predicted": pred.labels,
+                "findings": {
+                    c: {"count": p.count, "max_impact": p.max_impact, "checks": p.checks, "lines": p.lines}
+                    for c, p in pred.classes.items()
+                    if p.present
+                },
+            }
         return out
 
 
 # -- from a pipeline run dir ---------------------------------------------------------------------------------
-def load_pipeline_models(root: Path, info: Mapping[str, Any]) -> tuple[list[BaseView], Aggregator | None]:
-    """The full base models of a train-all run dir (``info``: its pipeline.json) and its aggregator, the
-    views in the aggregator's order."""
+def aggregator_inputs(root: Path, info: Mapping[str, Any]) -> str:
+    """What the run's aggregator was tested on: ``crossfit_mean`` (the fold models' mean) or ``full``; a run
+    dir from before the choice existed (no fold checkpoints recorded) falls back to ``full``."""
+    artifacts = info["artifacts"]
+    inputs = artifacts.get("aggregator_inputs", "full")
+    recorded = all(art.get("folds") for art in artifacts["base_models"].values())
+    if inputs == "crossfit_mean" and not recorded:
+        log.warning("%s: pipeline.json records no fold checkpoints; scanning with the full models", root)
+        return "full"
+    if "aggregator_inputs" not in artifacts:
+        log.info("%s: a run dir from before aggregator_inputs; scanning with the full models", root)
+    return inputs
+
+
+def load_pipeline_models(
+    root: Path, info: Mapping[str, Any], inputs: str | None = None
+) -> tuple[list[BaseView], Aggregator | None]:
+    """The base models of a train-all run dir (``info``: its pipeline.json; ``inputs``: its
+    ``aggregator_inputs`` if known; with ``crossfit_mean`` each full model with its fold models) and its
+    aggregator, the views in the aggregator's order."""
+    crossfit = (inputs or aggregator_inputs(root, info)) == "crossfit_mean"
     views = []
     for view, art in info["artifacts"]["base_models"].items():
         if not art.get("checkpoint"):
             raise UserError(f"{root}: {art['model']} has no checkpoint")
         module = load_checkpoint(art["model_target"], root / art["checkpoint"])
-        views.append(BaseView.of(module, _data_config(root / art["config"]), art["model"], view))
+        base = BaseView.of(module, _data_config(root / art["config"]), art["model"], view)
+        for fold in art["folds"] if crossfit else []:
+            member = load_checkpoint(art["model_target"], root / fold["checkpoint"])
+            base.folds.append((member, base.spec.featurizer(_data_config(root / fold["config"]), member)))
+        views.append(base)
     aggregator = None
     if info["artifacts"].get("aggregator"):
         aggregator = load_checkpoint(Aggregator, root / info["artifacts"]["aggregator"])
         order = {v: i for i, v in enumerate(aggregator.view_names)}
         views = sorted([v for v in views if v.view in order], key=lambda v: order[v.view])
     return views, aggregator
+
+
+def load_static_view(info: Mapping[str, Any] | None = None) -> StaticView:
+    """Slither with the findings cache the run dir's pipeline used (``info``: its pipeline.json), else the
+    default weak-label cache; a UserError when Slither is not installed."""
+    static = ((info or {}).get("artifacts") or {}).get("static_analysis") or {}
+    return StaticView(FindingsCache(static.get("cache_dir")))
 
 
 def _data_config(run_config: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The risk reports on the terminal: one table row per input, then each input's contributions and lines."""
+"""The risk reports on the terminal: one table row per input, then each input's contributions, the guard's
+choice, Slither's findings and the top lines."""
 
 from __future__ import annotations
 
@@ -36,7 +37,16 @@ def render(reports: Sequence[dict[str, Any]], console: Console | None = None) ->
         behavior = r["views"].get("behavior")
         if behavior and behavior.get("present"):
             parts.append(f"history: {behavior['predicted']} ({len(behavior['flagged_tx'])} flagged tx)")
+        if r.get("guard"):
+            parts.append(
+                f"risk of {r['guard']['view']} alone (guard; aggregator {r['guard']['aggregator_risk']:.3f})"
+            )
         console.print(f"[bold]{escape(r['input'])}[/bold]  " + " | ".join(parts))
+        static = r["views"].get("static")
+        for cls, f in ((static or {}).get("findings") or {}).items():
+            where = f"lines {', '.join(map(str, f['lines'][:5]))}" if f["lines"] else "no lines"
+            tag, checks = escape("[" + cls + "]"), ", ".join(f["checks"])
+            console.print(f"    slither {tag} {f['count']} finding(s), {f['max_impact']}: {checks} ({where})")
         for line in r.get("top_lines") or []:
             tag = escape("[" + line["class"] + "]")
             console.print(f"    line {line['line']:>4} {tag} {escape(line['text'][:100])}")

@@ -1,44 +1,54 @@
-"""The risk report of one scanned input: per view what its model said, the fused risk, and the source lines
-that explain it."""
+"""The risk report of one scanned input: per view what its model said (Slither: its findings), the fused risk
+(or, where the run's guard chose it, the best single view's), and the source lines that explain it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from training_pipeline.data.stacked import single_view_risk
+from training_pipeline.data.weak_labels.features import STATIC_KIND, static_class_probs
 from training_pipeline.models.aggregator import Aggregator
-from training_pipeline.risk import RiskTarget, view_risk
+from training_pipeline.risk import RiskTarget, risk_level
 from training_pipeline.scan.fusion import fuse, single_model_risk
 from training_pipeline.scan.inputs import ScanInput
-from training_pipeline.scan.models import BaseView
+from training_pipeline.scan.models import BaseView, StaticView
 
 
-def view_report(view: BaseView, out: dict[str, Any] | None, target: RiskTarget) -> dict[str, Any]:
-    """What one base model said about an input (``out`` None: the input lacks the view it reads)."""
+def view_report(
+    view: BaseView | StaticView, out: dict[str, Any] | None, target: RiskTarget
+) -> dict[str, Any]:
+    """What one base model (or Slither) said about an input (``out`` None: the input lacks the view it
+    reads)."""
     if out is None:
-        return {"present": False, "model": view.model_name, "reason": f"no {view.spec.what} given"}
+        return {"present": False, "model": view.model_name, "reason": f"no {view.what} given"}
+    probs = static_class_probs(out["probs"]) if view.kind == STATIC_KIND else out["probs"]
     report = {
         "present": True,
         "model": view.model_name,
-        "risk": round(view_risk(target, view.kind, out["probs"]), 4),
+        "risk": round(single_view_risk(target, view.kind, out["probs"]), 4),
         "predicted": out["predicted"],
-        "probs": {c: round(p, 4) for c, p in sorted(out["probs"].items(), key=lambda kv: -kv[1])},
+        "probs": {c: round(p, 4) for c, p in sorted(probs.items(), key=lambda kv: -kv[1])},
     }
     if view.kind == "anomaly_classes":
         report["flagged_tx"] = out["flagged_tx"]
         report["transactions"] = out["transactions"]
+    if view.kind == STATIC_KIND:
+        report["findings"] = out["findings"]
     return report
 
 
 def build_report(
     item: ScanInput,
-    views: Sequence[BaseView],
+    views: Sequence[BaseView | StaticView],
     outs: Mapping[str, dict[str, Any] | None],
     aggregator: Aggregator | None,
     target: RiskTarget,
     levels: Mapping[str, float],
+    guard: str | None = None,
 ) -> dict[str, Any]:
-    """One input's report: views, risk and level, vulnerabilities, contributions and top source lines."""
+    """One input's report: views, risk and level, vulnerabilities, contributions and top source lines;
+    ``guard``: the view whose own risk replaces the aggregator's where the input has it."""
     views_report = {v.view: view_report(v, outs[v.view], target) for v in views}
     present = [v for v in views if outs[v.view] is not None]
     report: dict[str, Any] = {"input": item.name, "views": views_report}
@@ -53,10 +63,16 @@ def build_report(
         return report
     if aggregator is not None:
         report.update(fuse(aggregator, outs))
+        if guard is not None and views_report.get(guard, {}).get("present"):
+            risk = views_report[guard]["risk"]
+            report["guard"] = {"view": guard, "aggregator_risk": report["risk"]}
+            report.update({"risk": risk, "risk_level": risk_level(risk, levels), "calibrated": False})
     else:
         v = present[0]
         report.update(single_model_risk(v.view, v.kind, views_report[v.view], levels))
-    source_view = next((v for v in present if v.spec.needs == "source_code"), None)
+    source_view = next(
+        (v for v in present if isinstance(v, BaseView) and v.spec.needs == "source_code"), None
+    )  # the code analyzer (Slither reads the source too, but ranks no lines)
     if source_view is not None and item.source_code:
         report["top_lines"] = top_lines(outs[source_view.view]["top_lines"], item.source_code, report)
     return report

@@ -1,0 +1,42 @@
+"""Slither's findings as the aggregator's static-analysis view: per taxonomy class, whether a mapped finding
+fired (0/1), how many (log1p of the count) and the highest impact among them (rank scaled to 0..1).
+
+A contract without a usable cached analysis has no features (None): the view is masked, never "clean".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from training_pipeline.data.weak_labels.mapping import IMPACTS, ContractPrediction
+from training_pipeline.taxonomy import VULNERABILITY_CLASSES
+
+STATIC_VIEW = "static"  # the view's name in the stacked data and the aggregator
+STATIC_KIND = "static_findings"  # its adapter kind (beside contract_classes and anomaly_classes)
+STATIC_MODEL = "slither"
+PARTS = ("present", "count", "impact")
+
+
+def static_feature_names() -> list[str]:
+    """``<class>:present``, ``<class>:count``, ``<class>:impact`` for every taxonomy class, in that order."""
+    return [f"{c}:{part}" for c in VULNERABILITY_CLASSES for part in PARTS]
+
+
+def static_features(pred: ContractPrediction | None) -> dict[str, float] | None:
+    """The view's features of one contract's Slither prediction; None (masked) without one."""
+    if pred is None:
+        return None
+    top = len(IMPACTS) - 1
+    out: dict[str, float] = {}
+    for c in VULNERABILITY_CLASSES:
+        p = pred.classes[c]
+        out[f"{c}:present"] = float(p.present)
+        out[f"{c}:count"] = math.log1p(p.count)
+        out[f"{c}:impact"] = IMPACTS.index(p.max_impact) / top if p.max_impact else 0.0
+    return out
+
+
+def static_class_probs(features: Mapping[str, float]) -> dict[str, float]:
+    """Slither as a classifier: 1 for each class it flags, 0 otherwise (its single-view risk reads these)."""
+    return {c: float(features.get(f"{c}:present", 0.0)) for c in VULNERABILITY_CLASSES}

@@ -1,0 +1,222 @@
+"""The aggregator's inputs: the cross-fitted models' mean at test and scan time, the static-analysis view from
+cached Slither findings, the guard against a better single view, and run dirs from before these."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rich.console import Console
+
+from training_pipeline import taxonomy
+from training_pipeline.data.stacked import StackedPredictionData, write_stacked
+from training_pipeline.data.weak_labels.cache import FindingsCache
+from training_pipeline.data.weak_labels.features import STATIC_KIND, STATIC_VIEW, static_feature_names
+from training_pipeline.data.weak_labels.slither import source_sha256
+from training_pipeline.pipeline.compare import compare, guard_choice, guarded_risk
+from training_pipeline.pipeline.stack import ModelView, build_stacked
+from training_pipeline.pipeline.stages import StageResult
+from training_pipeline.pipeline.static import static_view
+from training_pipeline.risk import RiskTarget
+from training_pipeline.scan.inputs import ScanInput
+from training_pipeline.scan.models import BaseView, ModelSpec, aggregator_inputs
+from training_pipeline.scan.report import build_report
+
+VULN = list(taxonomy.VULNERABILITY_CLASSES)
+
+
+def _probs(p: float) -> dict[str, float]:
+    return dict.fromkeys(VULN, p)
+
+
+def _write(path: Path, preds: dict[str, float], top_lines: bool = False) -> str:
+    lines = []
+    for rid, p in preds.items():
+        rec = {"id": rid, "probs": _probs(p), "labels": ["reentrancy"] if p > 0.5 else []}
+        if top_lines:
+            rec["top_lines"] = {"reentrancy": [[3, 0.9]]}
+        lines.append(json.dumps(rec))
+    path.write_text("\n".join(lines) + "\n")
+    return path.name
+
+
+def test_crossfit_mean_test_rows_average_the_fold_models(tmp_path: Path) -> None:
+    """Two fold models with known outer-test outputs: the test rows hold their mean, the full model's
+    probabilities are not used, its explanations are."""
+    test_ids, a, b = ["t1", "t2"], ["a1", "a2"], ["b1", "b2"]
+    fold1 = StageResult(
+        "m/fold1", "trained", 0, "h", _write(tmp_path / "f1.jsonl", {"a1": 0.2, "a2": 0.6}), None,
+        {"train": b, "val": [], "test": a},
+    )  # fmt: skip
+    fold2 = StageResult(
+        "m/fold2", "trained", 0, "h", _write(tmp_path / "f2.jsonl", {"b1": 0.3, "b2": 0.7}), None,
+        {"train": a, "val": [], "test": b},
+    )  # fmt: skip
+    full = StageResult(
+        "m/full", "trained", 0, "h", _write(tmp_path / "full.jsonl", {"t1": 0.99, "t2": 0.99}, True), None,
+        {"train": a, "val": b, "test": test_ids},
+    )  # fmt: skip
+    _write(tmp_path / "o1.jsonl", {"t1": 0.1, "t2": 0.4})
+    _write(tmp_path / "o2.jsonl", {"t1": 0.3, "t2": 0.8})
+    views = [ModelView("m", "bytecode", "contract_classes")]
+    stages = {"m/fold1": fold1, "m/fold2": fold2, "m/full": full}
+    members = {"bytecode": [tmp_path / "o1.jsonl", tmp_path / "o2.jsonl"]}
+    rows, manifest = build_stacked(tmp_path, views, stages, ["fold1", "fold2"], members)
+    test = {r["id"]: r for r in rows if r["split"] == "test"}
+    assert manifest["test_inputs"] == "crossfit_mean"
+    assert math.isclose(test["t1"]["views"]["bytecode"]["reentrancy"], 0.2)
+    assert math.isclose(test["t2"]["views"]["bytecode"]["other"], 0.6)
+    assert test["t1"]["top_lines"] == {"reentrancy": [[3, 0.9]]}  # explanations: the full model's
+    full_rows, full_manifest = build_stacked(tmp_path, views, stages, ["fold1", "fold2"])
+    assert full_manifest["test_inputs"] == "full"
+    assert {r["views"]["bytecode"]["reentrancy"] for r in full_rows if r["split"] == "test"} == {0.99}
+    assert [r for r in rows if r["split"] != "test"] == [r for r in full_rows if r["split"] != "test"]
+
+
+def test_scanner_view_averages_its_fold_models() -> None:
+    """A scanner view with fold models reports their mean probabilities; the rest is the full model's."""
+    known = {"full": 0.9, "fold_a": 0.2, "fold_b": 0.4}
+
+    def fake_predict(module, featurizer, items, batch_size):
+        return [{"probs": _probs(known[module]), "predicted": [module], "top_lines": None} for _ in items]
+
+    spec = ModelSpec(
+        "bytecode", "contract_classes", "bytecode_detector", "bytecode", "bytecode", None, fake_predict
+    )
+    view = BaseView(spec, "bytecode_detector", "full", None, folds=[("fold_a", None), ("fold_b", None)])
+    out = view.predict([ScanInput("x", bytecode="0x00"), ScanInput("y")])
+    assert out[1] is None
+    assert all(math.isclose(p, 0.3) for p in out[0]["probs"].values())
+    assert out[0]["predicted"] == ["full"]
+    alone = BaseView(spec, "bytecode_detector", "full", None).predict([ScanInput("x", bytecode="0x00")])
+    assert alone[0]["probs"]["reentrancy"] == 0.9
+
+
+def _finding(check: str, impact: str) -> dict:
+    return {"check": check, "impact": impact, "confidence": "Medium", "lines": [4]}
+
+
+def test_static_view_features_and_mask_from_cached_findings(tmp_path: Path) -> None:
+    cache = FindingsCache(tmp_path)
+    sources = {
+        "hit": "contract A {}",
+        "clean": "contract B {}",
+        "failed": "contract C {}",
+        "absent": "contract D {}",
+    }
+    findings = [
+        _finding("reentrancy-eth", "High"),
+        _finding("reentrancy-events", "Low"),
+        _finding("timestamp", "Low"),
+    ]
+    for rid, status, found in (("hit", "ok", findings), ("clean", "ok", []), ("failed", "compile_error", [])):
+        cache.put({"sha256": source_sha256(sources[rid]), "status": status, "findings": found})
+    cfg = {"enabled": True, "fill": False, "cache_dir": str(tmp_path)}
+    feats = static_view(cfg, sources, Console(file=open("/dev/null", "w")))  # noqa: SIM115
+    assert feats["failed"] is None and feats["absent"] is None  # no usable analysis: masked, not "clean"
+    hit, clean = feats["hit"], feats["clean"]
+    assert list(hit) == static_feature_names() and len(hit) == 3 * len(VULN)
+    assert hit["reentrancy:present"] == 1.0 and math.isclose(hit["reentrancy:count"], math.log1p(2))
+    assert hit["reentrancy:impact"] == 1.0 and hit["time_manipulation:impact"] == pytest.approx(0.5)
+    assert hit["arithmetic:present"] == 0.0 and set(clean.values()) == {0.0}
+    rows = [
+        {"id": rid, "split": split, "views": {"bytecode": _probs(0.5), STATIC_VIEW: feats[rid]}, "labels": []}
+        for rid, split in zip(sources, ("train", "val", "test", "train"), strict=True)
+    ]
+    for r in rows:
+        if r["views"][STATIC_VIEW] is None:
+            del r["views"][STATIC_VIEW]
+    manifest = {
+        "views": [
+            {"view": "bytecode", "model": "m", "kind": "contract_classes", "features": VULN},
+            {
+                "view": STATIC_VIEW,
+                "model": "slither",
+                "kind": STATIC_KIND,
+                "features": static_feature_names(),
+            },
+        ]
+    }
+    write_stacked(tmp_path / "run", rows, manifest)
+    dm = StackedPredictionData(pipeline_dir=str(tmp_path / "run"))
+    dm.setup()
+    assert dm.splits["all"].mask[:, 1].tolist() == [True, True, False, False]
+    assert np.isnan(dm.splits["all"].x[2, len(VULN) :]).all()
+
+
+def test_static_view_is_left_out_when_nothing_is_cached(tmp_path: Path) -> None:
+    cfg = {"enabled": True, "fill": False, "cache_dir": str(tmp_path)}
+    assert static_view(cfg, {"a": "contract A {}"}, Console(file=open("/dev/null", "w"))) is None  # noqa: SIM115
+
+
+class ConstantAggregator(torch.nn.Module):
+    """An aggregator that knows nothing: the same risk for every contract."""
+
+    def predict_risk(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"risk": torch.full((len(x),), 0.5)}
+
+
+def _guard_run(tmp_path: Path) -> StackedPredictionData:
+    """The bytecode view tells risky from safe; the second one is noise."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        risky = i % 2 == 0
+        views = {"bytecode": _probs(0.9 if risky else 0.05), "noise": _probs(float(rng.random()))}
+        if i % 10 == 3:
+            del views["bytecode"]
+        split = ("train", "val", "test")[i % 3]
+        rows.append(
+            {"id": f"c{i}", "split": split, "views": views, "labels": ["reentrancy"] if risky else []}
+        )
+    manifest = {
+        "views": [
+            {"view": v, "model": f"{v}_model", "kind": "contract_classes", "features": VULN}
+            for v in ("bytecode", "noise")
+        ]
+    }
+    write_stacked(tmp_path, rows, manifest)
+    return StackedPredictionData(pipeline_dir=str(tmp_path))
+
+
+def test_guard_picks_the_single_view_that_is_better_on_validation(tmp_path: Path) -> None:
+    dm = _guard_run(tmp_path)
+    guard = guard_choice(ConstantAggregator(), dm)
+    assert guard["chosen"] == "bytecode" and guard["best_single"]["auroc"] == 1.0
+    assert guard["best_single"]["aggregator_auroc"] == 0.5
+    rows = {r["method"]: r for r in compare(ConstantAggregator(), dm, guard) if r["views"] == "all views"}
+    assert rows["guarded (bytecode)"]["auroc"] > rows["aggregator"]["auroc"]
+    agg, single = np.array([0.5, 0.5]), np.array([[0.9, 0.1], [np.nan, 0.2]])
+    assert guarded_risk(agg, single, ["bytecode", "noise"], "bytecode").tolist() == [0.9, 0.5]
+
+
+def test_scanner_applies_the_guard_where_the_input_has_the_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = ModelSpec("bytecode", "contract_classes", "bytecode_detector", "bytecode", "bytecode", None, None)
+    view = BaseView(spec, "bytecode_detector", None, None)
+    out = {"probs": {"reentrancy": 0.9}, "predicted": ["reentrancy"], "top_lines": None}
+    fused = {"risk": 0.1, "risk_level": "low", "vulnerabilities": {"reentrancy": 0.4}}
+    monkeypatch.setattr("training_pipeline.scan.report.fuse", lambda aggregator, outs: dict(fused))
+    item, outs, levels = ScanInput("x", bytecode="0x00"), {"bytecode": out}, {"low": 0.0}
+    guarded = build_report(item, [view], outs, object(), RiskTarget(), levels, "bytecode")
+    plain = build_report(item, [view], outs, object(), RiskTarget(), levels)
+    assert plain["risk"] == 0.1 and "guard" not in plain
+    assert guarded["risk"] == guarded["views"]["bytecode"]["risk"] > 0.1
+    assert guarded["guard"] == {"view": "bytecode", "aggregator_risk": 0.1}
+    assert guarded["vulnerabilities"] == fused["vulnerabilities"]
+
+
+def test_run_dirs_from_before_crossfit_mean_scan_with_the_full_models(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    old = {"artifacts": {"base_models": {"bytecode": {"model": "bytecode_detector", "checkpoint": "x.ckpt"}}}}
+    assert aggregator_inputs(Path("old"), old) == "full"
+    claims = {"artifacts": {**old["artifacts"], "aggregator_inputs": "crossfit_mean"}}
+    assert aggregator_inputs(Path("odd"), claims) == "full"  # no fold checkpoints recorded: full, logged
+    assert "no fold checkpoints" in caplog.text
+    folds = [{"fold": 1, "checkpoint": "f.ckpt", "config": "c.yaml"}]
+    new = {"artifacts": {"aggregator_inputs": "crossfit_mean", "base_models": {"b": {"folds": folds}}}}
+    assert aggregator_inputs(Path("new"), new) == "crossfit_mean"
