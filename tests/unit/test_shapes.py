@@ -178,10 +178,15 @@ def _check_arithmetic(shape: str, vul: GeneratedContract, safe: GeneratedContrac
 
 def _check_calls(shape: str, vul: GeneratedContract, safe: GeneratedContract) -> None:
     (text,) = _texts(vul)
+    send, delegate = re.compile(r"\.send\("), re.compile(r"\.delegatecall\(")
     pattern = {
         "ignored_call": CALL,
-        "ignored_send": re.compile(r"\.send\("),
-        "ignored_delegatecall": re.compile(r"\.delegatecall\("),
+        "ignored_send": send,
+        "ignored_delegatecall": delegate,
+        "forward_call": CALL,
+        "signature_call": CALL,
+        "payout_send": send,
+        "delegate_forward": delegate,
     }[shape]
     assert pattern.search(text) and not text.startswith(("require", "if", "assert")), text
     line = vul.vulnerable_lines["unchecked_low_level_calls"][0]

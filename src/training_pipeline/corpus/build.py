@@ -108,6 +108,8 @@ class CorpusConfig:
     families: Sequence[str] | None = None
     safe_fraction: float = 0.4
     multi_label_fraction: float = 0.15
+    short_fraction: float = 0.0  # share of records that are short single-purpose contracts (0: none)
+    legacy_fraction: float = 0.0  # share of 0.4 skeletons with pre-0.4.22 idioms (throw, sha3, var, ...)
     n_folds: int = 5
     n_workers: int = 2  # compiler processes; does not change the content
     compile_variants: Sequence[Mapping] | None = None  # None: no optimizer only (see normalize_variants)
@@ -205,6 +207,8 @@ def generate_with_folds(cfg: CorpusConfig) -> tuple[list[GeneratedContract], dic
         compiler_versions=cfg.compiler_versions,
         safe_fraction=cfg.safe_fraction,
         multi_label_fraction=cfg.multi_label_fraction,
+        short_fraction=cfg.short_fraction,
+        legacy_fraction=cfg.legacy_fraction,
     )
     folds = assign_folds([c.group for c in contracts], [c.family for c in contracts], cfg.n_folds, cfg.seed)
     return contracts, folds

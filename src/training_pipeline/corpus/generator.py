@@ -1,9 +1,14 @@
-"""Labelled Solidity contracts from templates: twelve families, five compiler eras, 30 vulnerability shapes.
+"""Labelled Solidity contracts from templates: twelve families, five compiler eras, 36 vulnerability shapes.
 
 A *skeleton* fixes a family, an era, every name, the filler, the layout and formatting, and one or two *slots*
 (vulnerability shapes). Its variants differ only in which slots carry the flaw: each vulnerable variant comes
 with a *safe twin* (every slot repaired) in the same ``group``, so a model has to learn the pattern, not the
 template. Shapes, the families they fit and the lines they label are listed in ``templates/shapes.py``.
+
+A skeleton is long (a family's full contract, 100-400 lines, ``templates/families.py``) or *short* (one small
+single-purpose contract, 20-150 lines, ``templates/short.py``, the form most real 0.4-era code takes; shapes
+marked ``short_only`` render only there). A 0.4 skeleton may be *legacy*: written with pre-0.4.22 habits
+(``throw``, ``constant``, ``sha3``, ``suicide``, ``var``, contract-named constructors, old pragmas).
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from dataclasses import dataclass
 
 from training_pipeline import taxonomy
 from training_pipeline.corpus.templates.markets import BUILDERS
-from training_pipeline.corpus.templates.render import Ctx, assemble
+from training_pipeline.corpus.templates.render import Ctx, assemble, assemble_compact
 from training_pipeline.corpus.templates.shapes import ERAS, SHAPES, Plan, Shape, Slot
+from training_pipeline.corpus.templates.short import SHORT_BUILDERS, SHORT_SHAPES
 
-GENERATOR_VERSION = "2.0.0"  # bump when the output for a given seed changes: corpus caches key on it
+GENERATOR_VERSION = "2.1.0"  # bump when the output for a given seed changes: corpus caches key on it
 COMPILER_VERSIONS: tuple[str, ...] = ERAS
 
 
@@ -36,6 +42,7 @@ class GeneratedContract:
     labels: tuple[str, ...]  # sorted taxonomy classes; empty = no injected flaw
     vulnerable_lines: dict[str, list[int]]  # label -> sorted 1-based lines holding the flaw
     shapes: tuple[str, ...]  # injected flawed shapes, e.g. ("reentrancy/call_before_write",)
+    short: bool = False  # a short single-purpose contract (templates/short.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,8 @@ class Skeleton:
     version: str
     slots: tuple[str, ...]  # shapes flawed in some variant
     fixed: tuple[str, ...] = ()  # shapes present only in repaired form (hard negatives)
+    short: bool = False  # a short single-purpose contract (templates/short.py), not the family's long one
+    legacy: bool = False  # 0.4 only: pre-0.4.22 idioms
 
 
 def coverage() -> list[tuple[str, str, str, str]]:
@@ -72,8 +81,8 @@ def render_group(
     skel: Skeleton, variants: Sequence[frozenset[str]], ids: Sequence[str], group: str
 ) -> list[GeneratedContract]:
     """Render each variant of a skeleton (the set of flawed shapes) into a labelled contract."""
-    ctx = Ctx(skel.key, skel.family, skel.version)
-    builder = BUILDERS[skel.family]
+    ctx = Ctx(skel.key, skel.family, skel.version, legacy=skel.legacy)
+    builder = SHORT_BUILDERS[skel.family] if skel.short else BUILDERS[skel.family]
     built = []
     for flawed in variants:
         slots = {
@@ -82,7 +91,10 @@ def render_group(
         built.append(builder(ctx, Plan(ctx, slots)))
     out = []
     for flawed, b, cid in zip(variants, built, ids, strict=True):
-        source, lines = assemble(ctx, b.members, b.base, b.interfaces, b.parents)
+        if skel.short:
+            source, lines = assemble_compact(ctx, b.members)
+        else:
+            source, lines = assemble(ctx, b.members, b.base, b.interfaces, b.parents)
         labels = tuple(sorted({SHAPES[s].cls for s in flawed}))
         if tuple(lines) != labels:  # every label needs its lines and no line may be tagged without a label
             raise AssertionError(f"{skel}: labels {labels} but tagged lines for {sorted(lines)}")
@@ -97,6 +109,7 @@ def render_group(
                 labels,
                 lines,
                 tuple(sorted(flawed)),
+                skel.short,
             )
         )
     return out
@@ -110,7 +123,7 @@ def _resolve(spec: str | tuple[str, str]) -> str:
     return sid
 
 
-def _check(family: str, version: str, shapes: Sequence[str]) -> None:
+def _check(family: str, version: str, shapes: Sequence[str], short: bool = False) -> None:
     if family not in taxonomy.FAMILIES:
         raise ValueError(f"unknown family {family!r}; expected one of {', '.join(taxonomy.FAMILIES)}")
     if version not in COMPILER_VERSIONS:
@@ -122,6 +135,18 @@ def _check(family: str, version: str, shapes: Sequence[str]) -> None:
             raise ValueError(f"shape {s} does not fit {family} / {version}")
     if not compatible(family, shapes):
         raise ValueError(f"shapes {list(shapes)} cannot share one {family} contract")
+    if short:
+        fits = SHORT_SHAPES.get(family)
+        if fits is None:
+            raise ValueError(
+                f"no short contract for family {family!r}; short ones: {', '.join(SHORT_SHAPES)}"
+            )
+        if len(shapes) > 1 or any(s not in fits for s in shapes):
+            raise ValueError(
+                f"a short {family} contract carries one of {', '.join(fits)}; got {list(shapes)}"
+            )
+    elif any(SHAPES[s].short_only for s in shapes):
+        raise ValueError(f"shapes {list(shapes)} render only in short contracts (short=True)")
 
 
 def generate_group(
@@ -130,14 +155,27 @@ def generate_group(
     vulnerabilities: Sequence[str | tuple[str, str]],
     seed: int = 0,
     fixed: Sequence[str | tuple[str, str]] = (),
+    short: bool | None = None,
+    legacy: bool = False,
 ) -> list[GeneratedContract]:
-    """One skeleton with the given shapes: [all flawed, safe twin]; ``fixed`` adds repaired-only shapes."""
+    """One skeleton with the given shapes: [all flawed, safe twin]; ``fixed`` adds repaired-only shapes.
+    ``short`` asks for a short contract (None: short exactly when a shape renders only there); ``legacy``
+    writes a 0.4 skeleton with pre-0.4.22 idioms."""
     vul, fix = [_resolve(v) for v in vulnerabilities], [_resolve(v) for v in fixed]
-    _check(family, compiler_version, vul + fix)
+    if short is None:
+        short = any(SHAPES[s].short_only for s in vul + fix)
+    _check(family, compiler_version, vul + fix, short)
     tag = "+".join(vul + fix) or "none"
-    group = f"one-{seed}-{family}-{compiler_version}-{tag}"
+    form = ("-short" if short else "") + ("-legacy" if legacy else "")
+    group = f"one-{seed}-{family}-{compiler_version}-{tag}{form}"
     skel = Skeleton(
-        f"one/{seed}/{family}/{compiler_version}/{tag}", family, compiler_version, tuple(vul), tuple(fix)
+        f"one/{seed}/{family}/{compiler_version}/{tag}{form}",
+        family,
+        compiler_version,
+        tuple(vul),
+        tuple(fix),
+        short,
+        legacy and compiler_version.startswith("0.4."),
     )
     variants = [frozenset(vul), frozenset()] if vul else [frozenset()]
     return render_group(skel, variants, [f"{group}-{i}" for i in range(len(variants))], group)
@@ -149,9 +187,11 @@ def generate_one(
     vulnerabilities: Sequence[str | tuple[str, str]],
     seed: int = 0,
     safe_twin: bool = False,
+    short: bool | None = None,
+    legacy: bool = False,
 ) -> GeneratedContract:
     """A ``family`` contract carrying the given (class, shape) flaws, or (``safe_twin``) its repaired twin."""
-    group = generate_group(family, compiler_version, vulnerabilities, seed)
+    group = generate_group(family, compiler_version, vulnerabilities, seed, short=short, legacy=legacy)
     return group[-1] if safe_twin else group[0]
 
 
@@ -179,7 +219,19 @@ class _Scheduler:
 
     def __init__(self, rng: random.Random, families: Sequence[str], versions: Sequence[str]) -> None:
         self.rng = rng
-        self.tuples = [(f, v, s) for f, v, _, s in coverage() if f in families and v in versions]
+        self.tuples = [
+            (f, v, s)
+            for f, v, _, s in coverage()
+            if f in families and v in versions and not SHAPES[s].short_only
+        ]
+        self.short_tuples = [
+            (f, v, s)
+            for f in families
+            for v in versions
+            for s in SHORT_SHAPES.get(f, ())
+            if v in SHAPES[s].versions
+        ]
+        self.short_fe = sorted({t[:2] for t in self.short_tuples})
         if not self.tuples:
             raise ValueError(
                 f"no vulnerability shape fits families {list(families)} × versions {list(versions)}"
@@ -195,6 +247,9 @@ class _Scheduler:
         self.cls_use: Counter = Counter()
         self.fe_use: Counter = Counter()
         self.fam_use: Counter = Counter()
+        self.shape_use: Counter = Counter()
+        self.short_cls_use: Counter = Counter()
+        self.short_shape_use: Counter = Counter()
 
     def _least(self, items: list, key) -> object:
         best = min(key(x) for x in items)
@@ -206,6 +261,25 @@ class _Scheduler:
         cls = self._least(sorted(self.by_cls), lambda c: self.cls_use[c])
         total = 1 + sum(self.fam_use.values())
         return self._least(self.by_cls[cls], lambda t: self.use[t] + 40 * self.fam_use[t[0]] // total)
+
+    def short_primary(self) -> tuple[str, str, str]:
+        """For a short skeleton: the least-used class short contracts can carry, then its least-used tuple."""
+        classes = sorted({SHAPES[t[2]].cls for t in self.short_tuples})
+        # classes even among short skeletons (long ones, which take every class, even out the corpus)
+        cls = self._least(classes, lambda c: (self.short_cls_use[c], self.cls_use[c]))
+        # shapes of the class evenly (the 0.4-only shapes would be rare if every era's tuple counted alike)
+        shape = self._least(
+            sorted({t[2] for t in self.short_tuples if SHAPES[t[2]].cls == cls}),
+            lambda s: (self.short_shape_use[s], self.shape_use[s]),
+        )
+        return self._least(
+            [t for t in self.short_tuples if t[2] == shape], lambda t: (self.use[t], self.fe_use[t[:2]])
+        )
+
+    def short_extra(self, fe: tuple[str, str]) -> list[str]:
+        """A repaired-only shape for a safe short skeleton (its hard negative), or none."""
+        options = [t[2] for t in self.short_tuples if t[:2] == fe]
+        return [self.rng.choice(options)] if options and self.rng.random() < 0.6 else []
 
     def partner(self, first: tuple[str, str, str]) -> tuple[str, str, str] | None:
         f, _, s = first
@@ -230,11 +304,14 @@ class _Scheduler:
                 out.append(s)
         return out
 
-    def count(self, fe: tuple[str, str], flawed: Sequence[str], n_variants: int) -> None:
+    def count(self, fe: tuple[str, str], flawed: Sequence[str], n_variants: int, short: bool = False) -> None:
         self.fe_use[fe] += n_variants
         self.fam_use[fe[0]] += n_variants
         for s in flawed:
             self.use[(*fe, s)] += 1
+            self.shape_use[s] += 1
+            self.short_cls_use[SHAPES[s].cls] += short
+            self.short_shape_use[s] += short
             self.cls_use[SHAPES[s].cls] += 1
 
 
@@ -267,25 +344,46 @@ def generate_corpus(
     compiler_versions: Sequence[str] | None = None,
     safe_fraction: float = 0.4,
     multi_label_fraction: float = 0.15,
+    short_fraction: float = 0.0,
+    legacy_fraction: float = 0.0,
 ) -> list[GeneratedContract]:
-    """Exactly ``n_contracts`` labelled contracts in skeleton groups, deterministic for ``seed``."""
+    """Exactly ``n_contracts`` labelled contracts in skeleton groups, deterministic for ``seed``.
+
+    About ``short_fraction`` of the records are short single-purpose contracts (where the family has one);
+    ``legacy_fraction`` of the 0.4 skeletons use pre-0.4.22 idioms. Both 0 (the defaults) reproduce the
+    corpus of generator 2.0.0."""
     families = list(families or taxonomy.FAMILIES)
     versions = list(compiler_versions or COMPILER_VERSIONS)
     for f in families:
         _check(f, COMPILER_VERSIONS[0], [])
     for v in versions:
         _check(taxonomy.FAMILIES[0], v, [])
-    if not 0.0 <= safe_fraction <= 1.0 or not 0.0 <= multi_label_fraction <= 1.0:
-        raise ValueError("safe_fraction and multi_label_fraction must lie in [0, 1]")
+    fractions = (safe_fraction, multi_label_fraction, short_fraction, legacy_fraction)
+    if not all(0.0 <= f <= 1.0 for f in fractions):
+        raise ValueError(
+            "safe_fraction, multi_label_fraction, short_fraction and legacy_fraction must lie in [0, 1]"
+        )
     rng = random.Random(seed)
     sched = _Scheduler(rng, families, versions)
     out: list[GeneratedContract] = []
-    safe = multi = 0
+    safe = multi = n_short = 0
     g = 0
     while len(out) < n_contracts:
-        kind = _pick_kind(rng, n_contracts, len(out), safe, multi, safe_fraction, multi_label_fraction)
+        # a share of the records (no draw: with short_fraction 0 the corpus is the one generator 2.0.0 made)
+        short = bool(sched.short_tuples) and n_short < short_fraction * (len(out) + 1)
+        if short:  # one slot: a flawed contract and its twin (long skeletons keep the safe share on target)
+            twin = safe_fraction >= 0.2 and n_contracts - len(out) >= 2
+            kind = "safe_only" if safe_fraction >= 1.0 else ("single" if twin else "single_v")
+        else:
+            kind = _pick_kind(rng, n_contracts, len(out), safe, multi, safe_fraction, multi_label_fraction)
         slots: list[str] = []
-        if kind == "safe_only":
+        if short and kind == "safe_only":
+            fe = sched._least(sched.short_fe, lambda x: sched.fe_use[x])
+            fixed = sched.short_extra(fe)
+        elif short:
+            first = sched.short_primary()
+            fe, slots, fixed = first[:2], [first[2]], []
+        elif kind == "safe_only":
             fe = sched._least(sched.fe, lambda x: sched.fe_use[x])
             fixed = sched.extras(fe, [], rng.choice((0, 1, 2)))
         else:
@@ -301,10 +399,12 @@ def generate_corpus(
                     slots.append(second[2])
             fixed = sched.extras(fe, slots, 1) if rng.random() < 0.3 else []
         variants = [frozenset(slots[i] for i in v) for v in _KINDS[kind]]
-        sched.count(fe, [s for v in variants for s in v], len(variants))
+        sched.count(fe, [s for v in variants for s in v], len(variants), short)
         ids = [f"gen-{seed}-{len(out) + i}" for i in range(len(variants))]
-        skel = Skeleton(f"{seed}/{g}", fe[0], fe[1], tuple(slots), tuple(fixed))
+        legacy = fe[1].startswith("0.4.") and random.Random(f"{seed}/{g}/legacy").random() < legacy_fraction
+        skel = Skeleton(f"{seed}/{g}", fe[0], fe[1], tuple(slots), tuple(fixed), short, legacy)
         out.extend(render_group(skel, variants, ids, f"gen-{seed}-g{g}"))
+        n_short += len(variants) if short else 0
         safe += sum(not v for v in variants)
         multi += sum(len(v) > 1 for v in variants)
         g += 1

@@ -93,7 +93,7 @@ def negate(cond: str) -> str:
 class Ctx:
     """One skeleton's names and style, shared by its variants; renders every era-specific idiom."""
 
-    def __init__(self, key: str, family: str, version: str) -> None:
+    def __init__(self, key: str, family: str, version: str, legacy: bool = False) -> None:
         self.key, self.family, self.version = key, family, version
         self.major = int(version.split(".")[1])
         r = self.rng("style")
@@ -130,6 +130,26 @@ class Ctx:
         self.call_assign = r.random() < 0.5  # unchecked low-level calls written as `(bool ok, ) = ...;`
         self.inline_unchecked = r.random() < 0.5
         self.errors: dict[str, str] = {}  # custom errors used by any variant of the skeleton (0.8)
+        self.legacy = legacy and self.major == 4
+        self.use_var = False  # locals declared with `var` (legacy 0.4 only)
+        self.bare_fallback = False  # a non-payable `function () { throw; }` where nothing pays in (legacy)
+        if self.legacy:
+            self._legacy_style()
+
+    def _legacy_style(self) -> None:
+        """Pre-0.4.22 habits, drawn from their own stream so a non-legacy skeleton renders as before: throw,
+        ``constant``, ``sha3``, contract-named constructors, events without ``emit``, ``this.balance``."""
+        r = self.rng("legacy")
+        self.req_style = r.choices(("throw", "plain"), (3, 2))[0]
+        self.view_kw = "constant" if r.random() < 0.75 else "view"
+        self.hash_style = r.choices(("sha3", "multi"), (3, 1))[0]
+        self.ctor_named = r.random() < 0.85
+        self.emit_kw = r.random() < 0.2
+        self.omit_public = r.random() < 0.5
+        self.old_balance = r.random() < 0.6
+        self.spdx = ""
+        self.use_var = r.random() < 0.6
+        self.bare_fallback = r.random() < 0.8
 
     # --- randomness and names -------------------------------------------------------------------------
     def rng(self, what: str) -> random.Random:
@@ -203,7 +223,13 @@ class Ctx:
         return f"constructor({params}) public" if self.major in (5, 6) else f"constructor({params})"
 
     def fallback(self) -> str:
+        if self.legacy:
+            return "function () payable" if self.omit_public else "function () public payable"
         return "receive() external payable" if self.major >= 6 else "function () external payable"
+
+    def local_t(self, typ: str) -> str:
+        """The type a local is declared with: ``var`` in legacy 0.4 code, else ``typ``."""
+        return "var" if self.use_var else typ
 
     @property
     def old_units(self) -> bool:
@@ -436,6 +462,54 @@ def _format(ctx: Ctx, lines: list[Line], base_depth: int, out: list[str], tags: 
             out.append(pad + ln.text if ln.text else "")
 
 
+# Old carets (the bundled 0.4.26 satisfies each) and the exact release: what pre-0.4.22 files declare.
+LEGACY_PRAGMAS = (
+    "^0.4.0",
+    "^0.4.4",
+    "^0.4.8",
+    "^0.4.11",
+    "^0.4.13",
+    "^0.4.16",
+    "^0.4.18",
+    "^0.4.19",
+    "0.4.26",
+)
+
+
+def pragmas(ctx: Ctx) -> tuple[str, ...]:
+    """The ``pragma solidity`` constraints a file of this era may declare (all satisfied by the bundled
+    compiler of the era)."""
+    if ctx.legacy:
+        return LEGACY_PRAGMAS if ctx.ctor_named else ("^0.4.22", "^0.4.24", "0.4.26")
+    return {
+        4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25")
+        if not ctx.ctor_named
+        else ("^0.4.18", "^0.4.21", "^0.4.24"),
+        5: ("^0.5.0", "^0.5.16", "0.5.17", ">=0.5.0 <0.6.0", "^0.5.12"),
+        6: ("^0.6.2", "^0.6.12", "0.6.12", ">=0.6.2 <0.7.0", "^0.6.6"),
+        7: ("^0.7.0", "^0.7.6", "0.7.6", ">=0.7.0 <0.8.0", "^0.7.4"),
+        8: ("^0.8.20", "^0.8.19", "0.8.26", ">=0.8.19 <0.9.0", "^0.8.24"),
+    }[ctx.major]
+
+
+def assemble_compact(ctx: Ctx, members: list[Member]) -> tuple[str, dict[str, list[int]]]:
+    """Lay out a short single-purpose file: pragma, SafeMath only when the contract uses it, one contract."""
+    r = ctx.rng("layout")
+    out: list[str] = [f"// SPDX-License-Identifier: {ctx.spdx}"] if ctx.spdx else []
+    tags: dict[str, list[int]] = {}
+    out += [f"pragma solidity {r.choice(pragmas(ctx))};", ""]
+    if ctx.safemath:
+        _format(ctx, safemath_library(ctx), 0, out, tags)
+        out.append("")
+        members = [Member("using", "using", [Line(f"using SafeMath for {ctx.u};", 0)]), *members]
+    if (
+        r.random() < 0.4 and ctx.family != "multisig_wallet"
+    ):  # a short wallet has one owner: no multisig title
+        out.append("// " + r.choice(N.CONTRACT_TITLES[ctx.family]).replace("{name}", ctx["contract"]))
+    _contract(ctx, f"contract {ctx['contract']}", members, r.choice(SECTION_LAYOUTS), r, out, tags, True)
+    return "\n".join(out) + "\n", {k: sorted(set(v)) for k, v in sorted(tags.items())}
+
+
 def assemble(
     ctx: Ctx,
     members: list[Member],
@@ -450,16 +524,7 @@ def assemble(
     if ctx.spdx:
         out.append(f"// SPDX-License-Identifier: {ctx.spdx}")
     out += T.file_header(ctx)
-    pragma = {
-        4: ("^0.4.24", "^0.4.23", "0.4.26", ">=0.4.22 <0.6.0", "^0.4.25")
-        if not ctx.ctor_named
-        else ("^0.4.18", "^0.4.21", "^0.4.24"),
-        5: ("^0.5.0", "^0.5.16", "0.5.17", ">=0.5.0 <0.6.0", "^0.5.12"),
-        6: ("^0.6.2", "^0.6.12", "0.6.12", ">=0.6.2 <0.7.0", "^0.6.6"),
-        7: ("^0.7.0", "^0.7.6", "0.7.6", ">=0.7.0 <0.8.0", "^0.7.4"),
-        8: ("^0.8.20", "^0.8.19", "0.8.26", ">=0.8.19 <0.9.0", "^0.8.24"),
-    }[ctx.major]
-    out.append(f"pragma solidity {r.choice(pragma)};")
+    out.append(f"pragma solidity {r.choice(pragmas(ctx))};")
     out.append("")
     if ctx.safemath:
         _format(ctx, safemath_library(ctx), 0, out, tags)

@@ -55,6 +55,7 @@ class Shape:
     adds_identifiers: bool = False  # the repair declares names the flawed variant lacks
     needs: tuple[str, ...] = ()  # sites that must be present (in their default form)
     excludes: tuple[str, ...] = ()  # sites that must not carry another shape
+    short_only: bool = False  # rendered only in short single-purpose contracts (``templates/short.py``)
 
     @property
     def cls(self) -> str:
@@ -91,6 +92,20 @@ _SHAPES = (
         "reentrancy/flag_after_call",
         {"auction": "finalize", "multisig_wallet": "withdraw", "escrow": "release"},
         "the external call, and the done-flag write after it",
+    ),
+    Shape(
+        "reentrancy/call_then_debit",
+        {"vault": "withdraw"},
+        "the `if (call.value(...)())` line, and the balance debit inside it",
+        versions=("0.4.26",),
+        short_only=True,
+    ),
+    Shape(
+        "reentrancy/call_value_all",
+        {"vault": "withdraw"},
+        "the call sending the whole stored balance, and the zeroing after it",
+        versions=("0.4.26",),
+        short_only=True,
     ),
     Shape(
         "reentrancy/token_callback",
@@ -153,6 +168,34 @@ _SHAPES = (
         "unchecked_low_level_calls/ignored_delegatecall",
         {"upgradeable_proxy": "upgrade_call"},
         "the delegatecall whose result is dropped",
+    ),
+    Shape(
+        "unchecked_low_level_calls/forward_call",
+        {"multisig_wallet": "execute"},
+        "the forwarded call.value(...)(data) whose result is dropped",
+        versions=("0.4.26",),
+        short_only=True,
+    ),
+    Shape(
+        "unchecked_low_level_calls/signature_call",
+        {"erc20_token": "approve_call"},
+        "the call by function selector (bytes4 of a hash) whose result is dropped",
+        versions=("0.4.26",),
+        short_only=True,
+    ),
+    Shape(
+        "unchecked_low_level_calls/payout_send",
+        {"lottery": "payout", "crowdsale": "payout", "auction": "finalize"},
+        "the send of the prize or proceeds whose result is dropped",
+        versions=("0.4.26",),
+        short_only=True,
+    ),
+    Shape(
+        "unchecked_low_level_calls/delegate_forward",
+        {"multisig_wallet": "delegate"},
+        "the delegatecall forwarding data whose result is dropped",
+        versions=("0.4.26",),
+        short_only=True,
     ),
     # bad randomness
     *(
@@ -345,7 +388,11 @@ def kill(ctx: Ctx, slot: Slot | None, modifier: str, params: str, target: str) -
     vuln = slot is not None and slot.vuln
     w = W()
     w.decl(ctx.func(ctx["fn_kill"], params, mods=() if vuln else (modifier,)), slot.tag if slot else "")
-    op = "suicide" if ctx.major == 4 and pick(ctx, "suicide", (0, 0, 1)) else "selfdestruct"
+    op = (
+        "suicide"
+        if ctx.major == 4 and pick(ctx, "suicide", (0, 1, 1) if ctx.legacy else (0, 0, 1))
+        else "selfdestruct"
+    )
     w(f"{op}({target});", slot.tag if slot else "")
     w.close()
     return Member("func", "kill", w.lines, "kill")
@@ -411,7 +458,7 @@ def ledger_withdraw(
         w.decl(ctx.func(ctx["fn_withdraw"], mods=mods))
         if pre:
             pre(w)
-        w(f"{ctx.u} {value} = {ledger}[{me}];")
+        w(f"{ctx.local_t(ctx.u)} {value} = {ledger}[{me}];")
         ctx.req(w, f"{value} > 0", "nothing to withdraw", "err_funds")
 
     def write(*tags: str) -> None:
