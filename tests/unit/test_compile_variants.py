@@ -162,3 +162,17 @@ def test_config_defaults(tmp_path: Path) -> None:
         GlobalHydra.instance().clear()
     assert cfg.data.variant is None
     assert cfg.data.train_variants is False
+
+
+def test_unlabeled_records_alone_need_a_label_free_stage(tmp_path: Path) -> None:
+    unlabeled = [{**r, "labels": [], "unlabeled": True} for r in make_records()]
+    with pytest.raises(DataError, match="no assessed label"):
+        datamodule(unlabeled, tmp_path)  # a classifier has nothing to learn or test on
+
+    class LabelFree(ContractBytecodeDataModule):
+        needs_labels = False  # as the pretraining datamodules declare
+
+    dm = LabelFree(data_dir=str(tmp_path), sources=["file"], path="unused.jsonl")
+    dm._loaded["file"] = LoadedSource(unlabeled, "sha256:test")
+    dm.setup()
+    assert len(dm.splits["train"]) == 4

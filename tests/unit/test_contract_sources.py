@@ -116,7 +116,8 @@ def test_val_sources_restrict_the_validation_split(data_dir: Path, tmp_path: Pat
     slither = write_slither(tmp_path / "slither")
     both = module(data_dir, ["slither_audited", "solidifi"], slither)
     records, before = both.load_records()
-    moved = {r["id"] for r, s in zip(records, before, strict=True) if s == "val" and r["origin"] != "solidifi"}
+    pairs = zip(records, before, strict=True)
+    moved = {r["id"] for r, s in pairs if s == "val" and r["origin"] != "solidifi"}
     assert moved  # the slither row of its own validation split
     dm = module(data_dir, ["slither_audited", "solidifi"], slither, val_sources=["solidifi"])
     records, names = dm.load_records()

@@ -119,9 +119,9 @@ class ContractBytecodeDataModule(ContractDataModule):
         have it (else a DataError naming the variants there are)."""
         records, names = super().load_records()
         if self.variant is not None:
-            lacking = sum(1 for r in records if not _variants(r).get(self.variant))
+            lacking = sum(1 for r in records if not record_variants(r).get(self.variant))
             if lacking == len(records):
-                have = sorted({k for r in records for k in _variants(r)})
+                have = sorted({k for r in records for k in record_variants(r)})
                 raise DataError(
                     f"data.variant={self.variant!r}: no record has this compile variant; available: "
                     + (", ".join(have) or "none (build the corpus with several data.corpus.compile_variants)")
@@ -146,7 +146,7 @@ class ContractBytecodeDataModule(ContractDataModule):
                 continue
             n_train += 1
             seen = {r["bytecode"]}
-            for key, code in _variants(r).items():
+            for key, code in record_variants(r).items():
                 if code not in seen:
                     seen.add(code)
                     extra.append(
@@ -170,7 +170,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         """The bytecode val/test/predict see: ``variant`` where the record has it, else ``bytecode``."""
         if self.variant is None:
             return record["bytecode"]
-        return _variants(record).get(self.variant) or record["bytecode"]
+        return record_variants(record).get(self.variant) or record["bytecode"]
 
     def featurize(self, records: list[dict[str, Any]]) -> None:
         """Opcode ids of every record, split into the datasets of ``self.splits`` (train: ``bytecode``; the
@@ -208,7 +208,7 @@ class ContractBytecodeDataModule(ContractDataModule):
     def _all_variants(self, record: dict[str, Any], ids: np.ndarray) -> list[np.ndarray]:
         """``ids`` (its ``bytecode``) and the opcode ids of each other distinct compile variant."""
         out, seen = [ids], {record["bytecode"]}
-        for code in _variants(record).values():
+        for code in record_variants(record).values():
             if code not in seen:
                 seen.add(code)
                 out.append(self.featurizer.encode(code, source=f"record {record['id']!r}"))
@@ -228,6 +228,6 @@ class ContractBytecodeDataModule(ContractDataModule):
         }
 
 
-def _variants(record: dict[str, Any]) -> dict[str, str]:
+def record_variants(record: dict[str, Any]) -> dict[str, str]:
     """The record's compiled variants (key -> runtime bytecode), failed or empty ones left out."""
     return {k: v for k, v in (record.get("bytecode_variants") or {}).items() if v}

@@ -378,6 +378,7 @@ class ContractDataModule(SplitDataModule):
     """
 
     needs: str = "bytecode"  # the record field a subclass cannot do without
+    needs_labels: bool = True  # False for label-free stages (pretraining): unlabeled sources alone will do
     collate_fn: Callable = staticmethod(default_collate)
 
     def __init__(
@@ -532,7 +533,9 @@ class ContractDataModule(SplitDataModule):
             ]
         if self.val_sources:
             keep = set(self.val_sources)
-            stay = {r["group"] for s, r in zip(names, records, strict=True) if s == "val" and r["origin"] in keep}
+            stay = {
+                r["group"] for s, r in zip(names, records, strict=True) if s == "val" and r["origin"] in keep
+            }
             names = [
                 "train" if s == "val" and r["group"] not in stay else s
                 for s, r in zip(names, records, strict=True)
@@ -568,7 +571,7 @@ class ContractDataModule(SplitDataModule):
         if empty:
             raise DataError(f"split(s) {empty} are empty: use more contracts or another split/fold")
         assessed = {n for r, n in zip(records, names, strict=True) if any(label_mask(r))}
-        if unassessed := [s for s in needed if s not in assessed]:
+        if self.needs_labels and (unassessed := [s for s in needed if s not in assessed]):
             raise DataError(
                 f"split(s) {unassessed} have no assessed label (data.sources={list(self.sources)}): "
                 "unlabeled sources such as real_code need a labelled source beside them to train or test"

@@ -349,6 +349,8 @@ class ContractSourceMLMDataModule(ContractSourceDataModule):
     Validation windows (val split) only monitor the masked-token accuracy.
     """
 
+    needs_labels = False  # label-free: real_code alone is enough
+
     def __init__(self, *args: Any, mlm_on: str = "train", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if mlm_on not in MLM_ON:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from training_pipeline.models.base import OPTIM_KEYS
+from training_pipeline.models.bytecode_pretrain import load_encoder_weights
 from training_pipeline.models.contract_classifier import ContractClassifier
 from training_pipeline.models.nets.cnn import BytecodeCNN
 
@@ -38,6 +39,7 @@ class BytecodeDetector(ContractClassifier):
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.3,
+        encoder_ckpt: str | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
@@ -46,6 +48,9 @@ class BytecodeDetector(ContractClassifier):
         self.net = BytecodeCNN(
             vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
         )
+        if encoder_ckpt:  # a bytecode_pretrain checkpoint's encoder as the starting point
+            load_encoder_weights(self.net, encoder_ckpt, self.hparams)
+            self.hparams.encoder_ckpt = None  # the weights travel in this model's checkpoints: no reload
         self.dropout = nn.Dropout(dropout)
         self.vuln_head = nn.Linear(self.net.out_dim, len(class_names))
         self.family_head = nn.Linear(self.net.out_dim, len(family_names))
