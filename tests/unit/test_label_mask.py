@@ -91,8 +91,8 @@ def test_unassessed_entries_do_not_count_in_metrics_or_thresholds() -> None:
     # thresholds: with the unassessed pair at 0.5, the lowest cut that keeps every assessed entry right is
     # 0.15 when masked; counted as negatives they would push the tuned cut above 0.5
     probs[[4, 5], ARITH] = 0.5
-    assert float(tune_thresholds(probs, targets, mask=mask)[ARITH]) < 0.5
-    assert float(tune_thresholds(probs, targets)[ARITH]) > 0.5
+    assert float(tune_thresholds(probs, targets, mask=mask, min_count=1)[ARITH]) < 0.5
+    assert float(tune_thresholds(probs, targets, min_count=1)[ARITH]) > 0.5
 
 
 def test_class_without_an_assessed_negative_is_left_out_of_ranking_metrics() -> None:
@@ -113,6 +113,7 @@ def test_full_mask_gives_exactly_the_old_metrics() -> None:
     probs = torch.rand(40, 9, generator=g)
     targets = (torch.rand(40, 9, generator=g) > 0.6).float()
     thr = tune_thresholds(probs, targets)
+    assert thr.ne(0.5).any()  # enough of both for a tuned cut
     assert torch.equal(thr, tune_thresholds(probs, targets, mask=torch.ones_like(targets)))
     old = evaluate_multilabel("val", probs, targets, thr, CLASSES, list(range(9)))
     new = evaluate_multilabel("val", probs, targets, thr, CLASSES, list(range(9)), torch.ones_like(targets))

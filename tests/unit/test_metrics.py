@@ -12,10 +12,24 @@ def test_tune_thresholds_finds_the_separating_cut() -> None:
     # class 0 separable at 0.3 (positives at 0.35-0.4), class 1 separable at 0.8, class 2 has no positives
     probs = torch.tensor([[0.35, 0.9, 0.1], [0.4, 0.85, 0.2], [0.1, 0.6, 0.3], [0.2, 0.7, 0.9]])
     targets = torch.tensor([[1, 1, 0], [1, 1, 0], [0, 0, 0], [0, 0, 0]], dtype=torch.float)
-    t = tune_thresholds(probs, targets)
+    t = tune_thresholds(probs, targets, min_count=1)
     assert 0.2 < t[0] <= 0.35
     assert 0.7 < t[1] <= 0.85
     assert t[2] == 0.5  # no positives: the default stays
+
+
+def test_tune_thresholds_keeps_the_default_without_enough_positives_and_negatives() -> None:
+    # class 0: 6 positives and no negative (CGT's time manipulation): F1 is best at the lowest cut, which
+    # would flag every contract; class 1: 6 and 6, tuned; class 2: 3 positives and 9 negatives, too few
+    probs = torch.linspace(0.05, 0.95, 12).unsqueeze(1).repeat(1, 3)
+    targets = torch.zeros(12, 3)
+    targets[6:, 1] = 1.0
+    targets[:, 0] = 1.0
+    targets[9:, 2] = 1.0
+    t = tune_thresholds(probs, targets)
+    assert t[0] == 0.5 and t[2] == 0.5
+    assert 0.45 < t[1] <= 0.55 + 1e-6
+    assert tune_thresholds(probs, targets, min_count=0)[0] < 0.1  # what the guard prevents
 
 
 def test_flatten_names_scalars_and_per_class_values() -> None:

@@ -60,16 +60,28 @@ def ranking_metrics(num_labels: int, ignore_index: int | None = None) -> MetricC
     return MetricCollection({"auroc": MultilabelAUROC(**kw), "auprc": MultilabelAveragePrecision(**kw)})
 
 
+MIN_TUNING_COUNT = 5  # assessed positives AND negatives a class needs in validation to get its own threshold
+
+
 def tune_thresholds(
-    probs: torch.Tensor, targets: torch.Tensor, default: float = 0.5, mask: torch.Tensor | None = None
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    default: float = 0.5,
+    mask: torch.Tensor | None = None,
+    min_count: int = MIN_TUNING_COUNT,
 ) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
-    for classes without an assessed positive."""
+    for classes with fewer than ``min_count`` assessed positives or assessed negatives. Without negatives F1
+    is best at the lowest threshold, which flags every contract (CGT assesses time manipulation on 121
+    contracts, 120 of them positive): such a class keeps the default."""
     grid = THRESHOLD_GRID.to(probs.device)
     f1 = torch.stack([f1_per_class(probs >= t, targets, mask) for t in grid])  # (T, C)
     best = grid[f1.argmax(0)]
-    has_pos = (targets if mask is None else targets * mask).sum(0) > 0
-    return torch.where(has_pos, best, torch.full_like(best, default))
+    assessed = torch.ones_like(targets) if mask is None else mask
+    positives = (targets * assessed).sum(0)
+    negatives = ((1 - targets) * assessed).sum(0)
+    enough = (positives >= min_count) & (negatives >= min_count)
+    return torch.where(enough, best, torch.full_like(best, default))
 
 
 def f1_per_class(

@@ -219,6 +219,26 @@ def _aggregator_scores(scanner: Scanner, items: Sequence[ScanInput]) -> Scores:
     return scores
 
 
+def raw_sources(name: str, data: DictConfig) -> dict[str, str]:
+    """Record id -> the contract's text as the dataset ships it, for the sets whose importer rewrites it
+    (CGT blanks label comments, SolidiFI renames leaky identifiers): what Slither analysed and what its user
+    would run it on. Empty for the others (their records keep the original text)."""
+    from training_pipeline.data.importers.cgt import CgtConfig, find_file
+    from training_pipeline.data.importers.solidifi import SolidifiConfig, find_files
+    from training_pipeline.data.records import read_rows
+
+    block = OmegaConf.to_container(data, resolve=True)
+    if name == "cgt_test":
+        file = find_file(config_dataclass(CgtConfig, block["cgt"], "data.cgt"))
+        return {"cgt/" + str(r["id"]).removeprefix("source/"): r["source_code"] for r in read_rows(file)}
+    if name == "solidifi":
+        _, files = find_files(config_dataclass(SolidifiConfig, block["solidifi"], "data.solidifi"))
+        return {
+            f"solidifi/{folder}/buggy_{n}": sol.read_text(encoding="utf-8") for folder, n, sol, _ in files
+        }
+    return {}
+
+
 def slither_scores(
     sets: Sequence[BenchSet], records: Mapping[str, Mapping[str, Any]], data: DictConfig
 ) -> tuple[Scores, list[str]]:
@@ -232,6 +252,7 @@ def slither_scores(
     cache, mapping = FindingsCache(), DetectorMapping.from_config()
     results: dict[str, Any] = {}
     for bset in sets:
+        raw = raw_sources(bset.name, data)
         if bset.audited:
             rows = [dict(records[c.id]) for c in bset.contracts]
             cfg = config_dataclass(RealCodeConfig, real_code_block(data), "data.real_code")
@@ -240,7 +261,7 @@ def slither_scores(
                 results[r["id"]] = cache.get(cache_key(tree))
         else:
             for c in bset.contracts:
-                results[c.id] = cache.get_source(records[c.id]["source_code"])
+                results[c.id] = cache.get_source(raw.get(c.id) or records[c.id]["source_code"])
     scores: Scores = {}
     for rid, res in results.items():
         if res is None:
