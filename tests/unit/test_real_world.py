@@ -29,6 +29,7 @@ from training_pipeline.scan.benchmark import (
     markdown,
     measure,
     resolve_models,
+    split_records,
 )
 from training_pipeline.utils.checks import config_dataclass
 
@@ -152,6 +153,10 @@ def test_measure_and_markdown_have_every_row_and_set(sets) -> None:
 def test_config_errors_and_composition(tmp_path) -> None:
     with pytest.raises(ConfigError, match="real_world.sets"):
         config_dataclass(RealWorldConfig, {"sets": ["cgt_test", "mainnet"]}, "real_world")
+    with pytest.raises(ConfigError, match="real_world.audited_split"):
+        config_dataclass(RealWorldConfig, {"audited_split": "val"}, "real_world")
+    with pytest.raises(DataError, match="real_world.split_from"):
+        split_records(RealWorldConfig(split_from=str(tmp_path)), OmegaConf.create({}))
     with pytest.raises(DataError, match="no such checkpoint"):
         resolve_models(RealWorldConfig(models={"bytecode_detector": str(tmp_path / "x.ckpt")}))
     cfg = compose_config("eval.yaml", ["experiment=real_world"])

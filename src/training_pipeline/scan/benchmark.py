@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.config import project_root
@@ -68,11 +69,15 @@ class RealWorldConfig:
     error_analysis: int = 20  # worst false negatives / positives per row
     max_contracts: int | None = None  # per set, a seeded sample (quick runs); null = all
     seed: int = 0
+    split_from: str | None = None  # a training run dir (or checkpoint) whose grouped split picks the held out
+    audited_split: str = "all"  # all | test: only the audited set's test groups (models that trained on it)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sets) - set(SETS))
         if unknown:
             raise ConfigError(f"real_world.sets: unknown set(s) {unknown}; expected some of {list(SETS)}")
+        if self.audited_split not in ("all", "test"):
+            raise ConfigError(f"real_world.audited_split={self.audited_split!r}: expected all or test")
         if not self.conditions:
             raise ConfigError("real_world.conditions: name at least one compile condition, e.g. [o0]")
 
@@ -137,18 +142,36 @@ def _assessed(record: Mapping[str, Any]) -> list[str]:
     return [c for c, m in zip(CLASSES, label_mask(record), strict=True) if m]
 
 
+def split_records(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records and split names the held-out sets come from: the grouped split of ``split_from``'s training
+    run (its own data config, so exactly its test groups), else CGT alone under ``data``'s split."""
+    if cfg.split_from:
+        config = run_config_of(Path(cfg.split_from)) or Path(cfg.split_from) / "config_resolved.yaml"
+        if not config.is_file():
+            raise DataError(f"{cfg.split_from}: not a training run dir or checkpoint (real_world.split_from)")
+        block = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
+        block["weak_labels"] = {**(block.get("weak_labels") or {}), "enabled": False}  # targets: not needed
+        return instantiate(block, _convert_="all").load_records()
+    block = OmegaConf.to_container(data, resolve=True)
+    dm = ContractBytecodeDataModule(
+        block["data_dir"], sources=["cgt"], cgt=block["cgt"], split=block.get("split"), fold=block["fold"]
+    )
+    return dm.load_records()
+
+
 def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], dict[str, dict[str, Any]]]:
     """The benchmark sets and every contract's record (id -> record: source, bytecode, variants)."""
     data_dir = Path(data.data_dir)
     block = OmegaConf.to_container(data, resolve=True)
+    split: dict[str, str] = {}
+    if "cgt_test" in cfg.sets or cfg.audited_split == "test":
+        rows, names = split_records(cfg, data)
+        split = {str(r["id"]): s for r, s in zip(rows, names, strict=True)}
+        held_out = {str(r["id"]): r for r, s in zip(rows, names, strict=True) if s == "test"}
     sets, records = [], {}
     for name in cfg.sets:
         if name == "cgt_test":
-            dm = ContractBytecodeDataModule(
-                str(data_dir), sources=["cgt"], cgt=block["cgt"], split=block.get("split"), fold=block["fold"]
-            )
-            rows, names = dm.load_records()
-            rows = [r for r, s in zip(rows, names, strict=True) if s == "test"]
+            rows = [r for r in held_out.values() if r.get("origin") == "cgt"]
             desc = "CGT test groups (real contracts, human labels, unassessed classes masked)"
         elif name == "solidifi":
             rows = source_loader("solidifi")(block["solidifi"], data_dir).records
@@ -156,6 +179,9 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
         else:
             rows = source_loader("real_code")(real_code_block(data), data_dir).records
             desc = "npm audited code (no known vulnerability: the false-alarm set)"
+            if cfg.audited_split == "test":  # the models trained on some of it (weak labels)
+                rows = [r for r in rows if split.get(str(r["id"])) == "test"]
+                desc += ", its test groups only"
         rows = _sample([r for r in rows if r.get("bytecode")], cfg)
         audited = name == "real_code"
         contracts = [contract_of(r, [] if audited else _assessed(r), r.get("family") or name) for r in rows]
