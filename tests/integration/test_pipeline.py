@@ -48,6 +48,7 @@ def pipeline_cfg(pipeline_dir: Path, data_dir: Path, *extra: str):
         f"corpus.n_contracts={TINY_CORPUS}",
         f"inner_folds={INNER}",
         f"aggregator.overrides={_quoted(['trainer.max_epochs=3'])}",
+        "aggregator_inputs=crossfit_mean",  # the longer path (fold models at test and scan time)
         *(f"models.{m}.overrides={_quoted(o)}" for m, o in MODEL_OVERRIDES.items()),
         *extra,
     ]

@@ -180,7 +180,8 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
             rows = source_loader("real_code")(real_code_block(data), data_dir).records
             desc = "npm audited code (no known vulnerability: the false-alarm set)"
             if cfg.audited_split == "test":  # the models trained on some of it (weak labels)
-                rows = [r for r in rows if split.get(str(r["id"])) == "test"]
+                # the test fold: "unused" where the run tested on other sources only (data.eval_sources)
+                rows = [r for r in rows if split.get(str(r["id"])) in ("test", "unused")]
                 desc += ", its test groups only"
         rows = _sample([r for r in rows if r.get("bytecode")], cfg)
         audited = name == "real_code"
