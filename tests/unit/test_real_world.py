@@ -177,3 +177,13 @@ def test_latest_checkpoint_picks_newest_run_of_the_model(tmp_path) -> None:
     found = latest_checkpoint("bytecode_detector", tmp_path)
     assert found is not None and found.parts[-3] == "2026-01-02_00-00-00"
     assert latest_checkpoint("behavior_model", tmp_path) is None
+
+
+def test_nothing_to_evaluate_is_one_clear_error(tmp_path, monkeypatch) -> None:
+    from training_pipeline.errors import UserError
+    from training_pipeline.scan import benchmark
+
+    monkeypatch.setattr(benchmark, "slither_scores", lambda *a: ({}, []))
+    cfg = RealWorldConfig(models={"bytecode_detector": None}, pipeline=None)
+    with pytest.raises(UserError, match="no model, train-all run or Slither"):
+        benchmark.collect_rows(cfg, [], {}, OmegaConf.create({}))

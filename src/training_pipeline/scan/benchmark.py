@@ -343,7 +343,10 @@ def collect_rows(
     if cfg.slither:
         scores, covered = slither_scores(sets, records, data)
         info["slither_classes"] = covered
-        rows.append(Row("slither", "source", scores))
+        if scores:
+            rows.append(Row("slither", "source", scores))
+        else:
+            log.warning("Slither: no contract of these sets is in the weak-label cache; no Slither row")
     if not rows:
         raise UserError(
             "real-world benchmark: no model, train-all run or Slither to evaluate "
