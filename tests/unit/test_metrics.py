@@ -32,6 +32,27 @@ def test_tune_thresholds_keeps_the_default_without_enough_positives_and_negative
     assert tune_thresholds(probs, targets, min_count=0)[0] < 0.1  # what the guard prevents
 
 
+def test_false_alarm_budget_raises_thresholds_on_audited_rows() -> None:
+    # 12 labelled rows: class 0 separable at 0.3 (best F1 there); 10 audited rows (no class assessed) that
+    # score 0.35-0.8 on class 0: at 0.3 all of them would be flagged
+    labelled = torch.linspace(0.05, 0.6, 12).unsqueeze(1).repeat(1, 2)
+    targets = torch.zeros(22, 2)
+    targets[6:12, :] = 1.0
+    audited = torch.linspace(0.35, 0.8, 10).unsqueeze(1).repeat(1, 2)
+    probs = torch.cat([labelled, audited])
+    mask = torch.ones(22, 2)
+    mask[12:] = 0.0
+    mask[:, 1] = torch.cat([torch.zeros(12), torch.zeros(10)])  # class 1: nothing assessed, untuned
+    free = tune_thresholds(probs, targets, mask=mask)
+    budget = tune_thresholds(probs, targets, mask=mask, max_flag_rate=0.2)
+    assert free[0] <= 0.35 and free[1] == 0.5
+    for c in range(2):  # at most 2 of the 10 audited rows are flagged, per class
+        assert (probs[12:, c] >= budget[c]).float().mean() <= 0.2
+    assert budget[0] > free[0] and budget[1] > 0.5
+    none_fits = tune_thresholds(probs * 0 + 0.99, targets, mask=mask, max_flag_rate=0.0)
+    assert torch.allclose(none_fits, torch.full((2,), 0.95))  # nothing within budget: the grid's top
+
+
 def test_flatten_names_scalars_and_per_class_values() -> None:
     out = flatten("val", {"f1_macro": torch.tensor(0.5), "f1": torch.tensor([0.2, 0.8])}, ["a", "b"])
     assert out == pytest.approx({"val/f1_macro": 0.5, "val/f1/a": 0.2, "val/f1/b": 0.8})

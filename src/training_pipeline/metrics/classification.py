@@ -69,19 +69,34 @@ def tune_thresholds(
     default: float = 0.5,
     mask: torch.Tensor | None = None,
     min_count: int = MIN_TUNING_COUNT,
+    max_flag_rate: float | None = None,
 ) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
     for classes with fewer than ``min_count`` assessed positives or assessed negatives. Without negatives F1
     is best at the lowest threshold, which flags every contract (CGT assesses time manipulation on 121
-    contracts, 120 of them positive): such a class keeps the default."""
+    contracts, 120 of them positive): such a class keeps the default.
+
+    ``max_flag_rate``: a false-alarm budget. Rows that assess no class at all (audited code without labels)
+    may be flagged for a class at most at this rate: the threshold is the best-F1 one among those within
+    budget (or, for an untuned class, the default raised until within it; the grid's top when none is).
+    """
     grid = THRESHOLD_GRID.to(probs.device)
     f1 = torch.stack([f1_per_class(probs >= t, targets, mask) for t in grid])  # (T, C)
-    best = grid[f1.argmax(0)]
     assessed = torch.ones_like(targets) if mask is None else mask
+    audited = assessed.sum(1) == 0
+    within = torch.ones_like(f1, dtype=torch.bool)
+    if max_flag_rate is not None and audited.any():
+        rates = torch.stack([(probs[audited] >= t).float().mean(0) for t in grid])  # (T, C)
+        within = rates <= max_flag_rate
+        within[-1] |= ~within.any(0)  # nothing within budget: the grid's top
+    best = grid[torch.where(within, f1, torch.full_like(f1, -1.0)).argmax(0)]
     positives = (targets * assessed).sum(0)
     negatives = ((1 - targets) * assessed).sum(0)
     enough = (positives >= min_count) & (negatives >= min_count)
-    return torch.where(enough, best, torch.full_like(best, default))
+    # an untuned class: the default, or the lowest threshold within budget if that is higher
+    lowest_within = grid[within.float().argmax(0)]
+    fallback = torch.maximum(torch.full_like(best, default), lowest_within)
+    return torch.where(enough, best, fallback)
 
 
 def f1_per_class(

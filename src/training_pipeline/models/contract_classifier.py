@@ -153,7 +153,9 @@ class ContractClassifier(BaseModule):
             return
         probs, targets, mask = d["probs"], d["targets"], d.get("mask")
         values = self._epoch_metrics("val", probs, targets, torch.full_like(self.thresholds, 0.5), mask)
-        tuned = tune_thresholds(probs, targets, mask=mask)
+        tuned = tune_thresholds(
+            probs, targets, mask=mask, max_flag_rate=self.hparams.get("max_audited_flag_rate")
+        )
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))
         if not self.trainer.sanity_checking:
