@@ -187,3 +187,17 @@ def test_nothing_to_evaluate_is_one_clear_error(tmp_path, monkeypatch) -> None:
     cfg = RealWorldConfig(models={"bytecode_detector": None}, pipeline=None)
     with pytest.raises(UserError, match="no model, train-all run or Slither"):
         benchmark.collect_rows(cfg, [], {}, OmegaConf.create({}))
+
+
+def test_auto_split_follows_the_first_models_run(tmp_path) -> None:
+    from training_pipeline.scan.benchmark import resolve_auto
+
+    assert resolve_auto(RealWorldConfig(), {}).split_from is None
+    assert resolve_auto(RealWorldConfig(), {}).audited_split == "all"
+    for sources, expected in ((["corpus", "cgt"], "all"), (["corpus", "cgt", "real_code"], "test")):
+        run = tmp_path / "-".join(sources)
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        (run / "config_resolved.yaml").write_text(f"data:\n  sources: {sources}\n")
+        cfg = resolve_auto(RealWorldConfig(), {"bytecode_detector": run / "checkpoints" / "best.ckpt"})
+        assert cfg.split_from == str(run / "checkpoints" / "best.ckpt") and cfg.audited_split == expected

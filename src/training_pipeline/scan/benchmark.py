@@ -18,7 +18,7 @@ import json
 import logging
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SETS: tuple[str, ...] = ("cgt_test", "solidifi", "real_code")
 LATEST = "latest"
+AUTO = "auto"
 
 
 @dataclass
@@ -69,15 +70,19 @@ class RealWorldConfig:
     error_analysis: int = 20  # worst false negatives / positives per row
     max_contracts: int | None = None  # per set, a seeded sample (quick runs); null = all
     seed: int = 0
-    split_from: str | None = None  # a training run dir (or checkpoint) whose grouped split picks the held out
-    audited_split: str = "all"  # all | test: only the audited set's test groups (models that trained on it)
+    split_from: str | None = (
+        AUTO  # a training run dir (or checkpoint) whose grouped split picks the held out;
+    )
+    # auto: the first model's run
+    audited_split: str = AUTO  # all | test (only the audited set's held-out groups) | auto: test when the
+    # split_from run had real_code among its sources (it trained or validated on some of it), else all
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.sets) - set(SETS))
         if unknown:
             raise ConfigError(f"real_world.sets: unknown set(s) {unknown}; expected some of {list(SETS)}")
-        if self.audited_split not in ("all", "test"):
-            raise ConfigError(f"real_world.audited_split={self.audited_split!r}: expected all or test")
+        if self.audited_split not in ("all", "test", AUTO):
+            raise ConfigError(f"real_world.audited_split={self.audited_split!r}: expected all, test or auto")
         if not self.conditions:
             raise ConfigError("real_world.conditions: name at least one compile condition, e.g. [o0]")
 
@@ -450,11 +455,27 @@ def markdown(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet], inf
     return "\n".join(lines) + "\n"
 
 
+def resolve_auto(cfg: RealWorldConfig, models: Mapping[str, Path]) -> RealWorldConfig:
+    """``split_from: auto`` → the first model's training run (none without a model); ``audited_split:
+    auto`` → test when that run's sources include real_code, else all."""
+    split_from = cfg.split_from
+    if split_from == AUTO:
+        split_from = str(next(iter(models.values()))) if models else None
+    audited = cfg.audited_split
+    if audited == AUTO:
+        config = run_config_of(Path(split_from)) if split_from else None
+        sources = OmegaConf.select(OmegaConf.load(config), "data.sources", default=None) if config else None
+        audited = "test" if sources and "real_code" in sources else "all"
+    log.info("Held-out split from %s; audited set: %s", split_from or "data.split (CGT alone)", audited)
+    return replace(cfg, split_from=split_from, audited_split=audited)
+
+
 def run_real_world(cfg: DictConfig) -> Path:
     """The benchmark of ``cfg.real_world`` over the sets built with ``cfg.data``; returns the report dir."""
     bench = config_dataclass(
         RealWorldConfig, OmegaConf.to_container(cfg.real_world, resolve=True), "real_world"
     )
+    bench = resolve_auto(bench, resolve_models(bench))
     out_dir = Path(cfg.paths.output_dir)
     sets, records = load_sets(bench, cfg.data)
     rows, info = collect_rows(bench, sets, records, cfg.data)
