@@ -169,6 +169,7 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
     data_dir = Path(data.data_dir)
     block = OmegaConf.to_container(data, resolve=True)
     split: dict[str, str] = {}
+    held_out: dict[str, dict[str, Any]] = {}
     if "cgt_test" in cfg.sets or cfg.audited_split == "test":
         rows, names = split_records(cfg, data)
         split = {str(r["id"]): s for r, s in zip(rows, names, strict=True)}
@@ -200,12 +201,12 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
 def real_code_block(data: DictConfig) -> dict[str, Any]:
     """The data config's ``real_code`` block (the packaged package list when it names none), never
     installing: the benchmark reads what ``make data-real`` built."""
-    from training_pipeline.data.importers.real_code import default_config_block
+    from training_pipeline.data.importers.real_code import with_default_packages
 
-    block = OmegaConf.to_container(data, resolve=True).get("real_code") or {}
-    if not block.get("packages"):
-        block = {**default_config_block(), **{k: v for k, v in block.items() if k != "packages"}}
-    return {**block, "install": False}
+    return {
+        **with_default_packages(OmegaConf.to_container(data, resolve=True).get("real_code")),
+        "install": False,
+    }
 
 
 def bytecode_of(record: Mapping[str, Any], condition: str) -> str | None:

@@ -508,12 +508,18 @@ def count_table(manifests: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
 
 
-def load_real_code(cfg: dict, data_dir: Path) -> LoadedSource:
-    """The ``real_code`` source of ``ContractDataModule``: unlabeled records, folds dealt by group."""
+def with_default_packages(cfg: Any) -> dict[str, Any]:
+    """A ``real_code`` config block, with the package list of ``conf/data/real_code.yaml`` when it names none
+    (``data=bytecode_detector data.sources=[...,real_code]`` carries no block of its own)."""
     block = plain(cfg) or {}
     if not block.get("packages"):
         block = {**default_config_block(), **{k: v for k, v in block.items() if k != "packages"}}
-    config = config_dataclass(RealCodeConfig, block, "data.real_code")
+    return block
+
+
+def load_real_code(cfg: dict, data_dir: Path) -> LoadedSource:
+    """The ``real_code`` source of ``ContractDataModule``: unlabeled records, folds dealt by group."""
+    config = config_dataclass(RealCodeConfig, with_default_packages(cfg), "data.real_code")
     outcome = import_real_code(config, data_dir)
     if outcome.failed:
         raise DataError(
