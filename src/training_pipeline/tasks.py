@@ -62,7 +62,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         lg.log_hyperparams({"data_version": datamodule.data_version, **dict(model.hparams), **optim})
 
     if cfg.get("train"):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
     test_metrics: dict[str, float] = {}
@@ -72,7 +72,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             log.warning(
                 "No best checkpoint (fast_dev_run or no checkpoint callback): testing the current weights"
             )
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False, weights_only=True)
         test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if trainer.is_global_zero:
             print_metrics(test_metrics, model.metric_classes)

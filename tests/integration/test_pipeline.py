@@ -153,6 +153,39 @@ def test_crossfit_mean_test_rows_and_scanner_average_the_fold_models(pipeline, t
     assert 0.0 <= report["risk"] <= 1.0
 
 
+def test_a_pipeline_package_scans_exactly_like_its_run_dir(pipeline, tmp_path: Path) -> None:
+    from training_pipeline.corpus.generator import generate_group
+    from training_pipeline.deploy.package import package_run
+    from training_pipeline.scan import Scanner, read_inputs
+
+    pdir, _ = pipeline
+    packages = package_run(pdir, tmp_path / "packages")
+    by_name = {p.name: p for p in packages}
+    assert set(by_name) == {
+        "scathat-bytecode_detector",
+        "scathat-code_analyzer",
+        "scathat-behavior_model",
+        "scathat-pipeline",
+    }
+    pipe = by_name["scathat-pipeline"]
+    assert pipe.meta["models"] == {p.meta["model"]: p.id for p in packages if p is not pipe}
+    assert all(v["folds"] == INNER for v in pipe.meta["views"].values())  # crossfit_mean: folds packaged
+    assert pipe.meta["git_commit"] and pipe.meta["data_version"] and pipe.meta["metrics"]["comparison"]
+    assert all((p.path.parent / f"{p.path.name}.tar.gz").is_file() for p in packages)
+    vuln, _ = generate_group("vault", "0.8.26", ["reentrancy/call_before_write"], seed=3)
+    (tmp_path / "vuln.sol").write_text(vuln.source_code)
+    hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"
+    txs = Path(__file__).resolve().parents[1] / "fixtures" / "tx_csv" / "transactions.csv"
+    items = read_inputs([str(tmp_path / "vuln.sol"), str(hexfile)])
+    items += read_inputs([str(hexfile)], transactions=str(txs))
+    from_dir = Scanner.from_pipeline(pdir).scan(items)
+    scanner = Scanner.from_model(str(pipe.path))
+    assert scanner.models["package_id"] == pipe.id and scanner.guard == Scanner.from_pipeline(pdir).guard
+    assert scanner.scan(items) == from_dir  # every view, folds, aggregator, guard: the same numbers
+    single = Scanner.from_model(str(by_name["scathat-code_analyzer"].path))
+    assert single.scan(items[:1])[0]["top_lines"]  # the BPE tokenizer and localization travel too
+
+
 def test_rerun_resumes_without_training(pipeline, data_dir: Path) -> None:
     pdir, first = pipeline
     assert len(first["trained"]) == 3 * (INNER + 1) + 1

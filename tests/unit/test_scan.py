@@ -17,9 +17,9 @@ from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.behavior_model import BehaviorModel
 from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.models.code_analyzer import CodeAnalyzer
+from training_pipeline.pipeline.run_dirs import latest_pipeline, latest_pipeline_dir, read_manifest
 from training_pipeline.scan import Scanner, read_inputs
 from training_pipeline.scan.models import MODEL_OPTIONS, BaseView, spec_of
-from training_pipeline.scan.pipelines import latest_pipeline, latest_pipeline_dir, read_manifest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 HEXES = [str(p) for p in sorted((FIXTURES / "evm").glob("*.hex"))]

@@ -37,6 +37,7 @@ from training_pipeline.data.contracts import (
 )
 from training_pipeline.data.featurizers import SourceFeaturizer, WindowConfig, batch_windows, pad_windows
 from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.utils.checkpoints import read_checkpoint
 from training_pipeline.utils.checks import config_dataclass
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def tokenizer_from_artifact(path: str | Path) -> SourceTokenizer:
         return SourceTokenizer(load_pretrained_tokenizer(str(path)), strip, origin)
     if not path.is_file():
         raise ConfigError(f"{path}: no such encoder checkpoint or directory (model.encoder_ckpt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     state = dict(ckpt.get("hyper_parameters", {}).get("tokenizer_state") or {})
     if ckpt.get("tokenizer_json"):
         state["json"] = ckpt["tokenizer_json"]

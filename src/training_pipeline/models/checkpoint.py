@@ -1,7 +1,8 @@
 """Loading a LightningModule from a Lightning checkpoint: the one place eval, scan and the API do it.
 
-Checkpoints are for resuming training and for evaluating a run; a missing or corrupted file is a one-line
-``DataError`` naming it.
+Checkpoints are for resuming training and for evaluating a run; they are read with ``weights_only=True``
+(``utils.checkpoints``), so a pickle that asks for anything but tensors and plain data is refused before it
+runs. A missing, corrupted or refused file is a one-line ``DataError`` naming it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from hydra.utils import get_class
 from lightning.pytorch import LightningModule
 
 from training_pipeline.errors import DataError
+from training_pipeline.utils.checkpoints import checkpoint_error
 
 
 def load_checkpoint(model_target: str | type[LightningModule], ckpt_path: str | Path) -> Any:
@@ -22,10 +24,7 @@ def load_checkpoint(model_target: str | type[LightningModule], ckpt_path: str | 
         raise DataError(f"{path}: no such checkpoint (ckpt_path)")
     cls = get_class(model_target) if isinstance(model_target, str) else model_target
     try:
-        # weights_only=False: the hyperparameters hold plain dicts, but Lightning pickles them with the
-        # weights; checkpoints are trusted run outputs here (model packages, not checkpoints, are deployed).
-        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # truncated zip, wrong model class, not a checkpoint at all
-        first = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise DataError(f"{path}: cannot load checkpoint ({type(exc).__name__}: {first})") from None
+        module = cls.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, wrong model class, not a checkpoint at all, a refused pickle
+        raise checkpoint_error(path, exc) from None
     return module.eval()

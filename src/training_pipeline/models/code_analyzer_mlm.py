@@ -19,6 +19,7 @@ from torch import nn
 from training_pipeline.errors import ConfigError
 from training_pipeline.models.base import OPTIM_KEYS
 from training_pipeline.models.code_analyzer import TOKENIZER_KEYS, TokenizerCarrier
+from training_pipeline.utils.checkpoints import read_checkpoint
 
 
 def mask_tokens(
@@ -137,5 +138,5 @@ class CodeAnalyzerMLM(TokenizerCarrier):
         cb = self.trainer.checkpoint_callback
         best = getattr(cb, "best_model_path", "") if cb is not None else ""
         if best and Path(best).is_file():
-            self.load_state_dict(torch.load(best, map_location=self.device, weights_only=False)["state_dict"])
+            self.load_state_dict(read_checkpoint(best)["state_dict"])
         self.save_encoder(Path(self.trainer.default_root_dir) / "encoder")

@@ -44,6 +44,7 @@ from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.pipeline.compare import compare, guard_choice, markdown_table, rich_table
 from training_pipeline.pipeline.crossfit import outer_test_predictions
+from training_pipeline.pipeline.run_dirs import PIPELINE_FILE
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
 from training_pipeline.pipeline.static import corpus_sources, static_view
@@ -51,13 +52,13 @@ from training_pipeline.pipeline.views import check_kind, split_ids
 from training_pipeline.tasks import train
 from training_pipeline.utils.checks import check_known_keys
 from training_pipeline.utils.run import write_json
+from training_pipeline.utils.tracking import PipelineTracking
 
 log = logging.getLogger(__name__)
-PIPELINE_FILE = "pipeline.json"
 TOP_LEVEL_KEYS = {
     "task_name", "name", "force", "seed", "cpu_threads", "test_fold", "inner_folds", "corpus",
     "common_overrides", "models", "aggregator", "aggregator_inputs", "guard_best_single", "static_analysis",
-    "paths", "extras",
+    "tracking", "paths", "extras",
 }  # fmt: skip
 AGGREGATOR_INPUTS = ("crossfit_mean", "full")
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
@@ -115,6 +116,7 @@ class Pipeline:
             raise ConfigError(f"pipeline models: view {STATIC_VIEW!r} is the static-analysis view's name")
         self.stages: dict[str, StageResult] = {}
         self.train = train
+        self.tracking = PipelineTracking.from_config(cfg, self.dir)  # None: tracking off
 
     # -- overrides ----------------------------------------------------------------------------------------
     def base_overrides(self, mv: ModelView) -> list[str]:
@@ -211,10 +213,22 @@ class Pipeline:
         threads = torch.get_num_threads()
         if self.cfg.get("cpu_threads"):
             torch.set_num_threads(int(self.cfg.cpu_threads))
+        train_fn = self.train
         try:
-            return self._run(start)
+            if self.tracking is not None:
+                self.tracking.start()
+                self.train = self.tracking.wrap(train_fn)  # each trained stage logs into a child run
+            summary = self._run(start)
+        except BaseException:
+            if self.tracking is not None:
+                self.tracking.fail()
+            raise
         finally:
+            self.train = train_fn
             torch.set_num_threads(threads)  # in process (tests, the API) the caller keeps its setting
+        if self.tracking is not None:
+            self.tracking.finish(self.stages, [self.dir / PIPELINE_FILE, self.dir / "comparison.md"])
+        return summary
 
     def _run(self, start: float) -> dict[str, Any]:
         plan = self.plan()
@@ -342,6 +356,7 @@ class Pipeline:
                 "aggregator": agg.checkpoint if agg else None,
                 "aggregator_config": "stages/aggregator/config_resolved.yaml" if agg else None,
                 "aggregator_inputs": self.inputs,
+                "mlflow_run_id": self.tracking.run_id if self.tracking is not None else None,
                 "guard": self.guard,
                 "static_analysis": {"cache_dir": self.static_cfg.get("cache_dir")}
                 if self.static_used

@@ -42,10 +42,10 @@ from training_pipeline.evaluation.real_world import (
     vulnerable_vs_audited_auroc,
     worst_errors,
 )
+from training_pipeline.pipeline.run_dirs import latest_pipeline, pipelines_root
 from training_pipeline.risk import RiskTarget
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, load_base_model, run_config_of
-from training_pipeline.scan.pipelines import latest_pipeline, pipelines_root
 from training_pipeline.scan.report import top_lines
 from training_pipeline.scan.scanner import Scanner
 from training_pipeline.utils.checks import config_dataclass

@@ -1,6 +1,6 @@
 """The trained models a scan uses: base models (each with the featurizer it was trained with) and the
-aggregator, loaded from a train-all run dir or from one base-model checkpoint; optionally Slither (the
-static-analysis view).
+aggregator, loaded from a verified model package (what deployments use: ``load_package_models``), a train-all
+run dir or one base-model checkpoint (for development); optionally Slither (the static-analysis view).
 
 A run dir trained with ``aggregator_inputs: crossfit_mean`` feeds the aggregator, per view, the mean of the
 cross-fitted (fold) models' probabilities, as its test rows were; the full model still gives the view's
@@ -34,6 +34,7 @@ from training_pipeline.data.weak_labels.features import (
 )
 from training_pipeline.data.weak_labels.mapping import DetectorMapping
 from training_pipeline.data.weak_labels.runner import label_sources
+from training_pipeline.deploy.package import Package, load_component
 from training_pipeline.errors import DataError, UserError
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.behavior_model import BehaviorModel
@@ -42,6 +43,7 @@ from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.models.code_analyzer import CodeAnalyzer
 from training_pipeline.scan.inference import Output, predict_behavior, predict_bytecode, predict_source
 from training_pipeline.scan.inputs import ScanInput
+from training_pipeline.utils.checkpoints import REFUSED
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +244,31 @@ def load_pipeline_models(
     return views, aggregator
 
 
+# -- from a model package ------------------------------------------------------------------------------------
+def load_package_models(pkg: Package) -> tuple[list[BaseView], Aggregator | None]:
+    """The base models (with their fold models where the package has them) and the aggregator of a verified
+    package, the views in the aggregator's order; a model package gives its one model and no aggregator."""
+    if pkg.kind == "model":
+        module, featurizer = load_component(pkg.path / "model")
+        return [BaseView.of(module, featurizer or {}, pkg.meta.get("model"))], None
+    views = []
+    for view, about in pkg.meta["views"].items():
+        root = pkg.path / "views" / view
+        module, featurizer = load_component(root)
+        base = BaseView.of(module, featurizer or {}, about.get("model"), view)
+        folds = root / "folds"
+        for fold in sorted(folds.iterdir(), key=lambda d: int(d.name)) if folds.is_dir() else []:
+            member, member_featurizer = load_component(fold)
+            base.folds.append((member, base.spec.featurizer(member_featurizer or {}, member)))
+        views.append(base)
+    aggregator = None
+    if pkg.meta.get("aggregator"):
+        aggregator, _ = load_component(pkg.path / "aggregator")
+        order = {v: i for i, v in enumerate(aggregator.view_names)}
+        views = sorted([v for v in views if v.view in order], key=lambda v: order[v.view])
+    return views, aggregator
+
+
 def load_static_view(info: Mapping[str, Any] | None = None) -> StaticView:
     """Slither with the findings cache the run dir's pipeline used (``info``: its pipeline.json), else the
     default weak-label cache; a UserError when Slither is not installed."""
@@ -278,6 +305,8 @@ def load_any_checkpoint(ckpt: str | Path) -> LightningModule:
         try:
             return load_checkpoint(cls, ckpt)
         except DataError as exc:
+            if REFUSED in str(exc):
+                raise
             errors.append(str(exc))
     raise DataError(
         f"{ckpt}: not a bytecode detector, code analyzer, behavior model or aggregator checkpoint "

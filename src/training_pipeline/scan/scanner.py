@@ -1,6 +1,7 @@
-"""``Scanner``: the models of a train-all run dir (or one base-model checkpoint) and the scan of some inputs:
-each base model on the inputs that have its view, batched (with ``static_analysis``: Slither too), then
-fusion, the run's guard (``guard_best_single``) and one report per input."""
+"""``Scanner``: the models of a model package (from the registry or a path: ``from_model``, what deployments
+use), of a train-all run dir or of one base-model checkpoint (development), and the scan of some inputs: each
+base model on the inputs that have its view, batched (with ``static_analysis``: Slither too), then fusion,
+the run's guard (``guard_best_single``) and one report per input."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from training_pipeline.deploy.package import Package, open_package, verify_package
 from training_pipeline.errors import UserError
 from training_pipeline.models.aggregator import Aggregator
+from training_pipeline.pipeline.run_dirs import latest_pipeline, pipelines_root, read_manifest
 from training_pipeline.risk import DEFAULT_LEVELS, RiskTarget
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import (
@@ -18,11 +21,20 @@ from training_pipeline.scan.models import (
     StaticView,
     aggregator_inputs,
     load_base_model,
+    load_package_models,
     load_pipeline_models,
     load_static_view,
 )
-from training_pipeline.scan.pipelines import latest_pipeline, pipelines_root, read_manifest
 from training_pipeline.scan.report import build_report
+
+DEFAULT_MODEL = "models:/scathat-pipeline@champion"
+"""What a scan uses unless told otherwise: the registry's champion pipeline."""
+
+
+def is_registry_ref(ref: str) -> bool:
+    """Whether ``ref`` names a registry entry (``models:/<name>@<alias>``, ``models:/<name>/<version>`` or a
+    version number of ``scathat-pipeline``) rather than a package path."""
+    return ref.startswith("models:/") or ref.isdigit()
 
 
 class Scanner:
@@ -69,6 +81,49 @@ class Scanner:
         guard = (info["artifacts"].get("guard") or {}).get("chosen", "aggregator")
         models |= {"aggregator_inputs": inputs, "guard": guard, "static_analysis": static_analysis}
         return cls(views, aggregator, str(root), models, None if guard == "aggregator" else guard)
+
+    @classmethod
+    def from_model(cls, ref: str | None = None, static_analysis: bool = False) -> Scanner:
+        """The models of a package: ``ref`` a registry reference (default ``DEFAULT_MODEL``) or a package
+        directory / ``.tar.gz``; every file is verified against the package manifest before loading."""
+        ref = ref or DEFAULT_MODEL
+        if Path(ref).exists():
+            origin = {"uri": ref, "chosen": "given (--model)"}
+            return cls.from_package(open_package(ref), static_analysis, origin)
+        if not is_registry_ref(ref):
+            raise UserError(
+                f"--model {ref}: no such package path, and not a registry reference "
+                "(models:/<name>@<alias>, models:/<name>/<version> or a version number)"
+            )
+        from training_pipeline.deploy.registry import resolve  # noqa: PLC0415 - MLflow is slow to import
+
+        local, info = resolve(ref)
+        return cls.from_package(verify_package(local), static_analysis, {**info, "uri": ref})
+
+    @classmethod
+    def from_package(
+        cls, pkg: Package, static_analysis: bool = False, origin: dict[str, Any] | None = None
+    ) -> Scanner:
+        """The models of a verified package (``origin``: how it was chosen: registry version, alias, uri)."""
+        views: list[BaseView | StaticView] = []
+        base, aggregator = load_package_models(pkg)
+        views += base
+        if static_analysis:
+            views.append(load_static_view())
+        guard = pkg.meta.get("guard", "aggregator")
+        models = {
+            "kind": "package",
+            "name": pkg.name,
+            "package_id": pkg.id,
+            "version": None,
+            "path": str(pkg.path),
+            "data_version": pkg.data_version,
+            **(origin or {}),
+            "aggregator_inputs": pkg.meta.get("aggregator_inputs"),
+            "guard": guard,
+            "static_analysis": static_analysis,
+        }
+        return cls(views, aggregator, str(pkg.path), models, None if guard == "aggregator" else guard)
 
     @classmethod
     def from_checkpoint(cls, ckpt: str | Path, static_analysis: bool = False) -> Scanner:

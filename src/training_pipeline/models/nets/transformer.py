@@ -17,6 +17,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from training_pipeline.errors import ConfigError
+from training_pipeline.utils.checkpoints import read_checkpoint
 
 WINDOW_POOLINGS = ("max", "attention", "mean")
 TOKEN_POOLINGS = ("cls", "mean", "max")
@@ -100,7 +101,7 @@ def load_encoder_artifact(path: str | Path) -> nn.Module:
         return load_pretrained_encoder(str(path))
     if not path.is_file():
         raise ConfigError(f"{path}: no such encoder checkpoint or directory (model.encoder_ckpt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = read_checkpoint(path)
     config = (ckpt.get("hyper_parameters") or {}).get("encoder_config")
     if not config:
         raise ConfigError(f"{path}: no encoder_config in its hparams (not a code model checkpoint?)")

@@ -1,5 +1,6 @@
-"""Which train-all run dir to scan with: the one given, or the newest completed one under
-``outputs/pipeline/`` (by the finish time its ``pipeline.json`` records)."""
+"""Train-all run dirs as readers see them: a finished run's ``pipeline.json``, and the newest completed run
+under ``outputs/pipeline/`` (by the finish time its ``pipeline.json`` records), for the benchmark and for
+scans given ``--pipeline-dir`` or nothing else."""
 
 from __future__ import annotations
 
