@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 export TRAINING_PIPELINE_SOLC_DIR ?= $(CURDIR)/$(SOLC_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data data-real train train-all eval-real test test-fast bench lint format clean clean-outputs clean-data
+.PHONY: help setup data data-real train train-all eval-real package serve ui test test-fast bench lint format clean clean-outputs clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
@@ -46,13 +46,22 @@ eval-real: setup ## Real-world benchmark of the newest trained models + Slither 
 	$(PY) scripts/build_real_code.py
 	$(PY) src/eval.py experiment=real_world $(ARGS)
 
+package: setup ## Package the newest train-all run (or RUN=<dir>) and register it (ARGS="--promote champion")
+	$(PY) -m training_pipeline.deploy package $(RUN) --register $(ARGS)
+
+serve: setup ## The scan service on 127.0.0.1:8000 with the registry's champion (ARGS="routing.mode=shadow challenger=...")
+	$(PY) -m training_pipeline.serve $(ARGS)
+
+ui: setup ## MLflow UI on 127.0.0.1:5000: training runs, train-all parent/child runs, the model registry
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow/mlflow.db --host 127.0.0.1 $(ARGS)
+
 test: setup ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)
 
 test-fast: setup ## Run the suite without the slow tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch
+bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, serving
 	$(PY) scripts/benchmark.py $(ARGS)
 
 lint: setup ## Lint and check formatting with ruff

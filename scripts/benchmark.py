@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-SECTIONS = ("tokenizer", "compile", "corpus", "training", "code_analyzer", "behavior")
+SECTIONS = ("tokenizer", "compile", "corpus", "training", "code_analyzer", "behavior", "serving")
 
 
 def main(argv: list[str] | None = None) -> int:

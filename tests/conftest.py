@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,11 @@ from training_pipeline.config import CONF_DIR as CONF  # registers the config re
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
+# MLflow runs (train-all tracks by default), the model registry and the deployment audit log of the tests go
+# to a temporary store, never to the project's outputs/.
+_STORE = Path(tempfile.mkdtemp(prefix="scathat-tests-"))
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE / 'mlflow.db'}"
+os.environ["SCATHAT_AUDIT_LOG"] = str(_STORE / "audit.jsonl")
 os.environ.setdefault("TRAINING_PIPELINE_SOLC_DIR", str(ROOT / "scripts" / "solc"))
 os.environ.setdefault("TRAINING_PIPELINE_SOLC_OFFLINE", "1")  # tests never reach npm
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

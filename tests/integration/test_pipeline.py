@@ -186,6 +186,70 @@ def test_a_pipeline_package_scans_exactly_like_its_run_dir(pipeline, tmp_path: P
     assert single.scan(items[:1])[0]["top_lines"]  # the BPE tokenizer and localization travel too
 
 
+def test_package_register_promote_serve_answers_like_predict(
+    pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The deployment path end to end: package -> register -> promote -> serve on 127.0.0.1 -> POST
+    /v1/scan gives the probabilities predict.py gives with the same (champion) package."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    import predict
+    from training_pipeline.corpus.generator import generate_group
+    from training_pipeline.deploy import audit
+    from training_pipeline.deploy.cli import main as deploy
+    from training_pipeline.serve.app import create_app
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("SCATHAT_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    pdir, _ = pipeline
+    out = tmp_path / "packages"
+    assert deploy(["package", str(pdir), "--out", str(out), "--promote", "champion", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    champion = next(r for r in rows if r["name"] == "scathat-pipeline")
+    vuln, _ = generate_group("vault", "0.8.26", ["reentrancy/call_before_write"], seed=5)
+    sol = tmp_path / "vuln.sol"
+    sol.write_text(vuln.source_code)
+    assert predict.main([str(sol), "--json"]) == 0  # default model: models:/scathat-pipeline@champion
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["models"]["package_id"] == champion["package_id"] and cli["models"]["version"] == 1
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("SCATHAT_API_KEYS", "ci:secret-scan-key:scan")
+    app = create_app({"inference_log": {"path": str(tmp_path / "inference.jsonl")}})
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{url}/readyz").status_code == 200
+        headers = {"Authorization": "Bearer secret-scan-key"}
+        answer = httpx.post(f"{url}/v1/scan", json={"source": sol.read_text()}, headers=headers, timeout=60)
+        assert answer.status_code == 200, answer.text
+        served = answer.json()
+        assert httpx.post(f"{url}/v1/scan", json={"source": "x"}, timeout=10).status_code == 401
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    expected = cli["reports"][0]
+    report = served["report"]
+    assert served["models"]["package_id"] == champion["package_id"]
+    for key in ("risk", "risk_level", "vulnerabilities", "contributions", "missing_views", "compiler"):
+        assert report[key] == expected[key], key
+    actions = [e["action"] for e in audit.read()]
+    assert actions.count("package") == 4 and actions.count("register") == 4 and actions[-1] == "promote"
+    assert audit.verify()[0]
+
+
 def test_rerun_resumes_without_training(pipeline, data_dir: Path) -> None:
     pdir, first = pipeline
     assert len(first["trained"]) == 3 * (INNER + 1) + 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_CORPUS
 
-from training_pipeline.benchmarks import corpus, tokenizer, training
+from training_pipeline.benchmarks import corpus, serving, tokenizer, training
 
 
 def test_tokenizer_benchmark_compares_with_pyevmasm() -> None:
@@ -31,3 +31,15 @@ def test_training_benchmark_runs_both_loops(data_dir) -> None:
     )["training"]
     assert out["plain_pytorch_samples_per_s"] > 0 and out["lightning_samples_per_s"] > 0
     assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4  # 2 rounds x (3 epochs - 1 warm-up)
+
+
+def test_serving_benchmark_measures_the_service_beside_in_process_scans() -> None:
+    out = serving.run(quick=True, n_bytecode=8, n_source=2, n_contracts=4)["serving"]
+    for view, n in (("bytecode", 8), ("source", 2)):
+        for where in ("service", "in_process"):
+            row = out[view][where]
+            assert row["requests"] == n and row["per_s"] > 0
+            assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert out["targets"]["met"] == (
+        out["bytecode"]["service"]["p99_ms"] <= 300 and out["bytecode"]["service"]["per_s"] >= 20
+    )

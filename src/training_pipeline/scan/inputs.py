@@ -5,6 +5,7 @@ naming it."""
 from __future__ import annotations
 
 import csv
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,13 +95,18 @@ def read_bytecode(value: str, name: str | None = None) -> ScanInput:
     is_file = len(value) < 4096 and (path.suffix in HEX_SUFFIXES or path.exists())
     text = _read_text(path, "runtime bytecode") if is_file else value
     label = name or (str(path) if is_file else "bytecode")
+    return ScanInput(name=label, bytecode=parse_bytecode(text, label))
+
+
+def parse_bytecode(text: str, label: str) -> str:
+    """Runtime bytecode hex text as ``0x``-prefixed lowercase hex; never read as a path."""
     try:
         code = parse_hex(text.strip(), source=label)
     except InvalidBytecodeError as exc:
         raise DataError(f"{label}: invalid bytecode hex ({exc})") from None
     if not code:
         raise DataError(f"{label}: empty bytecode")
-    return ScanInput(name=label, bytecode="0x" + code.hex())
+    return "0x" + code.hex()
 
 
 def detect_address(path: Path) -> str:
@@ -128,6 +134,46 @@ def read_transactions(path: str | Path, address: str | None = None) -> ScanInput
     _read_text(path, "transaction CSV")
     address = (address or detect_address(path)).lower()
     return ScanInput(name=str(path), tx_path=str(path), address=address)
+
+
+def read_texts(
+    source: str | None = None,
+    bytecode: str | None = None,
+    transactions_csv: str | None = None,
+    *,
+    address: str | None = None,
+    name: str | None = None,
+    solc: str | None = None,
+    workdir: str | Path | None = None,
+) -> ScanInput:
+    """One contract from in-memory views (the scan service's request), read as the CLI reads its files:
+    source compiled as a ``.sol`` file is, bytecode as ``--bytecode`` (replacing the compiled one), the CSV
+    written to ``workdir/transactions.csv`` (default: a new temporary folder the caller removes once
+    scanned) and read as ``--transactions``. Bad input is the same one-line error, naming ``name``."""
+    if source is None and bytecode is None and transactions_csv is None:
+        raise UserError("nothing to scan: give source, bytecode or a transaction CSV")
+    given = [v for v, text in (("source", source), ("bytecode", bytecode)) if text is not None]
+    label = name or (given[0] if given else "transactions")
+    item = ScanInput(name=label)
+    if source is not None:
+        if not source.strip():
+            raise DataError(f"{label}: empty Solidity source")
+        item.source_code = source
+        item.bytecode, item.compiler = compile_source(source, label, solc)
+    extra = ScanInput(name=label)
+    if bytecode is not None:
+        extra.bytecode = parse_bytecode(bytecode, label)
+    if transactions_csv is not None:
+        folder = Path(workdir) if workdir is not None else Path(tempfile.mkdtemp(prefix="scan-"))
+        path = folder / "transactions.csv"
+        path.write_text(transactions_csv, encoding="utf-8")
+        try:
+            tx = read_transactions(path, address)
+        except DataError as exc:
+            raise DataError(str(exc).replace(str(path), f"{label} (transactions CSV)")) from None
+        extra.tx_path, extra.address = tx.tx_path, tx.address
+    _merge(item, extra)
+    return item
 
 
 def read_contract_file(path: str | Path, solc: str | None = None) -> list[ScanInput]:
