@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from training_pipeline import taxonomy
 from training_pipeline.data.evm import EvmTokenizer
+from training_pipeline.deploy import audit
 from training_pipeline.errors import ConfigError, DataError, UserError
 from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.scan import Scanner, read_inputs
@@ -241,7 +242,10 @@ def test_roles_timeouts_and_views_the_model_cannot_read(tmp_path: Path, scanner:
     assert timed_out.status_code == 504 and "limits.timeout_s" in timed_out.json()["error"]
 
 
-def test_admin_reload_swaps_models_and_keeps_in_flight_requests(tmp_path: Path) -> None:
+def test_admin_reload_swaps_models_and_keeps_in_flight_requests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SCATHAT_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     gate = threading.Event()
     loaded = [FakeScanner("m", 1, 0.1, gate=gate), FakeScanner("m", 2, 0.2)]
     versions = iter(loaded)
@@ -269,6 +273,9 @@ def test_admin_reload_swaps_models_and_keeps_in_flight_requests(tmp_path: Path) 
     failed = client.post("/v1/admin/reload", headers=ADMIN)  # the loader has nothing more
     assert failed.status_code == 503 and "no scanner" in failed.json()["error"]
     assert client.post("/v1/scan", json={"bytecode": HEX}, headers=SCAN).json()["models"]["version"] == 2
+    reloads = [e for e in audit.read(tmp_path / "audit.jsonl") if e["action"] == "reload"]
+    assert [e["version"] for e in reloads] == [1, 2]  # the failed reload changed nothing, so no line
+    assert reloads[-1]["user"] == "ops" and audit.verify(tmp_path / "audit.jsonl")[0]
 
 
 def test_a_failing_loader_keeps_serving_and_names_the_cause(tmp_path: Path) -> None:

@@ -28,7 +28,8 @@ from fastapi.responses import JSONResponse, Response
 from omegaconf import DictConfig
 
 from training_pipeline import __version__
-from training_pipeline.errors import ConfigError, DataError, UserError
+from training_pipeline.deploy import audit
+from training_pipeline.errors import ConfigError, UserError
 from training_pipeline.scan.inputs import ScanInput, read_texts
 from training_pipeline.serve.auth import ApiKey, KeyStore, presented_key
 from training_pipeline.serve.config import ServeConfig, as_settings
@@ -373,6 +374,17 @@ def create_app(
             serving = "still serving the previous models" if service.models else "no models loaded"
             return JSONResponse({"error": f"reload failed: {one_line(exc)}; {serving}"}, status_code=503)
         log.info("models reloaded by %s: %s", key.name if key else "-", new.describe())
+        for arm, scanner in new.arms().items():
+            info = scanner.models
+            audit.append(
+                "reload",
+                model=info.get("name"),
+                version=info.get("version"),
+                package_id=info.get("package_id"),
+                user=key.name if key else None,
+                arm=arm,
+                ref=new.refs.get(arm),
+            )
         return JSONResponse({"reloaded": True, "models": new.describe(), "loaded_at": new.loaded_at})
 
     @app.post("/v1/scan")
@@ -409,9 +421,7 @@ def create_app(
             record |= {"error": exc.message, "status": exc.status}
             finish(record, start)
             return error_response(exc, request_id)
-        except (
-            Exception
-        ) as exc:  # a bug or a model failure: logged with its traceback, one line to the caller
+        except Exception as exc:  # a bug or a model failure: traceback to the log, one line to the caller
             log.exception("request %s failed", request_id)
             m.errors.labels("internal").inc()
             record |= {"error": f"internal: {one_line(exc)}", "status": 500}
@@ -471,9 +481,7 @@ def create_app(
             raise ApiError(
                 504, "timeout", f"scan timed out after {s.limits.timeout_s:g}s (limits.timeout_s)"
             ) from None
-        except DataError as exc:
-            raise ApiError(422, "invalid_input", _clean(one_line(exc), folder)) from None
-        except UserError as exc:
+        except UserError as exc:  # DataError included: bad hex, Solidity that does not compile
             raise ApiError(422, "invalid_input", _clean(one_line(exc), folder)) from None
 
     async def log_shadow(side: Future, shadow, record: dict[str, Any], start: float) -> None:
