@@ -28,6 +28,7 @@ from training_pipeline.serve.app import create_app
 from training_pipeline.serve.auth import KeyStore, keys_from_env
 from training_pipeline.serve.config import SERVE_YAML, load_settings
 from training_pipeline.serve.inference_log import InferenceLog
+from training_pipeline.serve.log_summary import read_log, summarize
 from training_pipeline.serve.routing import ab_arm, input_hash
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -157,6 +158,10 @@ def test_ab_routing_is_a_stable_share_of_contracts(tmp_path: Path) -> None:
     lines = log_lines(tmp_path)
     assert len(lines) == 1050 and {line["arm"] for line in lines} == {"champion", "challenger"}
     assert all(set(line["models"]) == {line["arm"]} for line in lines)
+    watched = summarize(lines[:1000])  # what a canary rollout watches, per arm
+    assert watched["challenger"]["share"] == pytest.approx(share, abs=1e-3)
+    assert watched["challenger"]["models"] == {"m/2": arms.count("challenger")}
+    assert watched["challenger"]["mean_risk"] == 0.9 and watched["champion"]["mean_risk"] == 0.1
     assert ab_arm(input_hash({"bytecode": "0xAB"}), 0.3) == ab_arm(input_hash({"bytecode": "ab"}), 0.3)
     assert ab_arm("f" * 64, 0.0) == "champion" and ab_arm("0" * 64, 1.0) == "challenger"
 
@@ -179,6 +184,11 @@ def test_shadow_returns_the_champion_and_logs_both(tmp_path: Path) -> None:
         assert line["models"]["champion"]["version"] == 1 and line["models"]["challenger"]["version"] == 2
         assert line["error"] is None and line["latency_ms"] >= 0
     assert challenger.calls == 5 + 1  # every request, plus the readiness probe
+    watched = summarize(read_log(tmp_path / "log" / "inference.jsonl"))
+    assert (
+        watched["challenger (shadow)"]["requests"] == 5 and watched["challenger (shadow)"]["mean_risk"] == 0.9
+    )
+    assert watched["champion"]["share"] == 1.0 and watched["champion"]["error_rate"] == 0.0
 
 
 @pytest.mark.parametrize(
