@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 SOLC_DIR := scripts/solc
 PY_STAMP := $(VENV)/.installed
 NPM_STAMP := $(SOLC_DIR)/node_modules/.installed
+UI_VENV := .venv-ui
+UI_STAMP := $(UI_VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
@@ -26,6 +28,12 @@ $(PY_STAMP): requirements.txt pyproject.toml
 
 $(NPM_STAMP): $(SOLC_DIR)/package.json $(SOLC_DIR)/package-lock.json
 	cd $(SOLC_DIR) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The MLflow UI server needs SQLAlchemy 2, the training venv pins 1.4 (optuna 2.10): its own venv, made on demand.
+$(UI_STAMP): requirements-ui.txt
+	@test -x $(UI_VENV)/bin/python || $(PYTHON) -m venv $(UI_VENV)
+	$(UI_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-ui.txt 2> >(grep -v "is ignored: it is neither" >&2)
 	@touch $@
 
 setup: $(PY_STAMP) $(NPM_STAMP) ## Create .venv and install the pinned Python and npm (solc-js) packages
@@ -52,8 +60,9 @@ package: setup ## Package the newest train-all run (or RUN=<dir>) and register i
 serve: setup ## The scan service on 127.0.0.1:8000 with the registry's champion (ARGS="routing.mode=shadow challenger=...")
 	$(PY) -m training_pipeline.serve $(ARGS)
 
-ui: setup ## MLflow UI on 127.0.0.1:5000: training runs, train-all parent/child runs, the model registry
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow/mlflow.db --host 127.0.0.1 $(ARGS)
+ui: $(UI_STAMP) ## MLflow UI on 127.0.0.1:5000: training runs, train-all parent/child runs, the model registry
+	@mkdir -p outputs/mlflow
+	$(UI_VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow/mlflow.db --host 127.0.0.1 $(ARGS)
 
 test: setup ## Run the whole test suite
 	$(PY) -m pytest $(ARGS)
@@ -74,7 +83,7 @@ format: setup ## Format with ruff
 
 clean: ## Remove caches only (__pycache__, pytest, ruff); runs, data and .venv stay
 	rm -rf .pytest_cache .ruff_cache
-	find . -name __pycache__ -type d -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+	find . -name __pycache__ -type d -not -path './$(VENV)/*' -not -path './$(UI_VENV)/*' -prune -exec rm -rf {} +
 
 clean-outputs: ## Delete every run under outputs/ (trained models, train-all runs, reports); says what it deletes
 	@runs=$$(find outputs -mindepth 1 -maxdepth 1 -not -name .gitkeep | sort); \
