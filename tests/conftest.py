@@ -23,6 +23,9 @@ os.environ.setdefault("PROJECT_ROOT", str(ROOT))
 _STORE = Path(tempfile.mkdtemp(prefix="scathat-tests-"))
 os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_STORE / 'mlflow.db'}"
 os.environ["SCATHAT_AUDIT_LOG"] = str(_STORE / "audit.jsonl")
+# Compilers installed on demand (solc_resolver) come from an empty cache: a scan picks the same release on
+# every machine (offline: the newest bundled one), whatever this machine's ~/.cache/scathat/solc holds.
+os.environ["TRAINING_PIPELINE_SOLC_CACHE"] = str(_STORE / "solc")
 os.environ.setdefault("TRAINING_PIPELINE_SOLC_DIR", str(ROOT / "scripts" / "solc"))
 os.environ.setdefault("TRAINING_PIPELINE_SOLC_OFFLINE", "1")  # tests never reach npm
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

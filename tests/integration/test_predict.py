@@ -21,7 +21,7 @@ CASES = {
     "no_compiler": (
         "future.sol",
         "pragma solidity ^0.9.1;\ncontract Future {}\n",
-        "no bundled compiler satisfies",
+        "no solc release satisfies pragma solidity ^0.9.1",
     ),
     "no_pragma": ("bare.sol", "contract Bare {}\n", "no 'pragma solidity'"),
     "empty_sol": ("empty.sol", "", "empty file"),

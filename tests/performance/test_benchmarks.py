@@ -43,3 +43,28 @@ def test_serving_benchmark_measures_the_service_beside_in_process_scans() -> Non
     assert out["targets"]["met"] == (
         out["bytecode"]["service"]["p99_ms"] <= 300 and out["bytecode"]["service"]["per_s"] >= 20
     )
+
+
+def test_scan_benchmark_reads_a_folder_cold_then_from_the_compile_cache(tmp_path) -> None:
+    from training_pipeline.benchmarks import scan
+
+    head = "// SPDX-License-Identifier: MIT\npragma solidity 0.8.26;\n"
+    files = {
+        "Base.sol": head + "abstract contract Base { uint256 public total;\n"
+        "  function _add(uint256 x) internal { total += x; } }\n",
+        "Token.sol": head + 'import "./Base.sol";\ncontract Token is Base {\n'
+        "  function add(uint256 x) external { _add(x); } }\n",
+        "Vault.sol": head + "contract Vault { mapping(address => uint256) public balance;\n"
+        "  function deposit() external payable { balance[msg.sender] += msg.value; } }\n",
+    }
+    for name, text in files.items():
+        (tmp_path / "contracts" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "contracts" / name).write_text(text)
+    out = scan.run(quick=True, folder=tmp_path / "contracts", slither=False)["scan"]
+    cold, warm, byte = out["source_cold"], out["source_warm"], out["bytecode"]
+    assert cold["files"] == warm["files"] == 3 and cold["contracts"] == warm["contracts"] == 2
+    assert cold["compiled_files"] == 2 and warm["compiled_files"] == 0  # the warm pass is all cache hits
+    assert cold["errors"] == warm["errors"] == 0 and byte["contracts"] == 2
+    for row in (cold, warm, byte):
+        assert row["seconds"] >= 0 and row["contracts_per_s"] > 0
+    assert out["slither"] is None and out["reason"] and out["ours_over_slither"]["bytecode"] is None

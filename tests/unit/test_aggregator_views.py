@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -201,8 +202,10 @@ def test_scanner_applies_the_guard_where_the_input_has_the_view(monkeypatch: pyt
     fused = {"risk": 0.1, "risk_level": "low", "vulnerabilities": {"reentrancy": 0.4}}
     monkeypatch.setattr("training_pipeline.scan.report.fuse", lambda aggregator, outs: dict(fused))
     item, outs, levels = ScanInput("x", bytecode="0x00"), {"bytecode": out}, {"low": 0.0}
-    guarded = build_report(item, [view], outs, object(), RiskTarget(), levels, "bytecode")
-    plain = build_report(item, [view], outs, object(), RiskTarget(), levels)
+    aggregator = SimpleNamespace(class_names=["reentrancy"], thresholds=torch.tensor([0.35]))
+    guarded = build_report(item, [view], outs, aggregator, RiskTarget(), levels, "bytecode")
+    plain = build_report(item, [view], outs, aggregator, RiskTarget(), levels)
+    assert plain["flagged"] == ["reentrancy"]  # 0.4 reaches the aggregator's tuned 0.35
     assert plain["risk"] == 0.1 and "guard" not in plain
     assert guarded["risk"] == guarded["views"]["bytecode"]["risk"] > 0.1
     assert guarded["guard"] == {"view": "bytecode", "aggregator_risk": 0.1}

@@ -1,5 +1,5 @@
 """The risk reports on the terminal: one table row per input, then each input's contributions, the guard's
-choice, Slither's findings and the top lines."""
+choice, notes on the input, Slither's findings and the top lines."""
 
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def render(reports: Sequence[dict[str, Any]], console: Console | None = None) ->
                 f"risk of {r['guard']['view']} alone (guard; aggregator {r['guard']['aggregator_risk']:.3f})"
             )
         console.print(f"[bold]{escape(r['input'])}[/bold]  " + " | ".join(parts))
+        for note in r.get("notes") or []:
+            console.print(f"    note: {escape(note)}")
         static = r["views"].get("static")
         for cls, f in ((static or {}).get("findings") or {}).items():
             where = f"lines {', '.join(map(str, f['lines'][:5]))}" if f["lines"] else "no lines"

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from training_pipeline import __version__
 from training_pipeline.data.stacked import single_view_risk
 from training_pipeline.data.weak_labels.features import STATIC_KIND, static_class_probs
 from training_pipeline.models.aggregator import Aggregator
@@ -13,6 +14,22 @@ from training_pipeline.risk import RiskTarget, risk_level
 from training_pipeline.scan.fusion import fuse, single_model_risk
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, StaticView
+
+SCHEMA_VERSION = "1.0"
+"""Of the JSON report (``report_payload``): the minor part grows with added keys, the major one with changed
+or removed ones."""
+TOOL_NAME = "scathat"
+
+
+def report_payload(models: Mapping[str, Any], reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The JSON report of a scan: schema version, tool, the models used (package id and version) and one
+    report per input."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "tool": {"name": TOOL_NAME, "version": __version__},
+        "models": dict(models),
+        "reports": list(reports),
+    }
 
 
 def view_report(
@@ -67,9 +84,14 @@ def build_report(
             risk = views_report[guard]["risk"]
             report["guard"] = {"view": guard, "aggregator_risk": report["risk"]}
             report.update({"risk": risk, "risk_level": risk_level(risk, levels), "calibrated": False})
+        thresholds = dict(zip(aggregator.class_names, aggregator.thresholds.tolist(), strict=True))
+        flagged = [c for c, p in report["vulnerabilities"].items() if p >= thresholds.get(c, 0.5)]
     else:
         v = present[0]
         report.update(single_model_risk(v.view, v.kind, views_report[v.view], levels))
+        predicted = views_report[v.view]["predicted"] if "vulnerabilities" in report else []
+        flagged = [c for c in report.get("vulnerabilities", {}) if c in predicted]
+    report["flagged"] = flagged  # the classes at or above their tuned thresholds, likeliest first
     source_view = next(
         (v for v in present if isinstance(v, BaseView) and v.spec.needs == "source_code"), None
     )  # the code analyzer (Slither reads the source too, but ranks no lines)
