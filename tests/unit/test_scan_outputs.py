@@ -186,3 +186,49 @@ def test_json_report_carries_schema_version_tool_and_package_id(tmp_path: Path, 
     assert payload["models"]["package_id"] == pkg.id
     assert [r["input"] for r in payload["reports"]] == [HEXES[0]] and payload["reports"][0]["flagged"] == []
     assert f"report: {out}" in capsys.readouterr().out  # the table by default
+
+
+def test_a_folder_scan_gives_valid_sarif_and_fail_on_gates_on_its_risky_contract(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from training_pipeline.scan.scanner import Scanner
+
+    vault = (
+        "pragma solidity ^0.8.0;\ncontract Vault {\n    uint256 public total;\n"
+        "    function put() external payable { total += msg.value; }\n}\n"
+    )
+    drainer = (
+        "pragma solidity ^0.8.0;\ncontract Drainer {\n"
+        "    function go(address payable to) external { to.transfer(address(this).balance); }\n}\n"
+    )
+    for folder, files in {
+        "risky": {"Vault.sol": vault, "Drainer.sol": drainer},
+        "clean": {"Vault.sol": vault},
+    }.items():
+        for name, text in files.items():
+            (tmp_path / folder / "src").mkdir(parents=True, exist_ok=True)
+            (tmp_path / folder / "src" / name).write_text(text)
+    pkg = tiny_package(tmp_path, bias=-8.0)  # every contract low on its own
+    scan = Scanner.scan
+
+    def drainer_is_critical(
+        self, items
+    ):  # the gate is under test, not the model: one contract is made critical
+        reports = scan(self, items)
+        for report in reports:
+            if report["input"].endswith(":Drainer"):
+                report.update(risk=0.97, risk_level="critical", flagged=["reentrancy"])
+        return reports
+
+    monkeypatch.setattr(Scanner, "scan", drainer_is_critical)
+    out = tmp_path / "scan.sarif"
+    args = ["--model", str(pkg.path), "--output", str(out), "--fail-on", "high"]
+    assert main([str(tmp_path / "risky"), *args]) == 1
+    sarif = json.loads(out.read_text())
+    jsonschema.Draft4Validator(SCHEMA).validate(sarif)
+    (result,) = sarif["runs"][0]["results"]  # the low contract is flagged for nothing
+    assert result["ruleId"] == "reentrancy" and result["level"] == "error"
+    assert result["message"]["text"].startswith(str(tmp_path / "risky" / "src" / "Drainer.sol"))
+    assert main([str(tmp_path / "clean"), *args]) == 0
+    assert json.loads(out.read_text())["runs"][0]["results"] == []
+    capsys.readouterr()
