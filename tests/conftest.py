@@ -96,3 +96,25 @@ def run_cli(script: str, *args: str, tmp_path: Path, data_dir: Path | None = Non
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     env.pop("HYDRA_FULL_ERROR")
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def tiny_detector(seed: int = 0):
+    """An untrained bytecode detector of a few thousand parameters over the EVM tokenizer (seeded): what
+    scanner, package and service tests run when the model's quality is not under test."""
+    import torch
+
+    from training_pipeline import taxonomy
+    from training_pipeline.data.evm import EvmTokenizer
+    from training_pipeline.models.bytecode_detector import BytecodeDetector
+
+    torch.manual_seed(seed)
+    tok = EvmTokenizer()
+    return BytecodeDetector(
+        tok.vocab_size,
+        list(taxonomy.VULNERABILITY_CLASSES),
+        list(taxonomy.FAMILIES),
+        tokenizer_state=tok.state_dict(),
+        embed_dim=8,
+        channels=8,
+        depth=1,
+    ).eval()

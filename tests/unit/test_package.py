@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_detector
 
-from training_pipeline import taxonomy
-from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.deploy.package import (
     MANIFEST,
     PackageError,
@@ -38,26 +37,16 @@ HEXES = [str(p) for p in sorted((FIXTURES / "evm").glob("*.hex"))[:3]]
 FEATURIZER = {"batch_size": 2, "max_length": 512}
 
 
-def tiny_detector() -> BytecodeDetector:
-    torch.manual_seed(0)
-    tok = EvmTokenizer()
-    model = BytecodeDetector(
-        tok.vocab_size,
-        list(taxonomy.VULNERABILITY_CLASSES),
-        list(taxonomy.FAMILIES),
-        tokenizer_state=tok.state_dict(),
-        embed_dim=8,
-        channels=8,
-        depth=1,
-    )
+def tuned_detector() -> BytecodeDetector:
+    model = tiny_detector()
     model.thresholds.fill_(0.37)  # a tuned threshold must survive packaging
-    return model.eval()
+    return model
 
 
 @pytest.fixture
 def package(tmp_path: Path):
     meta = {"name": "scathat-bytecode_detector", "kind": "model", "model": "bytecode_detector"}
-    return assemble(meta, {"model": (tiny_detector(), FEATURIZER)}, tmp_path / "packages")
+    return assemble(meta, {"model": (tuned_detector(), FEATURIZER)}, tmp_path / "packages")
 
 
 def _copy(pkg, tmp_path: Path, name: str) -> Path:
@@ -80,7 +69,7 @@ def test_a_package_rebuilds_the_same_model_and_scan(package, tmp_path: Path) -> 
     module, featurizer = load_component(package.path / "model")
     assert featurizer == FEATURIZER and torch.allclose(module.thresholds, torch.full((9,), 0.37))
     items = read_inputs(HEXES)
-    direct = Scanner([BaseView.of(tiny_detector(), FEATURIZER)]).scan(items)
+    direct = Scanner([BaseView.of(tuned_detector(), FEATURIZER)]).scan(items)
     scanner = Scanner.from_model(str(package.path))
     assert [r["vulnerabilities"] for r in scanner.scan(items)] == [r["vulnerabilities"] for r in direct]
     assert scanner.models["package_id"] == package.id and scanner.models["kind"] == "package"

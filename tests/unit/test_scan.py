@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_detector
 
 from training_pipeline import taxonomy
-from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.errors import UserError
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.behavior_model import BehaviorModel
@@ -81,20 +81,6 @@ def test_flags_add_views_to_the_one_positional_contract() -> None:
         read_inputs(HEXES[:2], bytecode=HEXES[2])
     with pytest.raises(UserError, match="nothing to scan"):
         read_inputs([])
-
-
-def tiny_detector() -> BytecodeDetector:
-    torch.manual_seed(0)
-    tok = EvmTokenizer()
-    return BytecodeDetector(
-        tok.vocab_size,
-        list(taxonomy.VULNERABILITY_CLASSES),
-        list(taxonomy.FAMILIES),
-        tokenizer_state=tok.state_dict(),
-        embed_dim=8,
-        channels=8,
-        depth=1,
-    ).eval()
 
 
 def test_a_scan_featurizes_in_memory_and_reports_every_input() -> None:

@@ -10,11 +10,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 import torch
+from conftest import tiny_detector
 
 from training_pipeline import __version__, taxonomy
-from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.deploy.package import assemble
-from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.scan.bytecode import runtime_of
 from training_pipeline.scan.cli import main
 from training_pipeline.scan.inputs import read_bytecode
@@ -78,17 +77,7 @@ def test_creation_code_with_garbage_is_one_error_naming_the_input(
 
 def tiny_package(tmp_path: Path, bias: float):
     """A packaged tiny bytecode detector whose every class probability is sigmoid(bias)."""
-    torch.manual_seed(0)
-    tok = EvmTokenizer()
-    model = BytecodeDetector(
-        tok.vocab_size,
-        list(CLASSES),
-        list(taxonomy.FAMILIES),
-        tokenizer_state=tok.state_dict(),
-        embed_dim=8,
-        channels=8,
-        depth=1,
-    )
+    model = tiny_detector()
     with torch.no_grad():
         model.vuln_head.weight.zero_()
         model.vuln_head.bias.fill_(bias)

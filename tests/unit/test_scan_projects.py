@@ -16,34 +16,16 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import tiny_detector
 
-from training_pipeline import taxonomy
 from training_pipeline.corpus import imports as corpus_imports
 from training_pipeline.corpus.solc_resolver import SOLC_CACHE_ENV
-from training_pipeline.data.evm import EvmTokenizer
-from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.scan import cli, project
 from training_pipeline.scan.inputs import collect_inputs, read_inputs
 from training_pipeline.scan.models import BaseView
 from training_pipeline.scan.scanner import Scanner
 
 SOLC_DIR = Path(__file__).resolve().parents[2] / "scripts" / "solc"
-
-
-def tiny_detector() -> BytecodeDetector:
-    """An untrained bytecode model of a few hundred parameters: a report without trained runs."""
-    torch.manual_seed(0)
-    tok = EvmTokenizer()
-    return BytecodeDetector(
-        tok.vocab_size,
-        list(taxonomy.VULNERABILITY_CLASSES),
-        list(taxonomy.FAMILIES),
-        tokenizer_state=tok.state_dict(),
-        embed_dim=8,
-        channels=8,
-        depth=1,
-    ).eval()
 
 
 def write(root: Path, files: dict[str, str]) -> Path:

@@ -12,15 +12,12 @@ from typing import Any
 
 import lightning as L
 import pytest
-import torch
 import yaml
+from conftest import tiny_detector
 from fastapi.testclient import TestClient
 
-from training_pipeline import taxonomy
-from training_pipeline.data.evm import EvmTokenizer
 from training_pipeline.deploy import audit
 from training_pipeline.errors import ConfigError, DataError, UserError
-from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.scan import Scanner, read_inputs
 from training_pipeline.scan.inputs import read_texts
 from training_pipeline.serve.__main__ import main as serve_main
@@ -50,17 +47,7 @@ BROKEN_SOURCE = "pragma solidity ^0.8.0;\ncontract Broken {\n    function f( pub
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny bytecode detector saved as a Lightning checkpoint (what a training run writes)."""
-    torch.manual_seed(0)
-    tok = EvmTokenizer()
-    model = BytecodeDetector(
-        tok.vocab_size,
-        list(taxonomy.VULNERABILITY_CLASSES),
-        list(taxonomy.FAMILIES),
-        tokenizer_state=tok.state_dict(),
-        embed_dim=8,
-        channels=8,
-        depth=1,
-    )
+    model = tiny_detector()
     path = tmp_path_factory.mktemp("serve_model") / "tiny.ckpt"
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.strategy.connect(model)
