@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 export TRAINING_PIPELINE_SOLC_DIR ?= $(CURDIR)/$(SOLC_DIR)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data data-real train train-all eval-real package serve ui test test-fast bench lint format clean clean-outputs clean-data
+.PHONY: help setup data data-real train train-all eval-real package serve drift retrain ui test test-fast bench lint format clean clean-outputs clean-data
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-13s\033[0m %s\n", $$1, $$2}'
@@ -59,6 +59,14 @@ package: setup ## Package the newest train-all run (or RUN=<dir>) and register i
 
 serve: setup ## The scan service on 127.0.0.1:8000 with the registry's champion (ARGS="routing.mode=shadow challenger=...")
 	$(PY) -m training_pipeline.serve $(ARGS)
+
+PACKAGE ?= models:/scathat-pipeline@champion
+CURRENT ?= outputs/serve/inference.jsonl
+drift: setup ## Drift report of CURRENT (the inference log) vs PACKAGE's reference profile (ARGS="--window 7d"); exit 1 warning, 2 alert
+	$(PY) -m training_pipeline.monitoring drift --package $(PACKAGE) --current $(CURRENT) $(ARGS)
+
+retrain: setup ## Train a challenger, promote it only if it beats the champion (ARGS="--new-data f.jsonl --increment-version")
+	$(PY) scripts/retrain.py $(ARGS)
 
 ui: $(UI_STAMP) ## MLflow UI on 127.0.0.1:5000: training runs, train-all parent/child runs, the model registry
 	@mkdir -p outputs/mlflow

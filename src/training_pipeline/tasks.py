@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.errors import ConfigError
-from training_pipeline.evaluation.callbacks import ConfusionMatrixImage, ReliabilityDiagram
+from training_pipeline.evaluation.callbacks import ConfusionMatrixImage, PRCurves, ReliabilityDiagram
 from training_pipeline.evaluation.predictions import write_model_predictions
 from training_pipeline.evaluation.report import print_metrics
 from training_pipeline.models.checkpoint import load_checkpoint
@@ -130,7 +130,7 @@ def _restore(cfg: DictConfig) -> tuple[Any, Any, Any]:
     trainer = instantiate(
         cfg.trainer,
         logger=instantiate_loggers(cfg.get("logger")) or False,
-        callbacks=[ReliabilityDiagram(), ConfusionMatrixImage()],  # the figures a test epoch writes
+        callbacks=[ReliabilityDiagram(), ConfusionMatrixImage(), PRCurves()],  # what a test epoch draws
     )
     write_provenance(cfg, Path(cfg.paths.output_dir), datamodule.data_version)
     return model, datamodule, trainer

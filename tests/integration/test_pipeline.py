@@ -172,6 +172,8 @@ def test_a_pipeline_package_scans_exactly_like_its_run_dir(pipeline, tmp_path: P
     assert all(v["folds"] == INNER for v in pipe.meta["views"].values())  # crossfit_mean: folds packaged
     assert pipe.meta["git_commit"] and pipe.meta["data_version"] and pipe.meta["metrics"]["comparison"]
     assert all((p.path.parent / f"{p.path.name}.tar.gz").is_file() for p in packages)
+    profile = json.loads((pipe.path / "reference_profile.json").read_text())  # covered by the manifest
+    assert profile["features"]["bytecode_length"]["n"] > 0 and profile["scores"]
     vuln, _ = generate_group("vault", "0.8.26", ["reentrancy/call_before_write"], seed=3)
     (tmp_path / "vuln.sol").write_text(vuln.source_code)
     hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"

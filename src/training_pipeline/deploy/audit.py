@@ -27,7 +27,7 @@ from training_pipeline.errors import UserError
 
 ENV_LOG = "SCATHAT_AUDIT_LOG"
 ENV_USER = "SCATHAT_USER"
-ACTIONS = ("package", "register", "promote", "rollback", "reload")
+ACTIONS = ("package", "register", "promote", "rollback", "reload", "retrain")
 GENESIS = "0" * 64
 LOCK_TIMEOUT_S = 30
 

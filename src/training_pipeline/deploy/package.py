@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import tarfile
 import tempfile
@@ -43,6 +44,12 @@ from safetensors.torch import load_file, save_file
 
 from training_pipeline.config import project_root
 from training_pipeline.errors import DataError, UserError
+from training_pipeline.evaluation.profile import (
+    PROFILE_FILE,
+    model_run_profile,
+    pipeline_profile,
+    profile_settings,
+)
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.behavior_model import BehaviorModel
 from training_pipeline.models.bytecode_detector import BytecodeDetector
@@ -51,6 +58,7 @@ from training_pipeline.models.code_analyzer import CodeAnalyzer
 from training_pipeline.pipeline.run_dirs import read_manifest
 from training_pipeline.utils.run import git_state, package_versions
 
+log = logging.getLogger(__name__)
 FORMAT = "scathat-package/1"
 MANIFEST = "MANIFEST.json"
 META = "package.json"
@@ -375,9 +383,11 @@ def assemble(
     components: Mapping[str, tuple[LightningModule, Mapping[str, Any] | None]],
     out_dir: Path | None = None,
     archive: bool = True,
+    profile: Mapping[str, Any] | None = None,
 ) -> Package:
     """A package named ``meta["name"]`` of ``components`` (relative dir → (module, featurizer config)) under
-    ``out_dir`` (default ``outputs/packages``), built in a staging dir that is removed on any error."""
+    ``out_dir`` (default ``outputs/packages``), built in a staging dir that is removed on any error;
+    ``profile``: the reference profile for drift monitoring (``reference_profile.json``)."""
     out_dir = out_dir or packages_root()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out_dir))
@@ -385,6 +395,8 @@ def assemble(
         for rel, (module, featurizer) in components.items():
             write_component(module, featurizer, staging / rel)
         (staging / META).write_text(json.dumps(plain(meta), indent=2, sort_keys=True) + "\n")
+        if profile is not None:
+            (staging / PROFILE_FILE).write_text(json.dumps(plain(profile), sort_keys=True) + "\n")
         return _finish(staging, out_dir, meta["name"], archive)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -418,7 +430,24 @@ def package_model_run(run_dir: Path, out_dir: Path | None = None, archive: bool 
         },
         "input_schema": {view: INPUT_SCHEMA[view]},
     }
-    return assemble(meta, {"model": (module, _data_config(config))}, out_dir, archive)
+    profile = reference_profile(
+        run_dir, lambda **kw: model_run_profile(config, module, meta["metrics"], **kw)
+    )
+    return assemble(meta, {"model": (module, _data_config(config))}, out_dir, archive, profile)
+
+
+def reference_profile(source: Path, build: Any) -> dict[str, Any] | None:
+    """``build(bins=, sample_size=, seed=)`` (``evaluation.profile``): the run's data re-created from its
+    resolved config and the model run on the validation split (CPU). Any failure (data moved or missing)
+    is one warning and a package without a profile; the drift report then says so."""
+    settings = profile_settings()
+    if not settings.pop("enabled"):
+        return None
+    try:
+        return build(**settings)
+    except Exception as exc:  # noqa: BLE001 - a profile is optional; the package is not
+        log.warning("%s: packaged without a reference profile (%s)", source, one_reason(exc))
+        return None
 
 
 def package_pipeline_run(root: Path, out_dir: Path | None = None, archive: bool = True) -> list[Package]:
@@ -454,7 +483,17 @@ def package_pipeline_run(root: Path, out_dir: Path | None = None, archive: bool 
         "models": {p.meta["model"]: p.id for p in packages},
         "input_schema": {v: INPUT_SCHEMA[v] for v in (*views, "static_analysis") if v in INPUT_SCHEMA},
     }
-    return [*packages, assemble(meta, components, out_dir, archive)]
+    profile = None
+    if "aggregator" in components:
+        configs = {view: root / str(art.get("config")) for view, art in artifacts["base_models"].items()}
+        agg_config = root / str(artifacts.get("aggregator_config"))
+        profile = reference_profile(
+            root,
+            lambda **kw: pipeline_profile(
+                components["aggregator"][0], agg_config, configs, meta["metrics"], **kw
+            ),
+        )
+    return [*packages, assemble(meta, components, out_dir, archive, profile)]
 
 
 def _combined_version(versions: Mapping[str, str | None]) -> str | None:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from training_pipeline import __version__
 from training_pipeline.deploy import audit
 from training_pipeline.errors import ConfigError, UserError
+from training_pipeline.monitoring.features import log_features
 from training_pipeline.scan.inputs import ScanInput, read_texts
 from training_pipeline.serve.auth import ApiKey, KeyStore, presented_key
 from training_pipeline.serve.config import ServeConfig, as_settings
@@ -356,6 +357,7 @@ def create_app(
 
     @app.get("/metrics")
     def metrics() -> Response:
+        m.refresh_drift(s.monitoring.latest_report)  # stat only; parsed again when the report changed
         return Response(m.exposition(), media_type=m.content_type)
 
     @app.post("/v1/admin/reload")
@@ -462,12 +464,15 @@ def create_app(
             )
             futures.append(read)
             item = await wait(read, remaining(), folder)
+            features = service.pool.submit(log_features, item)  # for drift monitoring; never raises
+            futures.append(features)
             main = service.pool.submit(scan_with, scanner)
             futures.append(main)
             side = service.pool.submit(scan_with, shadow) if shadow is not None else None
             if side is not None:
                 futures.append(side)
             report = await wait(main, remaining(), folder)
+            record["features"] = await asyncio.wrap_future(features)
         finally:
             _remove_when_done(futures, folder)
         if side is not None:

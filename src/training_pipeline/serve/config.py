@@ -51,6 +51,11 @@ class LimitsConfig:
 
 
 @dataclass
+class MonitoringConfig:
+    latest_report: str | None = "outputs/monitoring/latest.json"  # /metrics' drift gauges; null: none
+
+
+@dataclass
 class ServeConfig:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -63,6 +68,7 @@ class ServeConfig:
     inference_log: InferenceLogConfig = field(default_factory=InferenceLogConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
 
 
 def load_settings(
