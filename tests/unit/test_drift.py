@@ -355,3 +355,46 @@ def test_packaging_a_training_run_writes_its_reference_profile(cfg_train, tmp_pa
     assert set(profile["scores"]) == set(CLASSES) and profile["risk"]["n"] == profile["n_predictions"]
     assert profile["metrics"] == pkg.metrics and "view_risk" in profile["risk_source"]
     assert verify_package(pkg.path).id == pkg.id
+
+
+def test_a_pipeline_compares_each_view_on_all_requests_and_fused_scores_on_full_ones() -> None:
+    from training_pipeline.evaluation.profile import continuous_histogram
+    from training_pipeline.monitoring.drift import Current, compare
+
+    rng = np.random.default_rng(0)
+    ref_scores = rng.beta(2, 5, 500)
+    profile = {
+        "features": {},
+        "scores": {"reentrancy": continuous_histogram(rng.beta(5, 2, 500))},  # fused, every view present
+        "views": ["bytecode", "behavior"],
+        "view_scores": {"bytecode": {"reentrancy": continuous_histogram(ref_scores)}},
+    }
+    bytecode_only = [  # what a bytecode-only service logs: the bytecode model's own scores match
+        {"probs": {"reentrancy": 0.1}, "risk": 0.2, "view_probs": {"bytecode": {"reentrancy": float(s)}}}
+        for s in rng.beta(2, 5, 300)
+    ]
+    cur = Current("log", "inference_log", predictions=bytecode_only)
+    report = compare(profile, cur, load_config())
+    assert report["predictions"]["score/bytecode/reentrancy"]["status"] == "ok"
+    assert report["predictions"]["score/reentrancy"]["status"] == "ok"  # no full request: no verdict
+    assert any("fused scores compared on the 0 of 300" in n for n in cur.notes)
+    shifted = [{**p, "view_probs": {"bytecode": {"reentrancy": 0.95}}} for p in bytecode_only]
+    drifted = compare(profile, Current("log", "inference_log", predictions=shifted), load_config())
+    assert drifted["predictions"]["score/bytecode/reentrancy"]["status"] == "alert"
+
+
+def test_holm_keeps_one_chance_hit_among_many_tests_from_alerting() -> None:
+    from training_pipeline.monitoring.drift import adjust_p_values
+
+    def entry(p: float) -> dict:
+        return {"psi": 0.4, "p_value": p, "status": "alert"}
+
+    many = {f"f{i}": entry(0.5) for i in range(39)} | {"lucky": entry(0.004)}
+    adjust_p_values(many, load_config())
+    assert many["lucky"]["p_adjusted"] == pytest.approx(0.16) and many["lucky"]["status"] == "ok"
+    real = {"shifted": entry(1e-9), "other": entry(0.5)}
+    adjust_p_values(real, load_config())
+    assert real["shifted"]["status"] == "alert" and real["shifted"]["p_adjusted"] == pytest.approx(2e-9)
+    kept = {"lucky": entry(0.004), "other": entry(0.5)}
+    adjust_p_values(kept, load_config(overrides=["test.correction=none"]))
+    assert kept["lucky"]["status"] == "alert" and "p_adjusted" not in kept["lucky"]

@@ -490,7 +490,12 @@ def package_pipeline_run(root: Path, out_dir: Path | None = None, archive: bool 
         profile = reference_profile(
             root,
             lambda **kw: pipeline_profile(
-                components["aggregator"][0], agg_config, configs, meta["metrics"], **kw
+                components["aggregator"][0],
+                agg_config,
+                configs,
+                meta["metrics"],
+                {view: components[f"views/{view}"][0] for view in configs},
+                **kw,
             ),
         )
     return [*packages, assemble(meta, components, out_dir, archive, profile)]

@@ -329,6 +329,7 @@ def pipeline_profile(
     aggregator_config: str | Path,
     view_configs: Mapping[str, str | Path],
     metrics: Mapping[str, Any] | None = None,
+    view_modules: Mapping[str, Any] | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """The profile of a fused pipeline: features of every view's train and validation records (merged by
@@ -358,11 +359,36 @@ def pipeline_profile(
         list(by_id.values()),
         preds,
         metrics=metrics,
-        risk_source="the aggregator's calibrated risk on the stacked validation rows",
+        risk_source="the aggregator's calibrated risk on the stacked validation rows (every view present)",
         score_source="probabilities",
-        extra={"data_version": stacked.data_version, "kind": "pipeline"},
+        extra={
+            "data_version": stacked.data_version,
+            "kind": "pipeline",
+            "views": list(aggregator.view_names),
+            "view_scores": view_scores(
+                view_modules or {}, view_configs, settings.get("bins", 10), settings.get("seed", 0)
+            ),
+        },
         **settings,
     )
+
+
+def view_scores(
+    modules: Mapping[str, Any], configs: Mapping[str, str | Path], bins: int = 10, seed: int = 0
+) -> dict[str, Any]:
+    """Per base view, per class: the histogram of the packaged (full) base model's probabilities on its
+    validation split, as ``model_run_profile`` computes them. A scan service sees whichever views a request
+    brings (bytecode alone, mostly), so the fused scores are only comparable on requests with every view;
+    each base model's own scores always are. (The stacked rows would not do: they hold the cross-fitted
+    models' scores, not the full model's the scanner runs.)"""
+    out: dict[str, Any] = {}
+    for view, module in modules.items():
+        dm = datamodule_of(configs[view], module, num_workers=0)
+        probs = [row["probs"] for row in predict_split(module, dm, "val") if row.get("probs")]
+        classes = list(dict.fromkeys(c for p in probs for c in p))
+        if classes:
+            out[view] = {c: continuous_histogram([p.get(c) for p in probs], bins, seed=seed) for c in classes}
+    return out
 
 
 def profile_settings() -> dict[str, Any]:

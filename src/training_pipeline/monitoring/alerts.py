@@ -279,6 +279,16 @@ def package_of(report: Mapping[str, Any]) -> dict[str, Any]:
     return {k: pkg.get(k) if isinstance(pkg, Mapping) else None for k in ("name", "version", "package_id")}
 
 
+def _judged_stable(report: Mapping[str, Any], path: str) -> bool:
+    """Whether the drift report judged the entry holding ``path`` stable (``status: ok``: the PSI under its
+    threshold, the two-sample test not significant, or too few samples for a verdict). A rule on such an
+    entry's PSI or p-value does not fire on its own: the report's verdict needs both."""
+    node: Any = report
+    for part in path.split(".")[:-1]:
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return isinstance(node, Mapping) and node.get("status") == "ok"
+
+
 def evaluate(
     report: Mapping[str, Any],
     rules: list[Rule],
@@ -296,7 +306,7 @@ def evaluate(
         for path, key, value in values_at(report, rule.metric):
             if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
                 continue
-            if not rule.fires(float(value)):
+            if not rule.fires(float(value)) or _judged_stable(report, path):
                 continue
             held = best.get(path)
             if held is None or SEVERITIES[rule.severity] > SEVERITIES[held[0].severity]:

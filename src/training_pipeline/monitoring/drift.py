@@ -54,6 +54,7 @@ class PsiConfig:
 @dataclass
 class TestConfig:
     p_value: float = 0.01
+    correction: str = "holm"  # holm | none: the family-wise error over every test of one report
 
 
 @dataclass
@@ -136,6 +137,25 @@ def status_of(psi_value: float, p_value: float | None, cfg: DriftConfig) -> str:
     if psi_value >= cfg.psi.alert:
         return "alert"
     return "warning" if psi_value >= cfg.psi.warning else "ok"
+
+
+def adjust_p_values(entries: Mapping[str, dict[str, Any]], cfg: DriftConfig) -> None:
+    """Holm's step-down correction over every test of a report (``test.correction: holm``): with 40 features
+    and scores tested at p < 0.01, about one in three reports from an unchanged distribution would otherwise
+    flag one by chance. Each tested entry gains ``p_adjusted`` and its status is decided on it."""
+    if cfg.test.correction == "none":
+        return
+    if cfg.test.correction != "holm":
+        raise ConfigError(f"test.correction={cfg.test.correction!r}: expected holm or none")
+    tested = sorted(
+        ((k, e) for k, e in entries.items() if isinstance(e.get("p_value"), float)),
+        key=lambda item: item[1]["p_value"],
+    )
+    m, running = len(tested), 0.0
+    for rank, (_, entry) in enumerate(tested):
+        running = max(running, min(1.0, (m - rank) * entry["p_value"]))
+        entry["p_adjusted"] = running
+        entry["status"] = status_of(entry["psi"], running, cfg)
 
 
 def _finite(values: Sequence[Any]) -> np.ndarray:
@@ -343,7 +363,14 @@ def from_log(
         probs = _probs_of(r, score_source)
         risk = r.get("risk")
         if probs or isinstance(risk, int | float):
-            cur.predictions.append({"probs": probs or {}, "risk": risk, "time": r.get("time")})
+            cur.predictions.append(
+                {
+                    "probs": probs or {},
+                    "risk": risk,
+                    "time": r.get("time"),
+                    "view_probs": r.get("view_probabilities") or {},
+                }
+            )
     if not cur.features:
         cur.notes.append("no log record carries input features (a service older than the features field?)")
     return cur
@@ -379,6 +406,19 @@ def compare(profile: Mapping[str, Any], cur: Current, cfg: DriftConfig) -> dict[
             features[name] = continuous_drift(ref, values, cfg)
     predictions: dict[str, Any] = {}
     preds = cur.predictions
+    for view, per_class in (profile.get("view_scores") or {}).items():  # each base model's own scores
+        own = [p["view_probs"][view] for p in preds if isinstance(p.get("view_probs", {}).get(view), dict)]
+        for cls, ref in per_class.items():
+            predictions[f"score/{view}/{cls}"] = continuous_drift(ref, [o.get(cls) for o in own], cfg)
+    if profile.get("view_scores") and profile.get("views"):
+        # the fused scores of the reference had every view: compare them with requests that had them too
+        full = set(profile["views"])
+        preds = [p for p in preds if full <= set(p.get("view_probs") or {})]
+        if len(preds) < len(cur.predictions):
+            cur.notes.append(
+                f"fused scores compared on the {len(preds)} of {len(cur.predictions)} requests with every "
+                f"view ({', '.join(sorted(full))}); per-view scores (score/<view>/<class>) on all"
+            )
     for cls, ref in (profile.get("scores") or {}).items():
         predictions[f"score/{cls}"] = continuous_drift(ref, [p["probs"].get(cls) for p in preds], cfg)
     if profile.get("risk"):
@@ -389,6 +429,7 @@ def compare(profile: Mapping[str, Any], cur: Current, cfg: DriftConfig) -> dict[
         current = tops.get(cls, 0) / len(with_probs) if with_probs else 0.0
         predictions[f"predicted_share/{cls}"] = share_drift(float(share), current, len(with_probs), cfg)
     entries = {**features, **predictions}
+    adjust_p_values(entries, cfg)
     worst = max((STATUSES.index(e["status"]) for e in entries.values()), default=0)
     return {
         "features": features,
