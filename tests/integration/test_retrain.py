@@ -97,6 +97,7 @@ def test_retrain_promotes_a_better_challenger_and_refuses_one_below_the_margin(t
         6,
     )
     assert added["total"] == 6 and sum(added["per_split"].values()) == 6
+    assert "new data: 10 records read, 6 kept (2 repeated ids, 2 clones dropped)" in printed
     assert added["data_version"] != added["base_version"] == d1["data_version"]
     assert "champion" in printed and "f1_macro" in printed and "decision: promoted" in printed
     champion = registry.show(NAME, alias="champion")

@@ -764,8 +764,21 @@ def retrain(request: Request) -> dict[str, Any] | None:
         decision["notification"] = _notify(decision)
     write_json(run_dir / "decision.json", decision)
     _print_table(decision)
+    if added.get("read"):
+        print(f"new data: {added_line(added)}", flush=True)
     print(f"decision: {run_dir / 'decision.json'}", flush=True)
     return decision
+
+
+def added_line(added: dict[str, Any]) -> str:
+    """What ``--new-data`` added, in one line: records read, kept after dedupe, and per split."""
+    splits = ", ".join(f"{s} {n}" for s, n in sorted((added.get("per_split") or {}).items()))
+    ids, clones = added.get("duplicate_ids", 0), added.get("duplicate_contracts", 0)
+    dropped = f"{ids} repeated ids, {clones} clones dropped"
+    return (
+        f"{added.get('read', 0)} records read, {added.get('kept', 0)} kept ({dropped}); {splits}; "
+        f"data version {str(added.get('data_version', ''))[:19]}"
+    )
 
 
 def _pipeline_view_overrides(pipe_cfg: DictConfig, model: str) -> list[str]:
