@@ -74,9 +74,19 @@ def solc_cache_dir(cache_dir: str | Path | None = None) -> Path:
     return Path(cache_dir or os.environ.get(SOLC_CACHE_ENV) or DEFAULT_SOLC_CACHE).expanduser()
 
 
+CHECKOUT_SOLC_DIR = Path(__file__).resolve().parents[3] / "scripts" / "solc"  # an editable install's checkout
+
+
 def solc_dir() -> Path:
-    """The solc-js folder: ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc`` under the current dir."""
-    return Path(os.environ.get(SOLC_DIR_ENV) or Path.cwd() / "scripts" / "solc")
+    """The solc-js folder: ``$TRAINING_PIPELINE_SOLC_DIR``, else ``scripts/solc`` under the current dir, else
+    the one of the checkout this package runs from (so a scan works from any directory)."""
+    env = os.environ.get(SOLC_DIR_ENV)
+    if env:
+        return Path(env)
+    here = Path.cwd() / "scripts" / "solc"
+    if not (here / "package.json").is_file() and (CHECKOUT_SOLC_DIR / "package.json").is_file():
+        return CHECKOUT_SOLC_DIR
+    return here
 
 
 _default_solc_dir = solc_dir  # SolcResolver's argument of the same name shadows the function
