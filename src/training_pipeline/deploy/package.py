@@ -56,6 +56,7 @@ from training_pipeline.models.bytecode_detector import BytecodeDetector
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.models.code_analyzer import CodeAnalyzer
 from training_pipeline.pipeline.run_dirs import read_manifest
+from training_pipeline.utils.files import file_sha256 as sha256_file
 from training_pipeline.utils.run import git_state, package_versions
 
 log = logging.getLogger(__name__)
@@ -127,12 +128,6 @@ class Package:
 
 
 # -- hashing and verification --------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_manifest(root: Path) -> str:

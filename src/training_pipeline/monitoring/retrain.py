@@ -46,6 +46,7 @@ from training_pipeline import taxonomy
 from training_pipeline.config import CONF_DIR, compose_task, override_value, project_root
 from training_pipeline.errors import ConfigError, DataError, UserError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.files import file_sha256 as sha256_file
 from training_pipeline.utils.run import one_line, set_status, write_json
 
 log = logging.getLogger(__name__)
@@ -167,12 +168,6 @@ def drift_alerted(monitoring_dir: Path) -> tuple[bool, str]:
 
 
 # -- new data ---------------------------------------------------------------------------------------------
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_new_data(paths: Sequence[str], models: str) -> list[Path]:

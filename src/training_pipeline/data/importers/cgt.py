@@ -46,7 +46,6 @@ from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.store import (
     build_once,
     compile_variants,
-    file_sha256,
     import_key,
     import_variants,
     label_counts,
@@ -58,6 +57,7 @@ from training_pipeline.data.importers.store import (
 from training_pipeline.data.records import read_rows
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.files import file_sha256
 from training_pipeline.utils.solidity import code_only
 from training_pipeline.utils.splits import assign_folds
 

@@ -64,7 +64,6 @@ from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.importers.solidity import declarations
 from training_pipeline.data.importers.store import (
     build_once,
-    file_sha256,
     import_key,
     import_variants,
     load_stored,
@@ -74,6 +73,7 @@ from training_pipeline.data.importers.store import (
 )
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.files import file_sha256
 from training_pipeline.utils.splits import assign_folds
 
 log = logging.getLogger(__name__)

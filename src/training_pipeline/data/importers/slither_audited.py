@@ -43,7 +43,6 @@ from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.data.evm import InvalidBytecodeError, parse_hex
 from training_pipeline.data.importers.store import (
     build_once,
-    file_sha256,
     import_key,
     label_counts,
     load_stored,
@@ -52,6 +51,7 @@ from training_pipeline.data.importers.store import (
 from training_pipeline.data.records import read_rows
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.files import file_sha256
 
 log = logging.getLogger(__name__)
 

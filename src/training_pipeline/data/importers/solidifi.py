@@ -49,7 +49,6 @@ from training_pipeline.data.importers.solidity import lines_covered, main_contra
 from training_pipeline.data.importers.store import (
     build_once,
     compile_variants,
-    file_sha256,
     import_key,
     import_variants,
     label_counts,
@@ -60,6 +59,7 @@ from training_pipeline.data.importers.store import (
 )
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
+from training_pipeline.utils.files import file_sha256
 from training_pipeline.utils.splits import assign_folds
 
 log = logging.getLogger(__name__)

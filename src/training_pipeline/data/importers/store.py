@@ -96,14 +96,6 @@ def variant_counts(records: Iterable[Mapping[str, Any]], variants: Sequence[Mapp
     return out
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def import_key(payload: Mapping[str, Any]) -> str:
     """16 hex digits of sha256 over a JSON payload (config, source file hashes, importer version)."""
     blob = json.dumps({**payload, "store_format": STORE_FORMAT}, sort_keys=True, default=str)
