@@ -3,12 +3,14 @@ misses the margin is refused with the champion kept, both audited and tagged; th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import pytest
-from conftest import tiny_overrides
+from conftest import TINY_CORPUS, tiny_overrides
 
+from training_pipeline import taxonomy
 from training_pipeline.data.records import read_records, write_records
 from training_pipeline.deploy import audit, registry
 from training_pipeline.deploy.package import assemble, load_component, open_package
@@ -160,3 +162,94 @@ def test_bad_flag_is_one_error_line(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: argument --models: invalid choice")
+
+
+BEHAVIOR_NAME = "scathat-behavior_model"
+
+
+def _behavior_overrides(data_dir: Path, *extra: str) -> list[str]:
+    """A tiny behavior model (test_pipeline's MODEL_OVERRIDES) on the tiny corpus's simulated histories."""
+    return [
+        f"paths.data_dir={data_dir}",
+        f"data.corpus.n_contracts={TINY_CORPUS}",
+        "data.batch_size=8",
+        "data.max_length=32",
+        "model.d_model=8",
+        "model.hidden=8",
+        "trainer.max_epochs=1",
+        "~callbacks.rich_progress_bar",
+        *extra,
+    ]
+
+
+def test_behavior_model_retrain_freezes_histories_promotes_then_refuses_below_the_margin(
+    tmp_path, data_dir, capsys
+):
+    out = tmp_path / "retrain"
+    base = ["--models", "behavior_model", "--output-dir", str(out), "--increment-version"]
+
+    # 1. no champion yet: the test histories are frozen and the first challenger becomes the champion
+    code, printed, _ = _run(capsys, *base, "--config-overrides", *_behavior_overrides(data_dir))
+    assert code == 0, printed
+    (run1,) = [d for d in out.iterdir() if d.name != "eval_sets"]
+    d1 = json.loads((run1 / "decision.json").read_text())
+    assert d1["decision"] == "promoted" and d1["champion"] is None and "no champion yet" in d1["reason"]
+    frozen = Path(d1["eval_set"]["path"])
+    assert d1["eval_set"]["frozen_now"] and frozen.parent == out / "eval_sets"
+    assert frozen.name == d1["data_version"].replace(":", "-") + ".jsonl"
+    assert d1["eval_set"]["sha256"] == hashlib.sha256(frozen.read_bytes()).hexdigest()
+    histories = [json.loads(line) for line in frozen.read_text().splitlines()]
+    assert len(histories) == d1["eval_set"]["n_records"] == d1["eval_set"]["n_used"] > 0
+    assert all(h["label"] in taxonomy.ANOMALY_TYPES and len(h["method"]) > 0 for h in histories)
+    scores = d1["challenger"]["scores"]
+    present = {h["label"] for h in histories}
+    assert set(scores["per_class_f1"]) == present and scores["n_records"] == len(histories)
+    assert 0.0 <= scores["f1_macro"] <= 1.0 and scores["value"] == scores["f1_macro"]
+    assert scores["f1_macro"] == pytest.approx(sum(scores["per_class_f1"].values()) / len(present), abs=1e-5)
+    assert "f1/" in printed and f"({len(histories)} histories)" in printed
+    assert registry.show(BEHAVIOR_NAME, alias="champion")["version"] == d1["registered_version"]
+    last = _entries("retrain")[-1]
+    assert last["model"] == BEHAVIOR_NAME and last["details"]["decision"] == "promoted"
+    assert last["details"]["eval_set_sha256"] == d1["eval_set"]["sha256"]
+
+    # 2. another challenger (another seed) with an impossible margin: refused, the champion kept; the frozen
+    #    set is reused and the champion scores on it as it did when it was the challenger
+    code, printed, _ = _run(
+        capsys, *base, "--margin", "1.0", "--config-overrides", *_behavior_overrides(data_dir, "seed=7")
+    )
+    assert code == 0, printed
+    d2 = json.loads(next(p for p in out.glob("*/decision.json") if p.parent != run1).read_text())
+    assert d2["decision"] == "refused" and not d2["passed"] and "< margin 1" in d2["reason"], d2["reason"]
+    assert d2["eval_set"]["sha256"] == d1["eval_set"]["sha256"] and not d2["eval_set"]["frozen_now"]
+    assert d2["champion"]["version"] == d1["registered_version"]
+    assert d2["champion"]["scores"] == d1["challenger"]["scores"]
+    assert d2["alias"] == "challenger" and d2["registered_version"] != d1["registered_version"]
+    assert registry.show(BEHAVIOR_NAME, alias="champion")["version"] == d1["registered_version"]
+    tags = registry.show(BEHAVIOR_NAME, version=d2["registered_version"])["tags"]
+    assert (
+        tags["retrain.decision"] == "refused" and tags["retrain.eval_set_sha256"] == d1["eval_set"]["sha256"]
+    )
+    last = _entries("retrain")[-1]
+    assert last["model"] == BEHAVIOR_NAME and last["details"]["decision"] == "refused"
+    assert "< margin 1" in last["reason"] and audit.verify()[0]
+
+
+def test_behavior_model_new_data_is_one_error_line(tmp_path, capsys):
+    csv = tmp_path / "txs.csv"
+    csv.write_text("hash,from,to,value\n")
+    args = ["--models", "behavior_model", "--new-data", str(csv), "--output-dir", str(tmp_path / "out")]
+    code, printed, err = _run(capsys, *args)
+    assert code == 2 and printed == ""
+    (line,) = err.strip().splitlines()
+    assert line.startswith("error: --new-data: behavior_model does not merge") and "data=behavior_csv" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_behavior_model_missing_explorer_csv_is_one_error_line(tmp_path, capsys):
+    missing = tmp_path / "txs.csv"
+    overrides = ["data=behavior_csv", f"data.path={missing}", f"data.labels_path={tmp_path / 'labels.csv'}"]
+    args = ["--models", "behavior_model", "--output-dir", str(tmp_path / "out"), "--config-overrides"]
+    code, printed, err = _run(capsys, *args, *overrides)
+    assert code == 2 and printed == ""
+    assert err.strip().splitlines() == [f"error: {missing}: no such file or folder (data.*path)"]
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,14 @@ challenger is registered (a new registry version) and becomes the champion, or t
 gate refuses it; without, nothing in the registry changes. Every decision is appended to the audit log
 (action ``retrain``) and, for a registered challenger, written as tags on its registry version; the run dir
 gets ``decision.json``.
+
+The behavior model (``--models behavior_model``) follows the same steps on transaction histories: its data is
+the behavior datamodule's (simulated histories of the corpus, or explorer CSVs with ``--config-overrides
+data=behavior_csv data.path=... data.labels_path=...``, whose files' contents then join the retrain id), its
+frozen set ``<eval_set_dir>/<data version>.jsonl`` holds the champion's test histories (the simulator's
+record layout: ``contract_id``, ``label``, the transaction columns), and a package is scored by its own
+decision (``BehaviorModel.decide``: its tuned history threshold) as history-class macro-F1 and per-class F1.
+``--new-data`` is not merged into histories: new explorer exports go into the ``data.path`` folder instead.
 """
 
 from __future__ import annotations
@@ -174,8 +182,9 @@ def check_new_data(paths: Sequence[str], models: str) -> list[Path]:
     """The ``--new-data`` files, each checked to exist and to be a file this model's data reads."""
     if paths and models == "behavior_model":
         raise UserError(
-            "--new-data: transaction CSVs for behavior_model are not supported by retrain yet "
-            "(train it with data=behavior_csv)"
+            "--new-data: behavior_model does not merge files into its histories; retrain it on explorer "
+            "exports with --config-overrides data=behavior_csv "
+            "data.path=<CSV file or folder, new exports included> data.labels_path=<labels CSV>"
         )
     out = []
     for text in paths:
@@ -222,14 +231,23 @@ def merge_new_data(
 
 
 # -- ids, dirs, the registry ------------------------------------------------------------------------------
-def retrain_id(models: str, data_version: str, new_data: Sequence[Path], overrides: Sequence[str]) -> str:
-    """16 hex digits naming a retrain: the same request (same new data contents) resumes the same run dir."""
-    body = {
+def retrain_id(
+    models: str,
+    data_version: str,
+    new_data: Sequence[Path],
+    overrides: Sequence[str],
+    inputs: Sequence[str] = (),
+) -> str:
+    """16 hex digits naming a retrain: the same request (same new data contents, and for explorer CSVs the
+    same ``inputs``: their files' version) resumes the same run dir."""
+    body: dict[str, Any] = {
         "models": models,
         "data_version": data_version,
         "new_data": sorted(sha256_file(p) for p in new_data),
         "overrides": list(overrides),
     }
+    if inputs:
+        body["inputs"] = list(inputs)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -271,6 +289,32 @@ def split_records(data_cfg: Any) -> tuple[list[dict[str, Any]], list[str], str |
     return records, names, dm.data_version
 
 
+def history_splits(data_cfg: Any) -> tuple[list[dict[str, Any]], list[str], str | None]:
+    """(histories, split names, data version) of a behavior data config, split as for training (the
+    datamodule's own ``setup``: folds, fixed splits of a labels file, leave-families-out)."""
+    dm = _instantiate_data(data_cfg)
+    dm.setup()
+    names = [""] * len(dm.records)
+    for split in ("train", "val", "test"):
+        for i in dm.splits[split].index.tolist():
+            names[int(i)] = split
+    return dm.records, names, dm.data_version
+
+
+def behavior_inputs(data_cfg: Any) -> list[str]:
+    """The version of the explorer CSVs a behavior data config reads (empty for simulated histories, whose
+    config names them): a changed export folder is another retrain, never a reused training run."""
+    if not data_cfg.get("path"):
+        return []
+    from training_pipeline.data.tx_csv import files_version
+
+    paths = [data_cfg.get(k) for k in ("path", "labels_path", "internal_path", "token_path")]
+    for p in paths:
+        if p is not None and not Path(str(p)).exists():
+            raise DataError(f"{p}: no such file or folder (data.*path)")
+    return [files_version(*paths)]
+
+
 def with_new_data(data_cfg: DictConfig, path: Path) -> list[str]:
     """Overrides that add ``path`` to a contract data config as the ``file`` source."""
     sources = list(data_cfg.get("sources") or ["corpus"])
@@ -303,15 +347,65 @@ def version_key(data_version: str | None) -> str:
     return str(data_version or "unversioned").replace(":", "-").replace("/", "-")
 
 
+def write_histories(histories: Sequence[Mapping[str, Any]], path: Path) -> Path:
+    """Histories as JSONL, one a line (keys sorted, so the same histories give the same bytes and sha256)."""
+
+    def plain(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy arrays and scalars
+            return value.tolist()
+        if isinstance(value, set | tuple):
+            return sorted(value) if isinstance(value, set) else list(value)
+        raise TypeError(f"{type(value).__name__} is not JSON-able")
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    with tmp.open("w", encoding="utf-8") as fh:
+        for h in histories:
+            fh.write(json.dumps(dict(h), sort_keys=True, default=plain) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_histories(path: Path) -> list[dict[str, Any]]:
+    """The histories of a frozen set written by ``write_histories``; a malformed line is a DataError."""
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                h = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{line_no}: not JSON ({exc.msg})") from None
+            if not isinstance(h, dict) or not {"contract_id", "label", "method"} <= set(h):
+                raise DataError(
+                    f"{path}:{line_no}: not a transaction history (contract_id, label, method, ...)"
+                )
+            out.append(h)
+    return out
+
+
 def frozen_eval_set(
     eval_dir: Path,
     champion_meta: Mapping[str, Any] | None,
     base: tuple[list[dict[str, Any]], list[str], str | None],
+    histories: bool = False,
 ) -> dict[str, Any]:
     """The frozen set of the champion's data version: read when it exists, else frozen now from the
     champion's test split (its run's data config; the current base data when that run dir is gone or there
-    is no champion yet)."""
-    from training_pipeline.data.records import read_records, write_records
+    is no champion yet). ``histories``: transaction histories (the behavior model), else contract records."""
+    from training_pipeline.data.records import read_records as read_contracts
+    from training_pipeline.data.records import write_records as write_contracts
+
+    read_records = read_histories if histories else read_contracts
+    splitter = history_splits if histories else split_records
+
+    def write_records(records: list[dict[str, Any]], path: Path, overwrite: bool) -> Path:
+        return (
+            write_histories(records, path)
+            if histories
+            else write_contracts(records, path, overwrite=overwrite)
+        )
 
     version = (champion_meta or {}).get("data_version") or base[2]
     path = eval_dir / f"{version_key(version)}.jsonl"
@@ -323,7 +417,7 @@ def frozen_eval_set(
     if champion_meta is not None:
         data_cfg = _source_data_cfg(champion_meta)
         if data_cfg is not None:
-            records, names, _ = split_records(data_cfg)
+            records, names, _ = splitter(data_cfg)
             origin = f"the champion's test split ({champion_meta.get('source_run')})"
         else:
             origin = "the current base data's test split (the champion's run dir is gone)"
@@ -377,6 +471,50 @@ def score_package(package: Path, records: Sequence[Mapping[str, Any]], metric: s
         "value": round(macro if metric == "f1_macro" else 2 * tp / max(2 * tp + fp + fn, 1.0), 6),
         "n_records": len(records),
         "flagged": int(preds.sum()),
+    }
+
+
+def score_behavior_package(
+    package: Path, histories: Sequence[Mapping[str, Any]], metric: str
+) -> dict[str, Any]:
+    """History-class F1 of a behavior model package on ``histories``, from the model's own decision
+    (``BehaviorModel.decide``: its tuned ``history_threshold`` on 1 - p(normal), then the likeliest anomaly
+    type): ``f1_macro`` over the classes present in ``histories``, ``f1_micro`` (= accuracy for one label a
+    history), per-class F1 of the present classes. One history per forward pass, as the scanner scores."""
+    import torch
+
+    from training_pipeline.deploy.package import open_package
+    from training_pipeline.metrics.multiclass import evaluate_multiclass
+    from training_pipeline.scan.models import load_package_models
+
+    pkg = open_package(package)
+    views, _ = load_package_models(pkg)
+    view = next((v for v in views if v.spec.view == "behavior"), None)
+    if view is None or pkg.kind != "model":
+        raise DataError(f"{package}: not a behavior model package (model {pkg.meta.get('model')!r})")
+    module, featurizer = view.module, view.featurizer
+    names = list(module.class_names)
+    unknown = sorted({str(h["label"]) for h in histories} - set(names))
+    if unknown:
+        raise DataError(f"{package}: the frozen set has history classes {unknown} the model does not know")
+    preds = []
+    with torch.no_grad():
+        for h in histories:
+            logits, _ = module(featurizer.batch([featurizer.encode(h)]))
+            preds.append(int(module.decide(torch.softmax(logits.float(), 1))[0]))
+    pred = torch.tensor(preds, dtype=torch.long)
+    target = torch.tensor([names.index(str(h["label"])) for h in histories], dtype=torch.long)
+    values = evaluate_multiclass("eval", pred, target, names)
+    macro, micro = values["eval/f1_macro"], values["eval/accuracy"]
+    normal = names.index("normal") if "normal" in names else -1
+    return {
+        "f1_macro": round(macro, 6),
+        "f1_micro": round(micro, 6),
+        "per_class_f1": {c: round(values[f"eval/f1/{c}"], 6) for c in names if f"eval/f1/{c}" in values},
+        "primary": metric,
+        "value": round(macro if metric == "f1_macro" else micro, 6),
+        "n_records": len(histories),
+        "flagged": int((pred != normal).sum()),  # histories decided anomalous
     }
 
 
@@ -466,7 +604,8 @@ def _print_table(decision: Mapping[str, Any]) -> None:
     eval_set = decision["eval_set"]
     lines = [
         f"retrain {decision['id']} ({decision['models']} -> {decision['registered_model']}): frozen eval set "
-        f"{Path(eval_set['path']).name} sha256 {eval_set['sha256'][:12]} ({eval_set['n_used']} contracts)",
+        f"{Path(eval_set['path']).name} sha256 {eval_set['sha256'][:12]} "
+        f"({eval_set['n_used']} {eval_set.get('unit', 'contracts')})",
         f"{'metric':<34}{'champion':>10}{'challenger':>12}",
     ]
 
@@ -583,18 +722,26 @@ def retrain(request: Request) -> dict[str, Any] | None:
     models = request.models or cfg.default_models
     if models not in MODELS:
         raise UserError(f"--models {models}: expected one of {', '.join(MODELS)}")
-    if models == "behavior_model":
-        raise UserError(
-            "--models behavior_model: retrain scores contract records on its frozen set; the behavior model "
-            "is not supported yet (train it with src/train.py experiment=behavior_model)"
-        )
+    behavior = models == "behavior_model"
     new_data = check_new_data(request.new_data, models)
-    rid = retrain_id(models, request.data_version, new_data, request.config_overrides)
+    block = cfg.model_block(models)
+    train_overrides = [
+        f"experiment={block['experiment']}",
+        *cfg.common_overrides,
+        *block["overrides"],
+        *request.config_overrides,
+    ]
+    inputs: list[str] = []
+    if behavior:  # explorer CSVs: their contents name the retrain as --new-data's do
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="retrain-compose-") as tmp:
+            inputs = behavior_inputs(compose_task("train.yaml", train_overrides, Path(tmp) / "train").data)
+    rid = retrain_id(models, request.data_version, new_data, request.config_overrides, inputs)
     run_dir = out_root / rid
     run_dir.mkdir(parents=True, exist_ok=True)
     eval_dir = Path(cfg.eval_set_dir).resolve() if cfg.eval_set_dir else out_root / "eval_sets"
     name = registry_name(models)
-    block = cfg.model_block(models)
     print(f"retrain {rid}: {models} -> {name} ({trigger_note}); run dir {run_dir}", flush=True)
 
     # the data: the base data, the new records merged in as the `file` source
@@ -608,15 +755,9 @@ def retrain(request: Request) -> dict[str, Any] | None:
         data_overrides = _pipeline_view_overrides(pipe_cfg, "bytecode_detector")
         base_cfg = compose_task("train.yaml", data_overrides, run_dir / "data", log_dir=run_dir / "logs")
     else:
-        train_overrides = [
-            f"experiment={block['experiment']}",
-            *cfg.common_overrides,
-            *block["overrides"],
-            *request.config_overrides,
-        ]
         base_cfg = compose_task("train.yaml", train_overrides, run_dir / "train", log_dir=run_dir / "logs")
-    base = split_records(base_cfg.data)
-    new_records, merge_stats = merge_new_data(new_data, base[0])
+    base = history_splits(base_cfg.data) if behavior else split_records(base_cfg.data)
+    new_records, merge_stats = ([], {}) if behavior else merge_new_data(new_data, base[0])
     extra: list[str] = []
     if new_records:
         from training_pipeline.data.records import write_records
@@ -641,7 +782,7 @@ def retrain(request: Request) -> dict[str, Any] | None:
             f"--data-version {request.data_version}: the data (with --new-data) is version {data_version}; "
             "use --data-version latest to train on it"
         )
-    added = _added_report(base, chal, merge_stats)
+    added = _added_report(base, chal, merge_stats, "contract_id" if behavior else "id")
 
     # the champion and the frozen evaluation set
     champion = find_champion(name)
@@ -650,9 +791,10 @@ def retrain(request: Request) -> dict[str, Any] | None:
         from training_pipeline.deploy.package import open_package
 
         champion_meta = open_package(champion[0]).meta
-    frozen = frozen_eval_set(eval_dir, champion_meta, base)
-    train_ids = {r["id"] for r, s in zip(chal[0], chal[1], strict=True) if s == "train"}
-    eval_records = [r for r in frozen["records"] if r["id"] not in train_ids]
+    frozen = frozen_eval_set(eval_dir, champion_meta, base, histories=behavior)
+    key = "contract_id" if behavior else "id"
+    train_ids = {r[key] for r, s in zip(chal[0], chal[1], strict=True) if s == "train"}
+    eval_records = [r for r in frozen["records"] if r[key] not in train_ids]
     leaked = len(frozen["records"]) - len(eval_records)
     if not eval_records:
         raise DataError(
@@ -680,8 +822,9 @@ def retrain(request: Request) -> dict[str, Any] | None:
     package = package_challenger(run_dir, trained, models)
 
     # score both on the frozen set, decide, record
-    chal_scores = score_package(package.path, eval_records, cfg.primary_metric)
-    champ_scores = score_package(champion[0], eval_records, cfg.primary_metric) if champion else None
+    scorer = score_behavior_package if behavior else score_package
+    chal_scores = scorer(package.path, eval_records, cfg.primary_metric)
+    champ_scores = scorer(champion[0], eval_records, cfg.primary_metric) if champion else None
     passed, reason, drops = gate(champ_scores, chal_scores, cfg.primary_metric, cfg.margin, cfg.tolerance)
     decision: dict[str, Any] = {
         "id": rid,
@@ -710,6 +853,7 @@ def retrain(request: Request) -> dict[str, Any] | None:
             "origin": frozen["origin"],
             "n_records": len(frozen["records"]),
             "n_used": len(eval_records),
+            "unit": "histories" if behavior else "contracts",
             "left_out_in_challenger_train": leaked,
         },
         "champion": None
@@ -802,16 +946,17 @@ def _added_report(
     base: tuple[list[dict[str, Any]], list[str], str | None],
     chal: tuple[list[dict[str, Any]], list[str], str | None],
     merge_stats: Mapping[str, Any],
+    key: str = "id",
 ) -> dict[str, Any]:
     """What the new data added: its records per split after dedupe (and the base records a new clone moved
-    to another split)."""
+    to another split); ``key`` names a record (``contract_id`` for histories)."""
     per_split = {"train": 0, "val": 0, "test": 0}
-    base_split = {r["id"]: s for r, s in zip(base[0], base[1], strict=True)}
+    base_split = {r[key]: s for r, s in zip(base[0], base[1], strict=True)}
     moved = 0
     for r, s in zip(chal[0], chal[1], strict=True):
-        if r.get("origin") == "file" and base_split.get(r["id"]) is None:
+        if r.get("origin") == "file" and base_split.get(r[key]) is None:
             per_split[s] = per_split.get(s, 0) + 1
-        elif r["id"] in base_split and base_split[r["id"]] != s:
+        elif r[key] in base_split and base_split[r[key]] != s:
             moved += 1
     return {
         **dict(merge_stats),
