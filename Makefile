@@ -62,7 +62,7 @@ serve: setup ## The scan service on 127.0.0.1:8000 with the registry's champion 
 
 PACKAGE ?= models:/scathat-pipeline@champion
 CURRENT ?= outputs/serve/inference.jsonl
-drift: setup ## Drift report of CURRENT (the inference log) vs PACKAGE's reference profile (ARGS="--window 7d"); exit 1 warning, 2 alert
+drift: setup ## Drift report of CURRENT (the inference log) vs PACKAGE's reference profile (ARGS="--window 7d"); fails on a warning or an alert
 	$(PY) -m training_pipeline.monitoring drift --package $(PACKAGE) --current $(CURRENT) $(ARGS)
 
 retrain: setup ## Train a challenger, promote it only if it beats the champion (ARGS="--new-data f.jsonl --increment-version")
