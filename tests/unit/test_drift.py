@@ -398,3 +398,24 @@ def test_holm_keeps_one_chance_hit_among_many_tests_from_alerting() -> None:
     kept = {"lucky": entry(0.004), "other": entry(0.5)}
     adjust_p_values(kept, load_config(overrides=["test.correction=none"]))
     assert kept["lucky"]["status"] == "alert" and "p_adjusted" not in kept["lucky"]
+
+
+def test_multi_label_shares_are_of_flagged_classes_not_the_argmax() -> None:
+    from training_pipeline.monitoring.drift import Current, compare
+
+    def pred(flagged: list[str]) -> dict:
+        # reentrancy is never the likeliest class, so an argmax share would always be 0 for it
+        return {"probs": {"reentrancy": 0.4, "arithmetic": 0.6}, "risk": 0.5, "flagged": flagged}
+
+    reference = [pred(["reentrancy", "arithmetic"]) for _ in range(100)] + [pred([]) for _ in range(300)]
+    profile = build_profile([], reference)
+    assert profile["predicted_share_kind"] == "flagged"
+    assert profile["predicted_share"] == {"reentrancy": 0.25, "arithmetic": 0.25}
+    same = [pred(["reentrancy"]) for _ in range(50)] + [pred([]) for _ in range(150)]
+    report = compare(profile, Current("log", "inference_log", predictions=same), load_config())
+    assert report["predictions"]["predicted_share/reentrancy"]["status"] == "ok"
+    doubled = [pred(["reentrancy"]) for _ in range(100)] + [pred([]) for _ in range(100)]
+    report = compare(profile, Current("log", "inference_log", predictions=doubled), load_config())
+    assert report["predictions"]["predicted_share/reentrancy"]["status"] == "alert"
+    histories = build_profile([], [{"probs": {"normal": 0.9, "rug_pull": 0.1}}] * 10)
+    assert histories["predicted_share_kind"] == "top" and histories["predicted_share"]["normal"] == 1.0

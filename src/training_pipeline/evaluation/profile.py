@@ -219,8 +219,14 @@ def build_profile(
         c: continuous_histogram([(p.get("probs") or {}).get(c) for p in predictions], bins, sample_size, seed)
         for c in classes
     }
-    tops = [top_class(p.get("probs") or {}) for p in predictions]
-    shares = {c: sum(t == c for t in tops) / len(tops) for c in classes} if tops else {}
+    flagged = [p.get("flagged") for p in predictions]
+    if predictions and all(isinstance(f, list) for f in flagged):  # multi-label: at the tuned thresholds
+        shares = {c: sum(c in f for f in flagged) / len(flagged) for c in classes}
+        share_kind = "flagged"
+    else:  # one class per prediction (histories), or no thresholds known
+        tops = [top_class(p.get("probs") or {}) for p in predictions]
+        shares = {c: sum(t == c for t in tops) / len(tops) for c in classes} if tops else {}
+        share_kind = "top"
     risks = [p.get("risk") for p in predictions if p.get("risk") is not None]
     return {
         "version": PROFILE_VERSION,
@@ -230,7 +236,12 @@ def build_profile(
         "scores": scores,
         "score_source": score_source,
         "predicted_share": shares,
-        "predicted_class": "the most probable class of each prediction",
+        "predicted_share_kind": share_kind,
+        "predicted_class": (
+            "the classes flagged at the model's tuned thresholds"
+            if share_kind == "flagged"
+            else "the most probable class of each prediction"
+        ),
         "risk": continuous_histogram(risks, bins, sample_size, seed) if risks else None,
         "risk_source": risk_source,
         "metrics": dict(metrics or {}),
@@ -310,6 +321,7 @@ def model_run_profile(
     target = RiskTarget()
     preds = [
         {"probs": row["probs"], "risk": view_risk(target, kind, row["probs"])}
+        | ({"flagged": list(row["predicted"])} if isinstance(row.get("predicted"), list) else {})
         for row in predict_split(module, dm, "val")
         if row.get("probs")
     ]
@@ -352,8 +364,14 @@ def pipeline_profile(
             key = str(r.get("id") or r.get("contract_id"))
             by_id.setdefault(key, {}).update(record_features(r))
     stacked = datamodule_of(aggregator_config, None, num_workers=0)
+    thresholds = dict(zip(aggregator.class_names, aggregator.thresholds.tolist(), strict=True))
     preds = [
-        {"probs": row["probs"], "risk": row["risk"]} for row in predict_split(aggregator, stacked, "val")
+        {
+            "probs": row["probs"],
+            "risk": row["risk"],
+            "flagged": [c for c, p in row["probs"].items() if p >= thresholds.get(c, 0.5)],
+        }
+        for row in predict_split(aggregator, stacked, "val")
     ]
     return build_profile(
         list(by_id.values()),

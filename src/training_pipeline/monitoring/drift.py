@@ -369,6 +369,7 @@ def from_log(
                     "risk": risk,
                     "time": r.get("time"),
                     "view_probs": r.get("view_probabilities") or {},
+                    "flagged": r.get("flagged"),
                 }
             )
     if not cur.features:
@@ -424,7 +425,11 @@ def compare(profile: Mapping[str, Any], cur: Current, cfg: DriftConfig) -> dict[
     if profile.get("risk"):
         predictions["risk"] = continuous_drift(profile["risk"], [p.get("risk") for p in preds], cfg)
     with_probs = [p for p in preds if p["probs"]]
-    tops = Counter(top_class(p["probs"]) for p in with_probs)
+    if profile.get("predicted_share_kind") == "flagged":  # the share of requests flagged for each class
+        with_probs = [p for p in with_probs if isinstance(p.get("flagged"), list)]
+        tops = Counter(c for p in with_probs for c in p["flagged"])
+    else:
+        tops = Counter(top_class(p["probs"]) for p in with_probs)
     for cls, share in (profile.get("predicted_share") or {}).items():
         current = tops.get(cls, 0) / len(with_probs) if with_probs else 0.0
         predictions[f"predicted_share/{cls}"] = share_drift(float(share), current, len(with_probs), cfg)

@@ -268,6 +268,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
         },
         "risk": report.get("risk"),
         "risk_level": report.get("risk_level"),
+        "flagged": report.get("flagged"),
     }
 
 
