@@ -77,6 +77,19 @@ class SourceSet:
         return [c for text in self.sources.values() for c in solidity_pragmas(text)]
 
 
+def read_solidity_file(cache: dict[Path, str], path: Path, label: str | Path | None = None) -> str:
+    """``path``'s text, read once into ``cache``; an unreadable file is an ``UnresolvedImportError`` naming
+    ``label`` (default the path)."""
+    if path not in cache:
+        try:
+            cache[path] = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UnresolvedImportError(
+                f"{label or path}: not a readable UTF-8 Solidity file ({exc})"
+            ) from None
+    return cache[path]
+
+
 class ImportResolver:
     """Finds imported files in npm ``node_modules`` trees and collects an entry file's import closure."""
 
@@ -89,12 +102,7 @@ class ImportResolver:
 
     def read(self, path: Path) -> str:
         """A file's text (cached; every file of a package is read once however many entries import it)."""
-        if path not in self._text:
-            try:
-                self._text[path] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UnresolvedImportError(f"{path}: not a readable UTF-8 Solidity file ({exc})") from None
-        return self._text[path]
+        return read_solidity_file(self._text, path)
 
     def resolve(self, imported: str, importer: Path, importer_unit: str) -> tuple[str, Path]:
         """(unit name, file) of ``imported`` as written in ``importer`` (unit name ``importer_unit``)."""

@@ -53,6 +53,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from training_pipeline import taxonomy
 from training_pipeline.config import CONF_DIR, compose_task, override_value, project_root
 from training_pipeline.errors import ConfigError, DataError, UserError
+from training_pipeline.pipeline.runner import stage_overrides
 from training_pipeline.utils.checks import config_dataclass
 from training_pipeline.utils.files import file_sha256 as sha256_file
 from training_pipeline.utils.run import one_line, set_status, write_json
@@ -752,7 +753,8 @@ def retrain(request: Request) -> dict[str, Any] | None:
             run_dir / "pipeline",
             log_dir=run_dir / "logs",
         )
-        data_overrides = _pipeline_view_overrides(pipe_cfg, "bytecode_detector")
+        # a train-all run's data for the bytecode view, its outer test fold held out
+        data_overrides = [*stage_overrides(pipe_cfg, "bytecode_detector"), f"data.fold={pipe_cfg.test_fold}"]
         base_cfg = compose_task("train.yaml", data_overrides, run_dir / "data", log_dir=run_dir / "logs")
     else:
         base_cfg = compose_task("train.yaml", train_overrides, run_dir / "train", log_dir=run_dir / "logs")
@@ -918,21 +920,6 @@ def added_line(added: dict[str, Any]) -> str:
         f"{added.get('read', 0)} records read, {added.get('kept', 0)} kept ({dropped}); {splits}; "
         f"data version {str(added.get('data_version', ''))[:19]}"
     )
-
-
-def _pipeline_view_overrides(pipe_cfg: DictConfig, model: str) -> list[str]:
-    """train.yaml overrides giving a train-all run's data for ``model`` with its test fold held out."""
-    corpus = [f"data.corpus.{k}={override_value(v)}" for k, v in (pipe_cfg.corpus or {}).items()]
-    return [
-        f"model={model}",
-        *corpus,
-        f"data.split.n_folds={int(pipe_cfg.inner_folds) + 1}",
-        f"data.fold={pipe_cfg.test_fold}",
-        f"seed={pipe_cfg.seed}",
-        f"paths.data_dir={override_value(str(pipe_cfg.paths.data_dir))}",
-        *pipe_cfg.common_overrides,
-        *(pipe_cfg.models[model].get("overrides", []) if model in pipe_cfg.models else []),
-    ]
 
 
 def _same_version(asked: str, actual: str | None) -> bool:

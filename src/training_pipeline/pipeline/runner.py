@@ -73,6 +73,21 @@ def _forced(force: Any, name: str) -> bool:
     return any(name == f or name.startswith(f"{f}/") for f in map(str, items))
 
 
+def stage_overrides(cfg: DictConfig, model: str) -> list[str]:
+    """The train.yaml overrides every stage of ``model`` in a train-all run starts from (``cfg``: the
+    pipeline config): its corpus, folds, seed, data dir, the common and the model's own overrides."""
+    corpus = [f"data.corpus.{k}={override_value(v)}" for k, v in (cfg.corpus or {}).items()]
+    return [
+        f"model={model}",
+        *corpus,
+        f"data.split.n_folds={int(cfg.inner_folds) + 1}",
+        f"seed={cfg.seed}",
+        f"paths.data_dir={override_value(str(cfg.paths.data_dir))}",
+        *cfg.common_overrides,
+        *(cfg.models[model].get("overrides", []) if model in cfg.models else []),
+    ]
+
+
 class Pipeline:
     """One pipeline run dir: plans the stages, runs or skips each, stacks, trains the aggregator, compares."""
 
@@ -120,17 +135,7 @@ class Pipeline:
 
     # -- overrides ----------------------------------------------------------------------------------------
     def base_overrides(self, mv: ModelView) -> list[str]:
-        cfg = self.cfg
-        corpus = [f"data.corpus.{k}={override_value(v)}" for k, v in (cfg.corpus or {}).items()]
-        return [
-            f"model={mv.model}",
-            *corpus,
-            f"data.split.n_folds={self.n_folds}",
-            f"seed={cfg.seed}",
-            f"paths.data_dir={override_value(str(cfg.paths.data_dir))}",
-            *cfg.common_overrides,
-            *cfg.models[mv.model].get("overrides", []),
-        ]
+        return stage_overrides(self.cfg, mv.model)
 
     def plan(self) -> list[tuple[str, list[str], Any]]:
         """(stage name, overrides, extra hash input) for every base-model stage, in run order."""

@@ -35,6 +35,7 @@ from training_pipeline.corpus.imports import (
     UnresolvedImportError,
     compile_source_sets,
     import_paths,
+    read_solidity_file,
 )
 from training_pipeline.corpus.solc import DEFAULT_CACHE_DIR
 from training_pipeline.corpus.solc_resolver import (
@@ -167,12 +168,7 @@ class ProjectImports:
 
     def read(self, path: Path) -> str:
         """A file's text (cached)."""
-        if path not in self._text:
-            try:
-                self._text[path] = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise UnresolvedImportError(f"{display(path)}: not a readable UTF-8 file ({exc})") from None
-        return self._text[path]
+        return read_solidity_file(self._text, path, display(path))
 
     def unit_of(self, path: Path) -> str:
         """The unit name of a project file: its path below the root (its file name when outside)."""
