@@ -47,6 +47,7 @@ def pipeline_cfg(pipeline_dir: Path, data_dir: Path, *extra: str):
         f"paths.data_dir={data_dir}",
         f"corpus.n_contracts={TINY_CORPUS}",
         f"inner_folds={INNER}",
+        "real_data.enabled=false",  # the generated corpus alone (real sources: the last test below)
         f"aggregator.overrides={_quoted(['trainer.max_epochs=3'])}",
         "aggregator_inputs=crossfit_mean",  # the longer path (fold models at test and scan time)
         *(f"models.{m}.overrides={_quoted(o)}" for m, o in MODEL_OVERRIDES.items()),
@@ -332,3 +333,58 @@ def test_excluded_folds_are_unused_and_val_skips_them() -> None:
         split_names(folds, [None] * len(folds), cfg, 0)
     with pytest.raises(ConfigError, match="fewer than 3"):
         SplitConfig(n_folds=4, exclude_folds=[0, 1])
+
+
+def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_assess(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """A labelled "real" file source beside the corpus (a quarter of it assessing no class, like audited npm
+    code; a quarter partially labelled, like CGT): the contract model validates on real rows only, the
+    behavior view is masked on them, the stacked rows carry their unassessed classes, and the aggregator gets
+    the false-alarm budget."""
+    from training_pipeline import taxonomy
+    from training_pipeline.config import compose_task
+    from training_pipeline.data.contracts import load_generated_corpus
+    from training_pipeline.data.records import write_records
+    from training_pipeline.models.aggregator import Aggregator
+    from training_pipeline.models.checkpoint import load_checkpoint
+    from training_pipeline.pipeline.runner import stage_overrides
+
+    classes = list(taxonomy.VULNERABILITY_CLASSES)
+    probe = pipeline_cfg(tmp_path / "probe", data_dir)
+    stage = compose_task("train.yaml", stage_overrides(probe, "bytecode_detector"), tmp_path / "s")
+    corpus = load_generated_corpus(dict(stage.data.corpus), data_dir).records
+    real = []
+    for i, r in enumerate(corpus[:48]):
+        rec = {k: r[k] for k in ("source_code", "bytecode", "labels", "compiler_version", "family")}
+        rec |= {"id": f"real/{r['id']}", "vulnerable_lines": {}}
+        if i % 4 == 0:  # audited: no label, nothing assessed
+            rec |= {"labels": [], "negative_labels": []}
+        elif i % 4 == 1:  # partial: the last class not assessed
+            rec["negative_labels"] = [c for c in classes[:-1] if c not in rec["labels"]]
+        real.append(rec)
+    path = write_records(real, tmp_path / "real.jsonl")
+    contract = ["data.sources=[corpus,file]", f"data.path={path}", "data.val_sources=[file]",
+                "model.max_audited_flag_rate=0.5"]  # fmt: skip
+    pdir = tmp_path / "real_mix"
+    cfg = pipeline_cfg(
+        pdir,
+        data_dir,
+        "real_data.enabled=true",
+        "real_data.corpus={}",
+        f"real_data.contract_overrides={_quoted(contract)}",
+        f"real_data.aggregator_overrides={_quoted(['model.max_audited_flag_rate=0.5'])}",
+        "models.code_analyzer.enabled=false",
+    )
+    summary = run_pipeline(cfg)
+    full = _manifest(pdir, "bytecode_detector/full")
+    assert full["split_ids"]["val"] and all(i.startswith("real/") for i in full["split_ids"]["val"])
+    assert any(not i.startswith("real/") for i in full["split_ids"]["test"])  # the corpus test fold too
+    rows = [json.loads(line) for line in (pdir / "stacked" / "stacked.jsonl").read_text().splitlines()]
+    real_rows = [r for r in rows if r["id"].startswith("real/")]
+    assert real_rows and all("behavior" not in r["views"] for r in real_rows)
+    assert any(r.get("unassessed") == classes for r in real_rows)  # audited
+    assert any(r.get("unassessed") == classes[-1:] for r in real_rows)  # partial
+    assert not any(r.get("unassessed") for r in rows if not r["id"].startswith("real/"))
+    agg = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
+    assert agg.hparams.max_audited_flag_rate == 0.5

@@ -82,3 +82,31 @@ def test_resume_from_last_checkpoint_continues_the_epoch_count(cfg_train, tmp_pa
         torch.load(Path(cfg2.paths.output_dir) / "checkpoints" / "last.ckpt", weights_only=False)["epoch"]
         == 2
     )
+
+
+def test_retuning_thresholds_writes_a_new_run_dir_and_leaves_the_original(
+    cfg_train, tmp_path, capsys
+) -> None:
+    """Without audited rows in validation a budget changes nothing: re-tuning reproduces the checkpoint's own
+    thresholds (tuned on the same epoch's validation predictions), the budget lands in the new checkpoint's
+    hyperparameters, the original checkpoint is untouched, and an existing --out is refused in one line."""
+    from training_pipeline.evaluation.retune import main
+    from training_pipeline.models.checkpoint import load_checkpoint
+
+    train(cfg_train)
+    run = Path(cfg_train.paths.output_dir)
+    original = (run / "checkpoints" / "best.ckpt").read_bytes()
+    out = tmp_path / "retuned"
+    assert main([str(run), "--out", str(out), "--max-flagged-share", "0.1", "--max-flag-rate", "none"]) == 0
+    before = load_checkpoint(cfg_train.model._target_, run / "checkpoints" / "best.ckpt")
+    after = load_checkpoint(cfg_train.model._target_, out / "checkpoints" / "best.ckpt")
+    assert torch.equal(before.thresholds, after.thresholds)
+    assert after.hparams.max_audited_flagged_share == 0.1 and before.hparams.max_audited_flagged_share is None
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == original
+    assert "max_audited_flagged_share: 0.1" in (out / "config_resolved.yaml").read_text()
+    capsys.readouterr()
+    assert main([str(run), "--out", str(out), "--max-flagged-share", "0.1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already exists" in err[0]
+    assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

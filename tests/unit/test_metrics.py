@@ -53,6 +53,30 @@ def test_false_alarm_budget_raises_thresholds_on_audited_rows() -> None:
     assert torch.allclose(none_fits, torch.full((2,), 0.95))  # nothing within budget: the grid's top
 
 
+def test_a_shared_flag_budget_is_spent_where_it_buys_f1() -> None:
+    """Class 0's false alarms on audited code cost no F1 to remove, class 1's do. A 20% budget on audited rows
+    flagged for any class is spent on class 1, which keeps its best-F1 threshold; the same 20% per class
+    cannot do that, and a 5% per-class budget costs class 1 most of its recall."""
+    pos = torch.linspace(0.3, 0.9, 20)
+    labelled = torch.stack([torch.cat([torch.full((20,), 0.9), torch.full((20,), 0.1)]),
+                            torch.cat([pos, torch.full((20,), 0.1)])], dim=1)  # fmt: skip
+    audited = torch.stack([torch.linspace(0.3, 0.6, 20), torch.tensor([0.5] * 4 + [0.05] * 16)], dim=1)
+    probs = torch.cat([labelled, audited])
+    targets = torch.zeros(60, 2)
+    targets[:20] = 1.0
+    mask = torch.cat([torch.ones(40, 2), torch.zeros(20, 2)])
+    free = tune_thresholds(probs, targets, mask=mask)
+    assert (probs[40:] >= free).any(1).float().mean() == 1.0  # every audited row flagged (class 0)
+    shared = tune_thresholds(probs, targets, mask=mask, max_flagged_share=0.2)
+    assert (probs[40:] >= shared).any(1).float().mean() <= 0.2
+    assert shared[1] <= 0.3 and (probs[:20, 1] >= shared[1]).all()  # class 1 keeps every positive
+    assert (probs[:20, 0] >= shared[0]).all()  # class 0 too: it only had to rise above the audited scores
+    per_class = tune_thresholds(probs, targets, mask=mask, max_flag_rate=0.05)
+    assert per_class[1] > 0.5 and (probs[:20, 1] >= per_class[1]).float().mean() < 0.7
+    stuck = tune_thresholds(probs * 0 + 0.99, targets, mask=mask, max_flagged_share=0.0)
+    assert torch.allclose(stuck, torch.full((2,), 0.95))  # nothing fits: every class at the grid's top
+
+
 def test_flatten_names_scalars_and_per_class_values() -> None:
     out = flatten("val", {"f1_macro": torch.tensor(0.5), "f1": torch.tensor([0.2, 0.8])}, ["a", "b"])
     assert out == pytest.approx({"val/f1_macro": 0.5, "val/f1/a": 0.2, "val/f1/b": 0.8})

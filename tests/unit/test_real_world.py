@@ -201,3 +201,50 @@ def test_auto_split_follows_the_first_models_run(tmp_path) -> None:
         (run / "config_resolved.yaml").write_text(f"data:\n  sources: {sources}\n")
         cfg = resolve_auto(RealWorldConfig(), {"bytecode_detector": run / "checkpoints" / "best.ckpt"})
         assert cfg.split_from == str(run / "checkpoints" / "best.ckpt") and cfg.audited_split == expected
+
+
+def test_pipeline_models_are_the_train_all_runs_full_stages(tmp_path) -> None:
+    """``models.<m>=pipeline`` scores the aggregator's own base models; the held-out split follows it."""
+    import json
+
+    from training_pipeline.scan.benchmark import resolve_auto
+
+    pdir = tmp_path / "pipeline"
+    stage = pdir / "stages" / "bytecode_detector" / "full"
+    (stage / "checkpoints").mkdir(parents=True)
+    (stage / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    (stage / "config_resolved.yaml").write_text("data:\n  sources: [corpus, cgt, real_code]\n")
+    base = {
+        "bytecode": {
+            "model": "bytecode_detector",
+            "checkpoint": "stages/bytecode_detector/full/checkpoints/best.ckpt",
+        }
+    }
+    (pdir / "pipeline.json").write_text(
+        json.dumps({"status": "completed", "artifacts": {"base_models": base}})
+    )
+    cfg = RealWorldConfig(models={"bytecode_detector": "pipeline"}, pipeline=str(pdir))
+    models = resolve_models(cfg)
+    assert models == {"bytecode_detector": stage / "checkpoints" / "best.ckpt"}
+    auto = resolve_auto(cfg, models)
+    assert auto.split_from == str(stage / "checkpoints" / "best.ckpt") and auto.audited_split == "test"
+    with pytest.raises(ConfigError, match="trained no code_analyzer"):
+        resolve_models(RealWorldConfig(models={"code_analyzer": "pipeline"}, pipeline=str(pdir)))
+    with pytest.raises(ConfigError, match="no train-all run"):
+        resolve_models(RealWorldConfig(models={"code_analyzer": "pipeline"}, pipeline=None))
+
+
+def test_aggregator_flags_are_the_reports_tuned_flags_not_half() -> None:
+    """The aggregator row flags what the scan report flags (its thresholds, tuned under the audited budget):
+    a class at 0.7 below its threshold is not flagged, one at 0.3 above its threshold is."""
+    from training_pipeline.scan.benchmark import _aggregator_scores
+    from training_pipeline.scan.inputs import ScanInput
+
+    class FakeScanner:
+        def scan(self, items):
+            vulns = {"reentrancy": 0.7, "arithmetic": 0.3}
+            return [{"risk": 0.6, "vulnerabilities": vulns, "flagged": ["arithmetic"]}, {"risk": None}]
+
+    scores = _aggregator_scores(FakeScanner(), [ScanInput("a", bytecode="00"), ScanInput("b", bytecode="00")])
+    assert set(scores) == {"a"}
+    assert scores["a"].flagged == ["arithmetic"] and scores["a"].risk == 0.6

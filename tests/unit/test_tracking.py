@@ -102,6 +102,7 @@ ONE_STEP = ["trainer.max_epochs=1", "+trainer.limit_train_batches=1"]
 BYTECODE_ONLY = [
     f"corpus.n_contracts={TINY_CORPUS}",
     "inner_folds=3",
+    "real_data.enabled=false",
     "models.code_analyzer.enabled=false",
     "models.behavior_model.enabled=false",
     "aggregator.enabled=false",

@@ -5,6 +5,7 @@ A pipeline run dir (``scripts/train_all.py``) holds ``stacked/stacked.jsonl``, o
     {"id": ..., "split": "train" | "val" | "test",
      "views": {"bytecode": {"access_control": 0.12, ...}, "source": {...}},   # a view absent = missing
      "labels": [...true vulnerabilities...], "behavior": "normal" | anomaly type | null,
+     "unassessed": [...classes whose truth is unknown...],                    # optional (CGT, audited code)
      "top_lines": {...code analyzer's ranked lines...}}                       # optional
 
 and ``stacked/manifest.json`` naming (in order) each view's model, adapter kind and feature order. Train and
@@ -14,7 +15,9 @@ crossfit_mean``, the default) or come from the models trained on the whole train
 A ``static`` view (``weak_labels.features``) holds Slither's findings per class instead of probabilities.
 
 A missing view is never zeros that look like data: its features are NaN and its ``mask`` entry False, and the
-aggregator replaces it by the mask before anything reads it.
+aggregator replaces it by the mask before anything reads it. ``unassessed`` classes (CGT's partial labels;
+every class of the npm audited code, which has no labels) get ``label_mask`` 0: the class head neither learns
+nor is scored on them, and rows that assess no class are the false-alarm budget's rows (``tune_thresholds``).
 """
 
 from __future__ import annotations
@@ -105,12 +108,20 @@ def view_matrix(
 
 
 class StackedRows(Dataset):
-    """Per contract: the views' features (NaN where missing), the view mask, the risk target and labels."""
+    """Per contract: the views' features (NaN where missing), the view mask, the risk target, labels and
+    their assessed mask."""
 
     def __init__(
-        self, x: np.ndarray, mask: np.ndarray, risk: np.ndarray, classes: np.ndarray, index: np.ndarray
+        self,
+        x: np.ndarray,
+        mask: np.ndarray,
+        risk: np.ndarray,
+        classes: np.ndarray,
+        index: np.ndarray,
+        label_mask: np.ndarray | None = None,
     ):
         self.x, self.mask, self.risk, self.classes, self.index = x, mask, risk, classes, index
+        self.label_mask = np.ones_like(classes) if label_mask is None else label_mask
 
     def __len__(self) -> int:
         return len(self.x)
@@ -121,6 +132,7 @@ class StackedRows(Dataset):
             "mask": torch.from_numpy(self.mask[i]),
             "risk": torch.tensor(self.risk[i]),
             "labels": torch.from_numpy(self.classes[i]),
+            "label_mask": torch.from_numpy(self.label_mask[i]),
             "index": torch.tensor(int(self.index[i])),
         }
 
@@ -183,12 +195,15 @@ class StackedPredictionData(SplitDataModule):
         )
         self.scores = np.array([self.target.score(r.get("labels") or [], r.get("behavior")) for r in rows])
         classes = np.array([taxonomy.multi_hot(r.get("labels") or []) for r in rows], dtype=np.float32)
+        assessed = 1.0 - np.array(
+            [taxonomy.multi_hot(r.get("unassessed") or []) for r in rows], dtype=np.float32
+        ).reshape(classes.shape)
         names = np.array([r["split"] for r in rows])
         for split in SPLITS:
             idx = np.flatnonzero(names == split)
-            self.splits[split] = StackedRows(x[idx], mask[idx], risk[idx], classes[idx], idx)
+            self.splits[split] = StackedRows(x[idx], mask[idx], risk[idx], classes[idx], idx, assessed[idx])
         idx = np.arange(len(rows))
-        self.splits["all"] = StackedRows(x, mask, risk, classes, idx)
+        self.splits["all"] = StackedRows(x, mask, risk, classes, idx, assessed)
         sizes = {s: len(self.splits[s]) for s in SPLITS}
         empty = [s for s in SPLITS if not sizes[s]] if self.eval_split != "all" else []
         if empty:

@@ -70,6 +70,7 @@ def tune_thresholds(
     mask: torch.Tensor | None = None,
     min_count: int = MIN_TUNING_COUNT,
     max_flag_rate: float | None = None,
+    max_flagged_share: float | None = None,
 ) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
     for classes with fewer than ``min_count`` assessed positives or assessed negatives. Without negatives F1
@@ -79,6 +80,9 @@ def tune_thresholds(
     ``max_flag_rate``: a false-alarm budget. Rows that assess no class at all (audited code without labels)
     may be flagged for a class at most at this rate: the threshold is the best-F1 one among those within
     budget (or, for an untuned class, the default raised until within it; the grid's top when none is).
+
+    ``max_flagged_share``: a budget on the share of those rows flagged for *any* class, spent where it buys
+    the most F1 (``spend_flag_budget``) instead of the same rate for every class.
     """
     grid = THRESHOLD_GRID.to(probs.device)
     f1 = torch.stack([f1_per_class(probs >= t, targets, mask) for t in grid])  # (T, C)
@@ -96,7 +100,50 @@ def tune_thresholds(
     # an untuned class: the default, or the lowest threshold within budget if that is higher
     lowest_within = grid[within.float().argmax(0)]
     fallback = torch.maximum(torch.full_like(best, default), lowest_within)
-    return torch.where(enough, best, fallback)
+    tuned = torch.where(enough, best, fallback)
+    if max_flagged_share is not None and audited.any():
+        tuned = spend_flag_budget(probs[audited], f1, enough, tuned, max_flagged_share)
+    return tuned
+
+
+def spend_flag_budget(
+    audited_probs: torch.Tensor,
+    f1: torch.Tensor,
+    tuned: torch.Tensor,
+    thresholds: torch.Tensor,
+    max_share: float,
+) -> torch.Tensor:
+    """Raise thresholds along ``THRESHOLD_GRID`` until at most ``max_share`` of the audited rows are flagged
+    for any class. Each step raises the class whose next grid step costs the least validation F1 (``f1``:
+    (T, C) per threshold) per share of audited rows it unflags; a class without its own threshold (``tuned``
+    False) costs nothing, so it goes first. Stops at the grid's top."""
+    grid = THRESHOLD_GRID.to(audited_probs.device)
+    idx = torch.searchsorted(grid, thresholds.clamp(max=float(grid[-1])) - 1e-6)
+    thr = grid[idx]
+
+    def share(t: torch.Tensor) -> float:
+        return int((audited_probs >= t).any(1).sum()) / len(audited_probs)  # exact: 4/20 is not above 0.2
+
+    floor = 1.0 / (10 * len(audited_probs))  # a step that unflags no row still counts a little
+    current = share(thr)
+    while current > max_share:
+        best_cost, best_c, best_share = float("inf"), -1, current
+        for c in range(len(thr)):
+            if idx[c] >= len(grid) - 1 or not bool((audited_probs[:, c] >= thr[c]).any()):
+                continue
+            raised = thr.clone()
+            raised[c] = grid[idx[c] + 1]
+            after = share(raised)
+            loss = float(f1[idx[c], c] - f1[idx[c] + 1, c]) if bool(tuned[c]) else 0.0
+            cost = max(loss, 0.0) / max(current - after, floor)
+            if cost < best_cost:
+                best_cost, best_c, best_share = cost, c, after
+        if best_c < 0:
+            break  # every class at the grid's top (or flagging no audited row): as low as it goes
+        idx[best_c] += 1
+        thr[best_c] = grid[idx[best_c]]
+        current = best_share
+    return thr
 
 
 def f1_per_class(

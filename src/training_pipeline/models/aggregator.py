@@ -7,6 +7,11 @@ masked out of the gate's softmax (its features, NaN in the data, are never read)
 present views at random (modality dropout) so a contract without source or history degrades gracefully
 instead of falling off a cliff.
 
+Partially labelled rows (CGT's masked classes, the npm audited code that assesses none) carry
+``label_mask``: the class head neither learns nor is scored on an unassessed class, and
+``max_audited_flag_rate`` caps the share of the validation rows that assess no class (audited code) each
+tuned class threshold flags, as in the base models.
+
 Calibration (temperature scaling and an isotonic map, both fitted on validation each epoch and saved with the
 checkpoint) turns the risk logit into a probability; ``calibration`` chooses the one applied (``auto``:
 temperature scaling unless it worsens the validation ECE, then isotonic, else none). Explanations:
@@ -60,6 +65,8 @@ class Aggregator(BaseModule):
         class_loss_weight: float = 0.5,
         calibration: str = "auto",
         n_bins: int = 10,
+        max_audited_flag_rate: float | None = None,
+        max_audited_flagged_share: float | None = None,
         risk_levels: Mapping[str, float] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
@@ -174,7 +181,12 @@ class Aggregator(BaseModule):
         risk_loss = F.binary_cross_entropy_with_logits(
             out["risk_logit"], batch["risk"].float(), pos_weight=self.risk_pos_weight
         )
-        class_loss = F.binary_cross_entropy_with_logits(out["class_logits"], batch["labels"].float())
+        labels = batch["labels"].float()
+        weight = batch.get("label_mask")  # unassessed classes (CGT's masks, audited code) teach nothing
+        weight = torch.ones_like(labels) if weight is None else weight.float()
+        class_loss = (
+            F.binary_cross_entropy_with_logits(out["class_logits"], labels, reduction="none") * weight
+        ).sum() / weight.sum().clamp(min=1.0)
         return risk_loss + self.hparams.class_loss_weight * class_loss
 
     log_train_steps = False
@@ -193,6 +205,7 @@ class Aggregator(BaseModule):
             "gates": out["gates"],
             "risk": batch["risk"].float(),
             "labels": batch["labels"].float(),
+            "label_mask": batch.get("label_mask", torch.ones_like(batch["labels"])).float(),
             "mask": batch["mask"].bool(),
             "index": batch["index"],
         }
@@ -219,6 +232,7 @@ class Aggregator(BaseModule):
             thresholds,
             self.class_names,
             list(range(len(self.class_names))),
+            d.get("label_mask"),
         )
         if stage == "test":  # per-class precision/recall/F1 for the report and metrics.json
             return cls | values  # the risk metrics keep their names (test/auroc is the risk AUROC)
@@ -236,7 +250,15 @@ class Aggregator(BaseModule):
             self.temperature.fill_(fit_temperature(d["risk_logit"], d["risk"]))
             self.isotonic_table.copy_(fit_isotonic(d["risk_logit"], d["risk"]).to(self.isotonic_table))
             self.chosen.fill_(self._choose(d))
-            self.thresholds.copy_(tune_thresholds(d["class_probs"], d["labels"]))
+            self.thresholds.copy_(
+                tune_thresholds(
+                    d["class_probs"],
+                    d["labels"],
+                    mask=d.get("label_mask"),
+                    max_flag_rate=self.hparams.get("max_audited_flag_rate"),
+                    max_flagged_share=self.hparams.get("max_audited_flagged_share"),
+                )
+            )
         values = self._metrics("val", d, self.calibrate(d["risk_logit"]))
         values["val/temperature"] = float(self.temperature)
         self.log("val/auroc", values.pop("val/auroc"), prog_bar=True)

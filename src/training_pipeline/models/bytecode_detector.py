@@ -40,6 +40,7 @@ class BytecodeDetector(ContractClassifier):
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.3,
         max_audited_flag_rate: float | None = None,
+        max_audited_flagged_share: float | None = None,
         encoder_ckpt: str | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,

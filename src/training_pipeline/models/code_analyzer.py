@@ -196,6 +196,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.1,
         max_audited_flag_rate: float | None = None,
+        max_audited_flagged_share: float | None = None,
         localize: bool = True,
         localization_top_k: int = 5,
         line_reduce: str = "sum",

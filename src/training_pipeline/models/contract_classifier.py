@@ -154,7 +154,11 @@ class ContractClassifier(BaseModule):
         probs, targets, mask = d["probs"], d["targets"], d.get("mask")
         values = self._epoch_metrics("val", probs, targets, torch.full_like(self.thresholds, 0.5), mask)
         tuned = tune_thresholds(
-            probs, targets, mask=mask, max_flag_rate=self.hparams.get("max_audited_flag_rate")
+            probs,
+            targets,
+            mask=mask,
+            max_flag_rate=self.hparams.get("max_audited_flag_rate"),
+            max_flagged_share=self.hparams.get("max_audited_flagged_share"),
         )
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))

@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 TOP_LEVEL_KEYS = {
     "task_name", "name", "force", "seed", "cpu_threads", "test_fold", "inner_folds", "corpus",
     "common_overrides", "models", "aggregator", "aggregator_inputs", "guard_best_single", "static_analysis",
-    "tracking", "paths", "extras",
+    "tracking", "paths", "extras", "real_data",
 }  # fmt: skip
+REAL_DATA_KEYS = {"enabled", "corpus", "contract_overrides", "aggregator_overrides"}
 AGGREGATOR_INPUTS = ("crossfit_mean", "full")
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
 
@@ -73,18 +74,34 @@ def _forced(force: Any, name: str) -> bool:
     return any(name == f or name.startswith(f"{f}/") for f in map(str, items))
 
 
+def real_data(cfg: DictConfig) -> dict[str, Any]:
+    """The pipeline's ``real_data`` block (empty when off), its keys checked."""
+    block = OmegaConf.to_container(cfg.get("real_data") or {}, resolve=True)
+    unknown = set(block) - REAL_DATA_KEYS
+    if unknown:
+        raise ConfigError(
+            f"pipeline real_data: unknown key(s) {sorted(unknown)}; known {sorted(REAL_DATA_KEYS)}"
+        )
+    return block if block.get("enabled") else {}
+
+
 def stage_overrides(cfg: DictConfig, model: str) -> list[str]:
     """The train.yaml overrides every stage of ``model`` in a train-all run starts from (``cfg``: the
-    pipeline config): its corpus, folds, seed, data dir, the common and the model's own overrides."""
-    corpus = [f"data.corpus.{k}={override_value(v)}" for k, v in (cfg.corpus or {}).items()]
+    pipeline config): its corpus, folds, seed, data dir, the common overrides, the real-data sources (contract
+    models, when ``real_data.enabled``) and the model's own overrides."""
+    real = real_data(cfg)
+    corpus = {**OmegaConf.to_container(cfg.corpus or {}, resolve=True), **(real.get("corpus") or {})}
+    mcfg = cfg.models[model] if model in cfg.models else {}
+    contract = mcfg.get("adapter", "contract_classes") == "contract_classes"
     return [
         f"model={model}",
-        *corpus,
+        *(f"data.corpus.{k}={override_value(v)}" for k, v in corpus.items()),
         f"data.split.n_folds={int(cfg.inner_folds) + 1}",
         f"seed={cfg.seed}",
         f"paths.data_dir={override_value(str(cfg.paths.data_dir))}",
         *cfg.common_overrides,
-        *(cfg.models[model].get("overrides", []) if model in cfg.models else []),
+        *(real.get("contract_overrides") or [] if contract else []),
+        *mcfg.get("overrides", []),
     ]
 
 
@@ -107,6 +124,7 @@ class Pipeline:
         self.inputs = str(cfg.get("aggregator_inputs", "crossfit_mean"))
         if self.inputs not in AGGREGATOR_INPUTS:
             raise ConfigError(f"aggregator_inputs={self.inputs!r}: expected one of {AGGREGATOR_INPUTS}")
+        real_data(cfg)  # its keys checked before anything trains
         self.static_cfg = OmegaConf.to_container(cfg.get("static_analysis") or {}, resolve=True)
         self.static_used = False
         self.guard: dict[str, Any] | None = None
@@ -266,6 +284,7 @@ class Pipeline:
                 f"seed={self.cfg.seed}",
                 f"paths.data_dir={override_value(str(self.cfg.paths.data_dir))}",
                 *self.cfg.common_overrides,
+                *(real_data(self.cfg).get("aggregator_overrides") or []),
                 *agg.get("overrides", []),
             ]
             self.stages["aggregator"] = self.run_stage(

@@ -139,6 +139,8 @@ def build_stacked(
                     row["top_lines"] = entry["extras"]["top_lines"]
             if entry_truth.get("labels") is not None and row["labels"] is None:
                 row["labels"] = entry_truth["labels"]
+                if entry_truth.get("unassessed"):  # CGT's masked classes, every class of audited code
+                    row["unassessed"] = entry_truth["unassessed"]
             if entry_truth.get("behavior") is not None:
                 row["behavior"] = entry_truth["behavior"]
         if row["views"]:

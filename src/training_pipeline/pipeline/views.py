@@ -1,7 +1,8 @@
 """Adapters from each base model's prediction file to per-contract view features (and the truth it carries).
 
 A view is one base model's output: ``contract_classes`` (bytecode detector, code analyzer: ``probs`` over the
-vulnerability classes, true ``labels``, the code analyzer's ``top_lines``) or ``anomaly_classes`` (behavior
+vulnerability classes, true ``labels`` and the ``unassessed`` classes of partially labelled records, the code
+analyzer's ``top_lines``) or ``anomaly_classes`` (behavior
 model: ``probs`` over the history classes, true ``label``). A contract absent from a file simply has no entry:
 the view is missing for it, and the stacked data marks it so (``data/stacked.py``).
 """
@@ -40,7 +41,7 @@ def read_view_predictions(path: str | Path, kind: str) -> dict[str, dict[str, An
             truth = {"behavior": rec.get("label")}
             extras = {}
         else:
-            truth = {"labels": rec.get("labels")}
+            truth = {"labels": rec.get("labels"), "unassessed": rec.get("unassessed") or []}
             extras = {"top_lines": rec["top_lines"]} if rec.get("top_lines") else {}
         if rid in out:
             raise DataError(f"{path}:{n}: id {rid!r} predicted twice")

@@ -42,7 +42,7 @@ from training_pipeline.evaluation.real_world import (
     vulnerable_vs_audited_auroc,
     worst_errors,
 )
-from training_pipeline.pipeline.run_dirs import latest_pipeline, pipelines_root
+from training_pipeline.pipeline.run_dirs import PIPELINE_FILE, latest_pipeline, pipelines_root
 from training_pipeline.risk import RiskTarget
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, load_base_model, run_config_of
@@ -56,13 +56,16 @@ log = logging.getLogger(__name__)
 SETS: tuple[str, ...] = ("cgt_test", "solidifi", "real_code")
 LATEST = "latest"
 AUTO = "auto"
+PIPELINE = "pipeline"
 
 
 @dataclass
 class RealWorldConfig:
     """``real_world.*`` of ``conf/experiment/real_world.yaml``."""
 
-    models: dict[str, str | None] = field(default_factory=dict)  # option -> checkpoint | latest | null
+    models: dict[str, str | None] = field(
+        default_factory=dict
+    )  # option -> checkpoint | latest | pipeline (the train-all run's full model) | null
     pipeline: str | None = LATEST  # train-all run dir for the aggregator row | latest | null
     sets: Sequence[str] = SETS
     conditions: Sequence[str] = ("o0", "o1-r200")
@@ -101,14 +104,29 @@ def latest_checkpoint(option: str, root: Path | None = None) -> Path | None:
     return None
 
 
+def pipeline_checkpoint(cfg: RealWorldConfig, option: str) -> Path:
+    """The ``option`` model the aggregator's pipeline trained on its whole training split (its full stage)."""
+    pipeline = resolve_pipeline(cfg)
+    if pipeline is None:
+        raise ConfigError(f"real_world.models.{option}=pipeline: no train-all run (real_world.pipeline)")
+    info = json.loads((pipeline / PIPELINE_FILE).read_text())
+    for base in (info.get("artifacts") or {}).get("base_models", {}).values():
+        if base.get("model") == option and base.get("checkpoint"):
+            return pipeline / base["checkpoint"]
+    raise ConfigError(f"real_world.models.{option}=pipeline: {pipeline} trained no {option}")
+
+
 def resolve_models(cfg: RealWorldConfig) -> dict[str, Path]:
     """Option -> checkpoint; ``latest`` without any run of that model is skipped with a warning, a named
-    checkpoint that does not exist is an error."""
+    checkpoint that does not exist is an error; ``pipeline``: the full model of the aggregator's train-all
+    run (so every row, and the held-out split, come from that one run)."""
     out: dict[str, Path] = {}
     for option, ckpt in cfg.models.items():
         if ckpt is None:
             continue
-        if ckpt == LATEST:
+        if ckpt == PIPELINE:
+            out[option] = pipeline_checkpoint(cfg, option)
+        elif ckpt == LATEST:
             found = latest_checkpoint(option)
             if found is None:
                 log.warning("No %s run under outputs/train/runs: its rows are left out", option)
@@ -246,7 +264,7 @@ def _aggregator_scores(scanner: Scanner, items: Sequence[ScanInput]) -> Scores:
         if rep.get("risk") is None:
             continue
         probs = {c: float(rep.get("vulnerabilities", {}).get(c, 0.0)) for c in CLASSES}
-        flagged = [c for c, p in probs.items() if p >= 0.5]
+        flagged = [c for c in rep.get("flagged", []) if c in probs]  # at the aggregator's tuned thresholds
         lines = (rep.get("top_lines") or [])[:3]
         scores[item.name] = Prediction(probs, flagged, lines, float(rep["risk"]))
     return scores

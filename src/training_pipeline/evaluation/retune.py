@@ -1,0 +1,131 @@
+"""Re-tune a trained contract model's class thresholds under another false-alarm budget, without retraining.
+
+Checkpoints are selected on ``val/f1_macro`` at 0.5 thresholds, so the budget never changes which epoch is
+kept or its weights: re-tuning the kept checkpoint's thresholds on its own validation split gives the model a
+retrain with that budget would give. The result is a new run dir (the original is never touched)::
+
+    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/share10 \\
+        --max-flagged-share 0.1 --max-flag-rate none
+    python src/eval.py experiment=real_world \\
+        real_world.models.bytecode_detector=outputs/retune/share10/checkpoints/best.ckpt
+
+Without audited rows in validation (``data.val_sources`` lacking ``real_code``) the budgets change nothing and
+the thresholds come out as the checkpoint's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.models.checkpoint import load_checkpoint
+from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
+
+log = logging.getLogger(__name__)
+BUDGET_KEYS = ("max_audited_flag_rate", "max_audited_flagged_share")
+COPIED = ("tokenizer", "provenance.json")  # beside the config: what loading the model for scanning reads
+
+
+def _budget(text: str) -> float | None:
+    if text.lower() in ("none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share in [0, 1] or none") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a share in [0, 1] or none")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="retune_thresholds.py",
+        description="Re-tune a contract model's thresholds under a false-alarm budget (a new run dir).",
+    )
+    p.add_argument("run_dir", type=Path, help="a src/train.py run dir (config_resolved.yaml, checkpoints/)")
+    p.add_argument("--out", type=Path, required=True, help="the new run dir (must not exist)")
+    p.add_argument("--checkpoint", default="best.ckpt", help="file under <run_dir>/checkpoints/")
+    p.add_argument("--max-flag-rate", type=_budget, default=None, help="per class (default none)")
+    p.add_argument("--max-flagged-share", type=_budget, default=None, help="for any class (default none)")
+    return p
+
+
+def retune(
+    run_dir: Path,
+    out: Path,
+    budgets: dict[str, float | None],
+    checkpoint: str = "best.ckpt",
+) -> dict[str, Any]:
+    """Write ``out`` (config, tokenizer, ``checkpoints/best.ckpt`` with re-tuned thresholds and ``budgets`` in
+    its hyperparameters); returns the old and new thresholds per class."""
+    config, ckpt = run_dir / "config_resolved.yaml", run_dir / "checkpoints" / checkpoint
+    if not config.is_file():
+        raise DataError(f"{run_dir}: not a training run dir (no config_resolved.yaml)")
+    if out.exists():
+        raise ConfigError(f"--out {out}: already exists; choose a new dir (nothing is overwritten)")
+    cfg = OmegaConf.load(config)
+    model = load_checkpoint(cfg.model._target_, ckpt)
+    if not hasattr(model, "thresholds") or "max_audited_flag_rate" not in model.hparams:
+        raise ConfigError(f"{ckpt}: {type(model).__name__} has no tuned class thresholds to re-tune")
+    before = model.thresholds.clone()
+    model.hparams.update(budgets)
+    datamodule = instantiate(cfg.data, _convert_="all")
+    if getattr(model.hparams, "tokenizer_state", None):
+        datamodule.use_tokenizer_state(model.hparams.tokenizer_state)  # featurize exactly as in training
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    trainer = pl.Trainer(
+        accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False,
+    )  # fmt: skip
+    trainer.validate(model, datamodule=datamodule, verbose=False)  # on_validation_epoch_end re-tunes
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "checkpoints").mkdir(parents=True)
+    trainer.save_checkpoint(tmp / "checkpoints" / "best.ckpt", weights_only=True)
+    for key, value in budgets.items():
+        OmegaConf.update(cfg, f"model.{key}", value, force_add=True)
+    OmegaConf.save(cfg, tmp / "config_resolved.yaml")
+    for name in COPIED:
+        src = run_dir / name
+        if src.is_dir():
+            shutil.copytree(src, tmp / name)
+        elif src.is_file():
+            shutil.copy2(src, tmp / name)
+    tmp.rename(out)  # all or nothing: a failure above leaves no half-written run dir at --out
+    names = list(model.class_names)
+    return {
+        "before": dict(zip(names, [round(float(t), 3) for t in before], strict=True)),
+        "after": dict(zip(names, [round(float(t), 3) for t in model.thresholds], strict=True)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0 with the thresholds printed; 2 and one ``error:`` line on bad input."""
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    quiet_known_warnings()
+    budgets = {
+        "max_audited_flag_rate": args.max_flag_rate,
+        "max_audited_flagged_share": args.max_flagged_share,
+    }
+    try:
+        result = retune(args.run_dir, args.out, budgets, args.checkpoint)
+    except user_errors() as exc:
+        print(f"error: {one_line(exc)}", file=sys.stderr, flush=True)
+        return 2
+    print(f"{args.out}: thresholds re-tuned with {budgets}")
+    for name, old in result["before"].items():
+        print(f"  {name:28s} {old:.2f} -> {result['after'][name]:.2f}")
+    return 0
