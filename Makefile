@@ -47,7 +47,7 @@ data-real: setup ## Install the npm Solidity packages of conf/data/real_code.yam
 train: setup ## Train the default model: the bytecode detector on generated + real (CGT) contracts, selected on real ones
 	$(PY) src/train.py experiment=bytecode_detector_real $(ARGS)
 
-train-all: setup ## Cross-fit the three base models, train the aggregator (resumes; ARGS="--force" retrains)
+train-all: setup ## Cross-fit the three base models on generated + real contracts, train the aggregator (resumes; ARGS="--force" retrains)
 	$(PY) scripts/train_all.py $(ARGS)
 
 eval-real: setup ## Real-world benchmark of the newest trained models + Slither (outputs/real_world/<time>/report.md)
