@@ -189,6 +189,9 @@ def test_guard_picks_the_single_view_that_is_better_on_validation(tmp_path: Path
     guard = guard_choice(ConstantAggregator(), dm)
     assert guard["chosen"] == "bytecode" and guard["best_single"]["auroc"] == 1.0
     assert guard["best_single"]["aggregator_auroc"] == 0.5
+    # a margin: the single view must be better by more than it (1.0 vs 0.5 clears 0.4, not 0.5)
+    assert guard_choice(ConstantAggregator(), dm, margin=0.4)["chosen"] == "bytecode"
+    assert guard_choice(ConstantAggregator(), dm, margin=0.5)["chosen"] == "aggregator"
     rows = {r["method"]: r for r in compare(ConstantAggregator(), dm, guard) if r["views"] == "all views"}
     assert rows["guarded (bytecode)"]["auroc"] > rows["aggregator"]["auroc"]
     agg, single = np.array([0.5, 0.5]), np.array([[0.9, 0.1], [np.nan, 0.2]])

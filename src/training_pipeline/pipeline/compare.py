@@ -64,10 +64,11 @@ def split_risks(datamodule: Any, split: str) -> SplitRisks:
     )
 
 
-def guard_choice(model: Any, datamodule: Any) -> dict[str, Any]:
+def guard_choice(model: Any, datamodule: Any, margin: float = 0.0) -> dict[str, Any]:
     """``guard_best_single``: on the validation rows, the aggregator's AUROC against the best single view's
-    (each on the rows where that view is present). The single view is chosen only when strictly better; the
-    scanner then reports its risk for inputs that have the view (the aggregator's for the others)."""
+    (each on the rows where that view is present). The single view is chosen only when better by more than
+    ``margin`` (``guard_margin``: a tie on a few hundred rows is noise); the scanner then reports its risk
+    for inputs that have the view (the aggregator's for the others)."""
     datamodule.setup()
     model.eval()
     val = split_risks(datamodule, "val")
@@ -82,10 +83,11 @@ def guard_choice(model: Any, datamodule: Any) -> dict[str, Any]:
             same_rows = risk_metrics(agg[ok], val.y[ok])["auroc"]
             best = {"view": v, "auroc": single, "n": int(ok.sum()), "aggregator_auroc": same_rows}
     chosen = "aggregator"
-    if best is not None and best["auroc"] > best["aggregator_auroc"]:
+    if best is not None and best["auroc"] > best["aggregator_auroc"] + margin:
         chosen = best["view"]
     return {
         "metric": "val/auroc",
+        "margin": margin,
         "aggregator": risk_metrics(agg, val.y)["auroc"],
         "best_single": best,
         "chosen": chosen,

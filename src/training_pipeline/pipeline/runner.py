@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 TOP_LEVEL_KEYS = {
     "task_name", "name", "force", "seed", "cpu_threads", "test_fold", "inner_folds", "corpus",
     "common_overrides", "models", "aggregator", "aggregator_inputs", "guard_best_single", "static_analysis",
-    "tracking", "paths", "extras", "real_data",
+    "tracking", "paths", "extras", "real_data", "guard_margin",
 }  # fmt: skip
 REAL_DATA_KEYS = {"enabled", "corpus", "contract_overrides", "aggregator_overrides"}
 AGGREGATOR_INPUTS = ("crossfit_mean", "full")
@@ -325,7 +325,7 @@ class Pipeline:
         data_cfg = OmegaConf.load(self.dir / "stages" / "aggregator" / "config_resolved.yaml").data
         datamodule = instantiate(data_cfg, _convert_="all")
         if self.cfg.get("guard_best_single", True):
-            self.guard = guard_choice(model, datamodule)
+            self.guard = guard_choice(model, datamodule, float(self.cfg.get("guard_margin") or 0.0))
             best = self.guard["best_single"] or {}
             self.console.print(
                 f"guard (val AUROC): aggregator {self.guard['aggregator']:.3f}, best single view "
