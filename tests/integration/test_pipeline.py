@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import TINY_CORPUS, compose_config
 from hydra.core.global_hydra import GlobalHydra
 
@@ -388,3 +389,19 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     assert not any(r.get("unassessed") for r in rows if not r["id"].startswith("real/"))
     agg = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
     assert agg.hparams.max_audited_flag_rate == 0.5
+
+
+def test_the_aggregators_thresholds_can_be_retuned(pipeline, tmp_path: Path) -> None:
+    """The aggregator refits its calibration in the validation pass (autograd): re-tuning must allow it, and
+    the same budget gives back the same thresholds and temperature."""
+    from training_pipeline.evaluation.retune import main
+    from training_pipeline.models.aggregator import Aggregator
+    from training_pipeline.models.checkpoint import load_checkpoint
+
+    pdir, summary = pipeline
+    stage = pdir / "stages" / "aggregator"
+    assert main([str(stage), "--out", str(tmp_path / "agg"), "--max-flag-rate", "none"]) == 0
+    before = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
+    after = load_checkpoint(Aggregator, tmp_path / "agg" / "checkpoints" / "best.ckpt")
+    assert torch.equal(before.thresholds, after.thresholds)
+    assert torch.allclose(before.temperature, after.temperature, atol=1e-4)

@@ -87,8 +87,8 @@ def retune(
     datamodule.setup("fit")
     trainer = pl.Trainer(
         accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False,
-    )  # fmt: skip
+        enable_model_summary=False, inference_mode=False,  # no_grad as in fit: the aggregator's
+    )  # fmt: skip                                         # temperature fit needs autograd
     trainer.validate(model, datamodule=datamodule, verbose=False)  # on_validation_epoch_end re-tunes
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
