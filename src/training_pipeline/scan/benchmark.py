@@ -63,9 +63,8 @@ PIPELINE = "pipeline"
 class RealWorldConfig:
     """``real_world.*`` of ``conf/experiment/real_world.yaml``."""
 
-    models: dict[str, str | None] = field(
-        default_factory=dict
-    )  # option -> checkpoint | latest | pipeline (the train-all run's full model) | null
+    # option -> checkpoint | latest | pipeline (the full model of the train-all run below) | null
+    models: dict[str, str | None] = field(default_factory=dict)
     pipeline: str | None = LATEST  # train-all run dir for the aggregator row | latest | null
     sets: Sequence[str] = SETS
     conditions: Sequence[str] = ("o0", "o1-r200")
