@@ -9,11 +9,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+
+def frequency_bars(ax: Any, bins: Sequence[dict[str, float]], **style: Any) -> None:
+    """One bar per non-empty confidence bin, spanning the bin, at its observed frequency."""
+    kept = [b for b in bins if b["count"] and np.isfinite(b["frequency"])]
+    ax.bar(
+        [b["lo"] for b in kept],
+        [b["frequency"] for b in kept],
+        width=[b["hi"] - b["lo"] for b in kept],
+        align="edge",
+        **style,
+    )
 
 
 def reliability_figure(
@@ -24,19 +37,9 @@ def reliability_figure(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
 
-    def bars(bs: Sequence[dict[str, float]], **style) -> None:
-        kept = [b for b in bs if b["count"] and np.isfinite(b["frequency"])]
-        ax.bar(
-            [b["lo"] for b in kept],
-            [b["frequency"] for b in kept],
-            width=[b["hi"] - b["lo"] for b in kept],
-            align="edge",
-            **style,
-        )
-
-    bars(bins, color="#4285f4", label="calibrated")
+    frequency_bars(ax, bins, color="#4285f4", label="calibrated")
     if raw_bins is not None:
-        bars(raw_bins, fill=False, edgecolor="#787878", label="raw")
+        frequency_bars(ax, raw_bins, fill=False, edgecolor="#787878", label="raw")
     ax.plot([0, 1], [0, 1], color="#dc3232", linewidth=1, label="perfect")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted risk", ylabel="observed frequency")
     ax.legend(loc="upper left", fontsize="small")
@@ -132,15 +135,7 @@ def multilabel_reliability_figure(
     fig = Figure(figsize=(8, 4), dpi=80)
     FigureCanvasAgg(fig)
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    kept = [b for b in pooled if b["count"] and np.isfinite(b["frequency"])]
-    left.bar(
-        [b["lo"] for b in kept],
-        [b["frequency"] for b in kept],
-        width=[b["hi"] - b["lo"] for b in kept],
-        align="edge",
-        color="#4285f4",
-        label="all classes",
-    )
+    frequency_bars(left, pooled, color="#4285f4", label="all classes")
     for name, bins in per_class.items():
         pts = [b for b in bins if b["count"] and np.isfinite(b["frequency"])]
         right.plot(

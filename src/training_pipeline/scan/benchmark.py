@@ -42,7 +42,7 @@ from training_pipeline.evaluation.real_world import (
     vulnerable_vs_audited_auroc,
     worst_errors,
 )
-from training_pipeline.pipeline.run_dirs import PIPELINE_FILE, latest_pipeline, pipelines_root
+from training_pipeline.pipeline.run_dirs import latest_pipeline, pipelines_root, read_manifest
 from training_pipeline.risk import RiskTarget
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, load_base_model, run_config_of
@@ -108,8 +108,8 @@ def pipeline_checkpoint(cfg: RealWorldConfig, option: str) -> Path:
     pipeline = resolve_pipeline(cfg)
     if pipeline is None:
         raise ConfigError(f"real_world.models.{option}=pipeline: no train-all run (real_world.pipeline)")
-    info = json.loads((pipeline / PIPELINE_FILE).read_text())
-    for base in (info.get("artifacts") or {}).get("base_models", {}).values():
+    info = read_manifest(pipeline)  # a missing, unfinished or unreadable run: one UserError naming it
+    for base in info["artifacts"].get("base_models", {}).values():
         if base.get("model") == option and base.get("checkpoint"):
             return pipeline / base["checkpoint"]
     raise ConfigError(f"real_world.models.{option}=pipeline: {pipeline} trained no {option}")
