@@ -47,7 +47,7 @@ from training_pipeline.pipeline.crossfit import outer_test_predictions
 from training_pipeline.pipeline.run_dirs import PIPELINE_FILE
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
-from training_pipeline.pipeline.static import corpus_sources, static_view
+from training_pipeline.pipeline.static import stage_analysis_inputs, static_view
 from training_pipeline.pipeline.views import check_kind, split_ids
 from training_pipeline.tasks import train
 from training_pipeline.utils.checks import check_known_keys
@@ -307,14 +307,15 @@ class Pipeline:
         return out
 
     def static_features(self) -> dict[str, dict[str, float] | None] | None:
-        """The static-analysis view's features of the corpus contracts (None: the view is left out)."""
-        contract = next((mv for mv in self.views if mv.kind == "contract_classes"), None)
-        if contract is None:
+        """The static-analysis view's features of the contracts of the contract models' full stages (None:
+        the view is left out)."""
+        contract = [mv for mv in self.views if mv.kind == "contract_classes"]
+        if not contract:
             raise ConfigError("static_analysis.enabled: needs a contract model (bytecode or source view)")
-        full = self.stages[f"{contract.model}/full"]
-        ids = {i for split in full.split_ids.values() for i in split}
-        config = self.dir / "stages" / full.name / "config_resolved.yaml"
-        return static_view(self.static_cfg, corpus_sources(config, ids), self.console)
+        stages = [self.stages[f"{mv.model}/full"] for mv in contract]
+        ids = {i for full in stages for split in full.split_ids.values() for i in split}
+        configs = [self.dir / "stages" / full.name / "config_resolved.yaml" for full in stages]
+        return static_view(self.static_cfg, stage_analysis_inputs(configs, ids), self.console)
 
     def compare(self) -> list[dict[str, Any]]:
         stage = self.stages["aggregator"]

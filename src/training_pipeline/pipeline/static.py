@@ -1,4 +1,5 @@
-"""The static-analysis view of the pipeline: Slither's cached findings for the corpus contracts.
+"""The static-analysis view of the pipeline: Slither's cached findings for the contracts of the stages (the
+generated corpus; with real data also CGT in its original text and npm audited code in its package tree).
 
 The findings come from the weak-label cache (``data/weak_labels``); with ``static_analysis.fill`` the stage
 first analyses the contracts the cache lacks (``runner.label_sources``: long-lived workers, a per-contract
@@ -7,36 +8,43 @@ timeout). A contract without a usable analysis (none cached, compile error, time
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from rich.console import Console
 
-from training_pipeline.data.contracts import load_generated_corpus
-from training_pipeline.data.weak_labels.cache import FindingsCache, cached_predictions
+from training_pipeline.data.weak_labels.cache import FindingsCache
 from training_pipeline.data.weak_labels.features import static_features
-from training_pipeline.data.weak_labels.mapping import DetectorMapping
-from training_pipeline.data.weak_labels.runner import label_sources, progress_printer
+from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
+from training_pipeline.data.weak_labels.runner import cache_key, label_sources, progress_printer
 from training_pipeline.data.weak_labels.slither import SlitherNotInstalledError
+from training_pipeline.data.weak_labels.sources import analysis_inputs
 from training_pipeline.errors import ConfigError
 
 STATIC_KEYS = {"enabled", "fill", "workers", "timeout_s", "cache_dir"}
 
 
-def corpus_sources(stage_config: Path, ids: Collection[str]) -> dict[str, str]:
-    """id -> source code of the corpus contracts among ``ids`` (the corpus of a contract stage's config)."""
-    cfg = OmegaConf.load(stage_config)
-    if "corpus" not in cfg.data:
-        raise ConfigError(f"static_analysis: {stage_config} reads no generated corpus (data.corpus)")
-    corpus = OmegaConf.to_container(cfg.data.corpus, resolve=True)
-    loaded = load_generated_corpus(corpus, Path(cfg.paths.data_dir))
-    return {r["id"]: r["source_code"] for r in loaded.records if r["id"] in ids and r.get("source_code")}
+def stage_analysis_inputs(stage_configs: Sequence[Path], ids: Collection[str]) -> dict[str, Any]:
+    """id -> what Slither analyses (``analysis_inputs``: a text or an npm contract's package tree) for the
+    contracts among ``ids`` of the contract stages whose resolved configs are given: the generated corpus
+    and, with ``real_data``, CGT (its original text) and the npm audited code."""
+    out: dict[str, Any] = {}
+    for config in stage_configs:
+        block = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
+        block["weak_labels"] = {**(block.get("weak_labels") or {}), "enabled": False}  # targets: not needed
+        records, _ = instantiate(block, _convert_="all").load_records()
+        todo = [r for r in records if str(r["id"]) in ids and str(r["id"]) not in out]
+        out.update(analysis_inputs(todo, block))
+    if not out:
+        raise ConfigError(f"static_analysis: the stages {[str(c) for c in stage_configs]} hold no contract")
+    return out
 
 
 def static_view(
-    cfg: Mapping[str, Any], sources: Mapping[str, str], console: Console
+    cfg: Mapping[str, Any], sources: Mapping[str, Any], console: Console
 ) -> dict[str, dict[str, float] | None] | None:
     """Features per contract id (None: masked); None (the view left out) when nothing could be analysed."""
     unknown = set(cfg) - STATIC_KEYS
@@ -49,11 +57,11 @@ def static_view(
     except SlitherNotInstalledError as exc:
         console.print(f"static analysis: [yellow]skipped[/yellow], {exc}")
         return None
-    ids, texts = list(sources), list(sources.values())
+    ids, inputs = list(sources), list(sources.values())
     if cfg.get("fill", True):
         try:
             _, summary = label_sources(
-                texts,
+                inputs,
                 cache,
                 workers=int(cfg.get("workers", 2)),
                 timeout_s=float(cfg.get("timeout_s", 60)),
@@ -64,7 +72,8 @@ def static_view(
             console.print(
                 f"static analysis: [yellow]could not run Slither[/yellow] ({exc}); the cache as it is"
             )
-    preds = cached_predictions(texts, cache, DetectorMapping.from_config())
+    mapping = DetectorMapping.from_config()
+    preds = [record_predictions(cache.get(cache_key(i)), mapping) for i in inputs]
     out = {rid: static_features(p) for rid, p in zip(ids, preds, strict=True)}
     covered = sum(f is not None for f in out.values())
     console.print(f"static analysis: Slither findings for {covered}/{len(out)} contracts (the rest masked)")

@@ -57,6 +57,7 @@ SETS: tuple[str, ...] = ("cgt_test", "solidifi", "real_code")
 LATEST = "latest"
 AUTO = "auto"
 PIPELINE = "pipeline"
+AGGREGATOR_STATIC = "aggregator + Slither"
 
 
 @dataclass
@@ -69,6 +70,9 @@ class RealWorldConfig:
     sets: Sequence[str] = SETS
     conditions: Sequence[str] = ("o0", "o1-r200")
     slither: bool = True
+    # also an "aggregator + Slither" row per condition when the pipeline's aggregator learnt the static view
+    # (Slither's findings from the weak-label cache, on what Slither analyses: set_analysis_inputs)
+    static_analysis: bool = True
     error_analysis: int = 20  # worst false negatives / positives per row
     max_contracts: int | None = None  # per set, a seeded sample (quick runs); null = all
     seed: int = 0
@@ -269,24 +273,18 @@ def _aggregator_scores(scanner: Scanner, items: Sequence[ScanInput]) -> Scores:
     return scores
 
 
-def raw_sources(name: str, data: DictConfig) -> dict[str, str]:
-    """Record id -> the contract's text as the dataset ships it, for the sets whose importer rewrites it
-    (CGT blanks label comments, SolidiFI renames leaky identifiers): what Slither analysed and what its user
-    would run it on. Empty for the others (their records keep the original text)."""
-    from training_pipeline.data.importers.cgt import CgtConfig, find_file
-    from training_pipeline.data.importers.solidifi import SolidifiConfig, find_files
-    from training_pipeline.data.records import read_rows
+SET_ORIGIN = {"cgt_test": "cgt", "solidifi": "solidifi", "real_code": "real_code"}
 
-    block = OmegaConf.to_container(data, resolve=True)
-    if name == "cgt_test":
-        file = find_file(config_dataclass(CgtConfig, block["cgt"], "data.cgt"))
-        return {"cgt/" + str(r["id"]).removeprefix("source/"): r["source_code"] for r in read_rows(file)}
-    if name == "solidifi":
-        _, files = find_files(config_dataclass(SolidifiConfig, block["solidifi"], "data.solidifi"))
-        return {
-            f"solidifi/{folder}/buggy_{n}": sol.read_text(encoding="utf-8") for folder, n, sol, _ in files
-        }
-    return {}
+
+def set_analysis_inputs(
+    sets: Sequence[BenchSet], records: Mapping[str, Mapping[str, Any]], data: DictConfig
+) -> dict[str, Any]:
+    """Contract id -> what Slither analyses for it (``analysis_inputs``: CGT's and SolidiFI's original text,
+    an npm contract in its package tree), for every contract of ``sets``."""
+    from training_pipeline.data.weak_labels.sources import analysis_inputs
+
+    rows = [{**records[c.id], "origin": SET_ORIGIN[s.name]} for s in sets for c in s.contracts]
+    return analysis_inputs(rows, OmegaConf.to_container(data, resolve=True))
 
 
 def slither_scores(
@@ -294,24 +292,12 @@ def slither_scores(
 ) -> tuple[Scores, list[str]]:
     """Slither's contract-level predictions from the weak-label cache (no analysis here): a failed analysis
     flags nothing (what its user gets); a contract never analysed is left out and counted."""
-    from training_pipeline.data.importers.real_code import RealCodeConfig
     from training_pipeline.data.weak_labels import DetectorMapping, FindingsCache, record_predictions
     from training_pipeline.data.weak_labels.runner import cache_key
-    from training_pipeline.data.weak_labels.sources import locate_real_code, tree_sources
 
     cache, mapping = FindingsCache(), DetectorMapping.from_config()
-    results: dict[str, Any] = {}
-    for bset in sets:
-        raw = raw_sources(bset.name, data)
-        if bset.audited:
-            rows = [dict(records[c.id]) for c in bset.contracts]
-            cfg = config_dataclass(RealCodeConfig, real_code_block(data), "data.real_code")
-            locate_real_code(rows, data.data_dir, cfg)
-            for r, tree in zip(rows, tree_sources(rows), strict=True):
-                results[r["id"]] = cache.get(cache_key(tree))
-        else:
-            for c in bset.contracts:
-                results[c.id] = cache.get_source(raw.get(c.id) or records[c.id]["source_code"])
+    inputs = set_analysis_inputs(sets, records, data)
+    results = {rid: cache.get(cache_key(inp)) for rid, inp in inputs.items()}
     scores: Scores = {}
     for rid, res in results.items():
         if res is None:
@@ -329,6 +315,27 @@ def slither_scores(
             len(results),
         )
     return scores, mapping.detected_classes
+
+
+def static_scanner(
+    scanner: Scanner,
+    pipeline: Path,
+    sets: Sequence[BenchSet],
+    records: Mapping[str, Mapping[str, Any]],
+    data: DictConfig,
+) -> Scanner | None:
+    """The pipeline's scanner with Slither's findings as its static-analysis view, read from the weak-label
+    cache (what Slither analysed: ``set_analysis_inputs``; nothing is analysed here, a contract without a
+    cached analysis has the view masked); None when the run's aggregator never learnt that view."""
+    from training_pipeline.scan.models import load_static_view
+
+    manifest = read_manifest(pipeline)
+    if not (manifest.get("artifacts") or {}).get("static_analysis"):
+        return None
+    static = load_static_view(manifest)
+    static.inputs, static.fill = set_analysis_inputs(sets, records, data), False
+    models = {**scanner.models, "static_analysis": True}
+    return Scanner([*scanner.views, static], scanner.aggregator, scanner.origin, models, scanner.guard)
 
 
 # -- the run -------------------------------------------------------------------------------------------------
@@ -356,13 +363,17 @@ def collect_rows(
             rows.append(Row(option, condition, _model_scores(view, _inputs(records, condition, source))))
     pipeline = resolve_pipeline(cfg)
     if pipeline is not None:
-        scanner = Scanner.from_pipeline(pipeline)
+        scanners = {"aggregator": Scanner.from_pipeline(pipeline)}
         info["pipeline"] = str(pipeline)
+        if cfg.static_analysis:
+            with_static = static_scanner(scanners["aggregator"], pipeline, sets, records, data)
+            if with_static is not None:
+                scanners[AGGREGATOR_STATIC] = with_static
         for condition in cfg.conditions:
-            log.info("Scoring the aggregator (%s)", condition)
-            rows.append(
-                Row("aggregator", condition, _aggregator_scores(scanner, _inputs(records, condition, True)))
-            )
+            for name, scanner in scanners.items():
+                log.info("Scoring %s (%s)", name, condition)
+                scores = _aggregator_scores(scanner, _inputs(records, condition, True))
+                rows.append(Row(name, condition, scores))
     if cfg.slither:
         scores, covered = slither_scores(sets, records, data)
         info["slither_classes"] = covered

@@ -25,15 +25,15 @@ from omegaconf import OmegaConf
 from training_pipeline.config import compose_task
 from training_pipeline.data.featurizers import BytecodeFeaturizer, SourceFeaturizer, TransactionFeaturizer
 from training_pipeline.data.stacked import mean_probs
-from training_pipeline.data.weak_labels.cache import FindingsCache, cached_predictions
+from training_pipeline.data.weak_labels.cache import FindingsCache
 from training_pipeline.data.weak_labels.features import (
     STATIC_KIND,
     STATIC_MODEL,
     STATIC_VIEW,
     static_features,
 )
-from training_pipeline.data.weak_labels.mapping import DetectorMapping
-from training_pipeline.data.weak_labels.runner import label_sources
+from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
+from training_pipeline.data.weak_labels.runner import cache_key, label_sources
 from training_pipeline.deploy.package import Package, load_component
 from training_pipeline.errors import DataError, UserError
 from training_pipeline.models.aggregator import Aggregator
@@ -166,30 +166,37 @@ class BaseView:
 @dataclass
 class StaticView:
     """Slither on the scanned source (``--static-analysis``): its findings per class, the aggregator's
-    static-analysis view. Analyses are cached (the weak-label cache), so a source is analysed once."""
+    static-analysis view. Analyses are cached (the weak-label cache), so a source is analysed once.
+
+    ``inputs``: input name -> what Slither analyses instead of the scanned text (``analysis_inputs``: a
+    dataset's original text, an npm contract in its package tree; the real-world benchmark); ``fill=False``
+    reads the cache only (nothing is analysed; an input without a cached analysis has the view masked)."""
 
     cache: FindingsCache
     mapping: DetectorMapping = field(default_factory=DetectorMapping.from_config)
     workers: int = 2
     timeout_s: float = 60.0
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    fill: bool = True
     view: str = STATIC_VIEW
     kind: str = STATIC_KIND
     model_name: str = STATIC_MODEL
     what: str = "Solidity source Slither could analyse"
 
     def has_input(self, item: ScanInput) -> bool:
-        """Whether ``item`` has source code to analyse."""
-        return item.source_code is not None
+        """Whether ``item`` has source code (or a given analysis input) to analyse."""
+        return item.source_code is not None or item.name in self.inputs
 
     def predict(self, items: Sequence[ScanInput]) -> list[Output | None]:
         """Per input: the view's features (``probs``), the classes flagged and the findings behind them;
         None without source or without a usable analysis (compile error, timeout): the view is masked."""
         todo = [i for i, it in enumerate(items) if self.has_input(it)]
-        texts = [items[i].source_code for i in todo]
-        if texts:
-            label_sources(texts, self.cache, self.workers, self.timeout_s)
+        sources = [self.inputs.get(items[i].name, items[i].source_code) for i in todo]
+        if sources and self.fill:
+            label_sources(sources, self.cache, self.workers, self.timeout_s)
         out: list[Output | None] = [None] * len(items)
-        for i, pred in zip(todo, cached_predictions(texts, self.cache, self.mapping), strict=True):
+        for i, src in zip(todo, sources, strict=True):
+            pred = record_predictions(self.cache.get(cache_key(src)), self.mapping)
             if pred is None:
                 continue
             out[i] = {

@@ -5,6 +5,7 @@ the run's guard (``guard_best_single``) and one report per input."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,6 +28,8 @@ from training_pipeline.scan.models import (
 )
 from training_pipeline.scan.report import build_report
 
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL = "models:/scathat-pipeline@champion"
 """What a scan uses unless told otherwise: the registry's champion pipeline."""
 
@@ -35,6 +38,17 @@ def is_registry_ref(ref: str) -> bool:
     """Whether ``ref`` names a registry entry (``models:/<name>@<alias>``, ``models:/<name>/<version>`` or a
     version number of ``scathat-pipeline``) rather than a package path."""
     return ref.startswith("models:/") or ref.isdigit()
+
+
+def warn_static_masked(learnt: bool, scanning: bool, where: str | Path) -> None:
+    """A warning when an aggregator that learnt Slither's findings (train-all static_analysis) scans without
+    them: the view is masked and its thresholds were tuned with it present, so it flags more (README)."""
+    if learnt and not scanning:
+        log.warning(
+            "%s: the aggregator learnt Slither's findings (static_analysis); without --static-analysis that "
+            "view is masked and its thresholds, tuned with it, flag more audited code",
+            where,
+        )
 
 
 class Scanner:
@@ -78,6 +92,7 @@ class Scanner:
         views += base
         if static_analysis:
             views.append(load_static_view(info))
+        warn_static_masked(bool(info["artifacts"].get("static_analysis")), static_analysis, root)
         guard = (info["artifacts"].get("guard") or {}).get("chosen", "aggregator")
         models |= {"aggregator_inputs": inputs, "guard": guard, "static_analysis": static_analysis}
         return cls(views, aggregator, str(root), models, None if guard == "aggregator" else guard)
@@ -110,6 +125,7 @@ class Scanner:
         views += base
         if static_analysis:
             views.append(load_static_view())
+        warn_static_masked(bool(pkg.meta.get("static_analysis")), static_analysis, pkg.path)
         guard = pkg.meta.get("guard", "aggregator")
         models = {
             "kind": "package",

@@ -263,3 +263,53 @@ def select(records: list[dict[str, Any]], limit: int | None = None, sample: int 
         keep = set(random.Random(seed).sample(range(len(records)), sample))
         records = [r for i, r in enumerate(records) if i in keep]
     return records[:limit] if limit is not None else records
+
+
+# -- what Slither analyses for a record, as its user would run it -------------------------------------------
+def original_texts(origin: str, data: Mapping[str, Any]) -> dict[str, str]:
+    """Record id -> the contract's text as the dataset ships it, for the sources whose importer rewrites it
+    (CGT blanks label comments, SolidiFI renames leaky identifiers): what Slither analyses and what its user
+    would run it on. Empty for the others (their records keep the original text). ``data``: a contract
+    data config block (its ``cgt`` / ``solidifi`` entries)."""
+    from training_pipeline.data.importers.cgt import CgtConfig, find_file
+    from training_pipeline.data.importers.solidifi import SolidifiConfig, find_files
+    from training_pipeline.data.records import read_rows
+    from training_pipeline.utils.checks import config_dataclass
+
+    if origin == "cgt":
+        file = find_file(config_dataclass(CgtConfig, data["cgt"], "data.cgt"))
+        return {"cgt/" + str(r["id"]).removeprefix("source/"): r["source_code"] for r in read_rows(file)}
+    if origin == "solidifi":
+        _, files = find_files(config_dataclass(SolidifiConfig, data["solidifi"], "data.solidifi"))
+        return {
+            f"solidifi/{folder}/buggy_{n}": sol.read_text(encoding="utf-8") for folder, n, sol, _ in files
+        }
+    return {}
+
+
+def analysis_inputs(records: list[Mapping[str, Any]], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Record id -> what Slither analyses for it (a text, or a ``TreeSource``): the dataset's original text
+    where an importer rewrote it (``original_texts``), an npm audited contract in place in its package tree
+    with its imports (``origin`` real_code), else the record's own ``source_code``; records without any
+    are left out. ``data``: the contract data config block the records were loaded with."""
+    from training_pipeline.data.importers.real_code import RealCodeConfig, with_default_packages
+    from training_pipeline.utils.checks import config_dataclass
+
+    originals: dict[str, dict[str, str]] = {}
+    out: dict[str, Any] = {}
+    npm: list[dict[str, Any]] = []
+    for r in records:
+        rid, origin = str(r["id"]), str(r.get("origin") or "")
+        if origin == "real_code" or rid.startswith("npm:"):
+            npm.append(dict(r))
+            continue
+        if origin not in originals:
+            originals[origin] = original_texts(origin, data)
+        text = originals[origin].get(rid) or r.get("source_code")
+        if text:
+            out[rid] = text
+    if npm:
+        block = {**with_default_packages((data or {}).get("real_code")), "install": False}
+        locate_real_code(npm, data["data_dir"], config_dataclass(RealCodeConfig, block, "data.real_code"))
+        out.update({r["id"]: tree for r, tree in zip(npm, tree_sources(npm), strict=True)})
+    return out
