@@ -216,6 +216,28 @@ def test_weak_and_source_weights_multiply(files: dict[str, Path], tmp_path: Path
     assert weights == {0.0, 0.5, 0.15}  # unassessed, human x 0.5, weak 0.3 x 0.5
 
 
+def test_audited_code_becomes_negatives_at_its_weight(files, tmp_path: Path, monkeypatch) -> None:
+    """Records of an audited source that nobody labelled train as negatives on every class at the weight;
+    labelled records, weak entries (which come first) and every val/test metric are untouched."""
+    from training_pipeline.data import contracts
+
+    monkeypatch.setattr(contracts, "AUDITED_SOURCES", frozenset({"file"}))  # these records stand in for npm
+    dm = module(tmp_path, files["records"], audited_negative_weight=0.2)
+    plain = module(tmp_path, files["records"])
+    rows = rows_of(dm, "train")
+    for rid, row in rows.items():
+        if is_weak(int(rid[1:])):
+            assert row["loss_weight"] == [pytest.approx(0.2)] * len(CLASSES) and set(row["labels"]) == {0.0}
+        else:
+            assert row["loss_weight"] == [1.0] * len(CLASSES)
+    assert any(is_weak(int(rid[1:])) for rid in rows)
+    assert rows_of(dm, "val") == rows_of(plain, "val")
+    weak = weak_cfg(files["cache"])
+    both = module(tmp_path, files["records"], weak_labels=weak, audited_negative_weight=0.2)
+    weights = {round(w, 6) for row in rows_of(both, "train").values() for w in row["loss_weight"]}
+    assert weights == {1.0, 0.3, 0.2}  # human, weak (first), audited negative where Slither said nothing
+
+
 def test_classes_without_a_slither_detector_stay_masked(files: dict[str, Path], tmp_path: Path) -> None:
     assert "front_running" not in DetectorMapping.from_config().detected_classes
     dm = module(tmp_path, files["records"], weak_labels=weak_cfg(files["cache"], exclude_classes=[]))
@@ -295,6 +317,16 @@ def test_files_analysed_in_place_are_found_by_record_id(tmp_path: Path) -> None:
             {"weak_labels": {"enabled": True}},
             ConfigError,
             r"sources=\['real_code'\]: none is among data.sources",
+        ),
+        (
+            {"audited_negative_weight": 0.3},
+            ConfigError,
+            r"data.audited_negative_weight=0.3: no audited source \(\['real_code'\]\) among data.sources",
+        ),
+        (
+            {"audited_negative_weight": -1},
+            ConfigError,
+            r"data.audited_negative_weight=-1: expected null or a number >= 0",
         ),
     ],
 )

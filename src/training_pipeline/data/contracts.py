@@ -214,6 +214,25 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+AUDITED_SOURCES = frozenset({"real_code"})
+"""Sources of audited code: no labels, but no known vulnerability either (``audited_negative_weight``)."""
+
+
+def check_audited_negative_weight(weight: Any, sources: Sequence[str]) -> float | None:
+    """``data.audited_negative_weight``: None (audited code stays unlabeled) or a loss weight >= 0 for its
+    training records as negatives on every class; a ConfigError when no audited source is in ``sources``."""
+    if weight is None:
+        return None
+    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+        raise ConfigError(f"data.audited_negative_weight={weight!r}: expected null or a number >= 0")
+    if not AUDITED_SOURCES & set(sources):
+        raise ConfigError(
+            f"data.audited_negative_weight={weight}: no audited source ({sorted(AUDITED_SOURCES)}) among "
+            f"data.sources={list(sources)}"
+        )
+    return float(weight)
+
+
 def check_source_weights(weights: Mapping[str, Any] | None) -> dict[str, float]:
     """``data.source_weights`` (source → loss weight, default 1) as floats; an unknown source or a weight that
     is not a number >= 0 is a one-line ConfigError."""
@@ -374,7 +393,8 @@ class ContractDataModule(SplitDataModule):
 
     Training rows carry ``loss_weight`` beside ``label_mask``: the mask times ``source_weights`` (source →
     weight, default 1), plus Slither's weak targets at ``weak_labels.weight`` where enabled
-    (``WeakLabelConfig``). The other splits' loss weights are their masks: metrics use human labels only.
+    (``WeakLabelConfig``), and audited code as negatives at ``audited_negative_weight`` where set. The other
+    splits' loss weights are their masks: metrics use human labels only.
     """
 
     needs: str = "bytecode"  # the record field a subclass cannot do without
@@ -398,6 +418,7 @@ class ContractDataModule(SplitDataModule):
         augment: dict | None = None,
         source_weights: dict | None = None,
         weak_labels: dict | None = None,
+        audited_negative_weight: float | None = None,
         batch_size: int = 32,
         num_workers: int = 0,
         pin_memory: bool = False,
@@ -438,6 +459,7 @@ class ContractDataModule(SplitDataModule):
                     f"none is among data.sources={sources}"
                 )
             self.weak_targets = SlitherTargets(self.weak_cfg)
+        self.audited_negative_weight = check_audited_negative_weight(audited_negative_weight, sources)
         if eval_split not in EVAL_SPLITS:
             raise ConfigError(f"eval split {eval_split!r}: expected one of {', '.join(EVAL_SPLITS)}")
         self.data_dir, self.sources, self.eval_sources = Path(data_dir), sources, eval_sources
@@ -608,7 +630,9 @@ class ContractDataModule(SplitDataModule):
         """Targets and per-entry loss weights of the training split, (N, classes) each.
 
         Human labels weigh 1 where assessed. With ``weak_labels`` enabled, Slither's label fills each class
-        it assesses and no human did, at ``weak_labels.weight`` (a variant takes its original's). Each row is
+        it assesses and no human did, at ``weak_labels.weight`` (a variant takes its original's). With
+        ``audited_negative_weight``, audited code's classes still unassessed become negatives at that weight.
+        Each row is
         then scaled by its source's weight; the share of the total weight each source ends up with is logged.
         """
         records = [self.records[i] for i in self.indices("train")]
@@ -634,6 +658,17 @@ class ContractDataModule(SplitDataModule):
                 int(fill.sum()),
                 int((fill * targets).sum()),
                 ", ".join(self.weak_targets.classes),
+            )
+        if self.audited_negative_weight:
+            rows = [k for k, r in enumerate(records) if r["origin"] in AUDITED_SOURCES]
+            free = (weight[rows] == 0).astype(np.float32)  # labels there are 0: no known vulnerability
+            weight[rows] += free * self.audited_negative_weight
+            log.info(
+                "Audited negatives (weight %g): %d training records of %s, %d negative entries",
+                self.audited_negative_weight,
+                len(rows),
+                sorted(AUDITED_SOURCES),
+                int(free.sum()),
             )
         weight *= np.array([[self.source_weights.get(r["origin"], 1.0)] for r in records], dtype=np.float32)
         totals = dict.fromkeys(self.sources, 0.0)
