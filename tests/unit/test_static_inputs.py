@@ -83,20 +83,16 @@ def test_static_view_reads_given_inputs_from_the_cache_only(tmp_path: Path, monk
 def test_pipeline_static_view_covers_every_contract_stage(tmp_path: Path, monkeypatch, cgt_dir, fake_trees):
     """The pipeline's static view reads every contract stage's records (real ones too), each once."""
 
-    class Records:
-        def __init__(self, ids: list[str]) -> None:
-            self.ids = ids
-
-        def load_records(self):
-            rows = [r for r in _records() if r["id"] in self.ids]
-            return rows, ["train"] * len(rows)
+    def records_of(block):
+        rows = [r for r in _records() if r["id"] in block["ids"]]
+        return rows, ["train"] * len(rows)
 
     configs = []
     for name, ids in (("bytecode", ["cgt/a.sol", "gen-1"]), ("source", ["cgt/a.sol", NPM_ID, "cgt/b.sol"])):
         path = tmp_path / f"{name}.yaml"
         path.write_text(f"data:\n  ids: {ids}\n  data_dir: /data\n  cgt:\n    path: {cgt_dir}\n")
         configs.append(path)
-    monkeypatch.setattr(static, "instantiate", lambda block, **_: Records(block["ids"]))
+    monkeypatch.setattr(static, "config_records", records_of)
     inputs = static.stage_analysis_inputs(configs, {"cgt/a.sol", "gen-1", NPM_ID})
     assert inputs == {"cgt/a.sol": ORIGINAL, "gen-1": "contract G {}", NPM_ID: f"tree of {NPM_ID}"}
     cfg = {"enabled": True, "fill": False, "cache_dir": str(tmp_path / "cache")}

@@ -214,6 +214,15 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def config_records(block: Mapping[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The records and split names a resolved contract data config block loads (its datamodule's
+    ``load_records``), with weak-label targets off: listing records does not need Slither's cache."""
+    from hydra.utils import instantiate  # noqa: PLC0415 - only the callers that list a run's records need it
+
+    block = {**block, "weak_labels": {**(block.get("weak_labels") or {}), "enabled": False}}
+    return instantiate(block, _convert_="all").load_records()
+
+
 AUDITED_SOURCES = frozenset({"real_code"})
 """Sources of audited code: no labels, but no known vulnerability either (``audited_negative_weight``)."""
 

@@ -12,10 +12,10 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from rich.console import Console
 
+from training_pipeline.data.contracts import config_records
 from training_pipeline.data.weak_labels.cache import FindingsCache
 from training_pipeline.data.weak_labels.features import static_features
 from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
@@ -34,8 +34,7 @@ def stage_analysis_inputs(stage_configs: Sequence[Path], ids: Collection[str]) -
     out: dict[str, Any] = {}
     for config in stage_configs:
         block = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
-        block["weak_labels"] = {**(block.get("weak_labels") or {}), "enabled": False}  # targets: not needed
-        records, _ = instantiate(block, _convert_="all").load_records()
+        records, _ = config_records(block)
         todo = [r for r in records if str(r["id"]) in ids and str(r["id"]) not in out]
         out.update(analysis_inputs(todo, block))
     if not out:

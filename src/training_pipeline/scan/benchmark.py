@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.config import project_root
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
-from training_pipeline.data.contracts import label_mask, source_loader
+from training_pipeline.data.contracts import config_records, label_mask, source_loader
 from training_pipeline.errors import ConfigError, DataError, UserError
 from training_pipeline.evaluation.real_world import (
     CLASSES,
@@ -175,9 +174,7 @@ def split_records(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[dict[str
         config = run_config_of(Path(cfg.split_from)) or Path(cfg.split_from) / "config_resolved.yaml"
         if not config.is_file():
             raise DataError(f"{cfg.split_from}: not a training run dir or checkpoint (real_world.split_from)")
-        block = OmegaConf.to_container(OmegaConf.load(config).data, resolve=True)
-        block["weak_labels"] = {**(block.get("weak_labels") or {}), "enabled": False}  # targets: not needed
-        return instantiate(block, _convert_="all").load_records()
+        return config_records(OmegaConf.to_container(OmegaConf.load(config).data, resolve=True))
     block = OmegaConf.to_container(data, resolve=True)
     dm = ContractBytecodeDataModule(
         block["data_dir"], sources=["cgt"], cgt=block["cgt"], split=block.get("split"), fold=block["fold"]

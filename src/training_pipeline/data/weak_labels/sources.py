@@ -300,7 +300,7 @@ def analysis_inputs(records: list[Mapping[str, Any]], data: Mapping[str, Any]) -
     npm: list[dict[str, Any]] = []
     for r in records:
         rid, origin = str(r["id"]), str(r.get("origin") or "")
-        if origin == "real_code" or rid.startswith("npm:"):
+        if origin == "real_code":
             npm.append(dict(r))
             continue
         if origin not in originals:
