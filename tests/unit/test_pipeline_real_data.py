@@ -54,6 +54,42 @@ def test_real_data_goes_to_the_contract_models_only(tmp_path: Path) -> None:
     assert "data.corpus.short_fraction=0.4" not in plain
 
 
+def test_real_data_model_overrides_reach_one_model_and_its_own_overrides_win(tmp_path: Path) -> None:
+    cfg = _pipeline_cfg(tmp_path)
+    source, bytecode = stage_overrides(cfg, "code_analyzer"), stage_overrides(cfg, "bytecode_detector")
+    # the default: the npm code as negatives for the code analyzer only
+    assert "data.audited_negative_weight=1.0" in source
+    assert not any(o.startswith("data.audited_negative_weight") for o in bytecode)
+    # after the real-data sources (it needs them), before the model's own overrides (they win)
+    assert source.index("data.sources=[corpus,cgt,real_code]") < source.index(
+        "data.audited_negative_weight=1.0"
+    )
+    own = _pipeline_cfg(tmp_path, 'models.code_analyzer.overrides=["data.audited_negative_weight=0.5"]')
+    ov = stage_overrides(own, "code_analyzer")
+    assert ov.index("data.audited_negative_weight=1.0") < ov.index("data.audited_negative_weight=0.5")
+    # off with the real data: the generated corpus has no audited source, so the key would be a config error
+    off = stage_overrides(_pipeline_cfg(tmp_path, "real_data.enabled=false"), "code_analyzer")
+    assert not any(o.startswith("data.audited_negative_weight") for o in off)
+
+
+@pytest.mark.parametrize(
+    ("override", "match"),
+    [
+        (
+            "+real_data.model_overrides.code_analyzr=['data.audited_negative_weight=1.0']",
+            r"unknown model\(s\) \['code_analyzr'\]",
+        ),
+        (
+            "real_data.model_overrides.code_analyzer=data.audited_negative_weight",
+            "expected a mapping model -> list",
+        ),
+    ],
+)
+def test_a_bad_real_data_model_override_is_named(tmp_path: Path, override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        Pipeline(_pipeline_cfg(tmp_path, override))
+
+
 def test_an_unknown_real_data_key_is_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"real_data: unknown key\(s\) \['sourcez'\]"):
         Pipeline(_pipeline_cfg(tmp_path, "+real_data.sourcez=[cgt]"))

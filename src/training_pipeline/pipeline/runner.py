@@ -60,7 +60,7 @@ TOP_LEVEL_KEYS = {
     "common_overrides", "models", "aggregator", "aggregator_inputs", "guard_best_single", "static_analysis",
     "tracking", "paths", "extras", "real_data", "guard_margin",
 }  # fmt: skip
-REAL_DATA_KEYS = {"enabled", "corpus", "contract_overrides", "aggregator_overrides"}
+REAL_DATA_KEYS = {"enabled", "corpus", "contract_overrides", "model_overrides", "aggregator_overrides"}
 AGGREGATOR_INPUTS = ("crossfit_mean", "full")
 MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
 
@@ -82,13 +82,26 @@ def real_data(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             f"pipeline real_data: unknown key(s) {sorted(unknown)}; known {sorted(REAL_DATA_KEYS)}"
         )
+    per_model = block.get("model_overrides") or {}
+    if not isinstance(per_model, dict) or not all(isinstance(v, list) for v in per_model.values()):
+        raise ConfigError(
+            "pipeline real_data.model_overrides: expected a mapping model -> list of overrides, got "
+            f"{per_model!r}"
+        )
+    unknown_models = set(per_model) - set(cfg.get("models") or {})
+    if unknown_models:
+        raise ConfigError(
+            f"pipeline real_data.model_overrides: unknown model(s) {sorted(unknown_models)}; known "
+            f"{sorted(cfg.get('models') or {})}"
+        )
     return block if block.get("enabled") else {}
 
 
 def stage_overrides(cfg: DictConfig, model: str) -> list[str]:
     """The train.yaml overrides every stage of ``model`` in a train-all run starts from (``cfg``: the
     pipeline config): its corpus, folds, seed, data dir, the common overrides, the real-data sources (contract
-    models, when ``real_data.enabled``) and the model's own overrides."""
+    models, when ``real_data.enabled``), the model's real-data overrides (``real_data.model_overrides``: what
+    needs the real sources, e.g. the audited code as negatives) and the model's own overrides, which win."""
     real = real_data(cfg)
     corpus = {**OmegaConf.to_container(cfg.corpus or {}, resolve=True), **(real.get("corpus") or {})}
     mcfg = cfg.models[model] if model in cfg.models else {}
@@ -101,6 +114,7 @@ def stage_overrides(cfg: DictConfig, model: str) -> list[str]:
         f"paths.data_dir={override_value(str(cfg.paths.data_dir))}",
         *cfg.common_overrides,
         *(real.get("contract_overrides") or [] if contract else []),
+        *((real.get("model_overrides") or {}).get(model) or []),
         *mcfg.get("overrides", []),
     ]
 
