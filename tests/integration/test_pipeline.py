@@ -391,9 +391,10 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     assert agg.hparams.max_audited_flag_rate == 0.5
 
 
-def test_the_aggregators_thresholds_can_be_retuned(pipeline, tmp_path: Path) -> None:
+def test_the_aggregators_thresholds_can_be_retuned(pipeline, tmp_path: Path, capsys) -> None:
     """The aggregator refits its calibration in the validation pass (autograd): re-tuning must allow it, and
-    the same budget gives back the same thresholds and temperature."""
+    the same budget gives back the same thresholds and temperature; what they flag on its validation rows
+    is read from its own outputs (class probabilities and label mask, not the view mask)."""
     from training_pipeline.evaluation.retune import main
     from training_pipeline.models.aggregator import Aggregator
     from training_pipeline.models.checkpoint import load_checkpoint
@@ -401,6 +402,7 @@ def test_the_aggregators_thresholds_can_be_retuned(pipeline, tmp_path: Path) -> 
     pdir, summary = pipeline
     stage = pdir / "stages" / "aggregator"
     assert main([str(stage), "--out", str(tmp_path / "agg"), "--max-flag-rate", "none"]) == 0
+    assert "on validation (" in capsys.readouterr().out
     before = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
     after = load_checkpoint(Aggregator, tmp_path / "agg" / "checkpoints" / "best.ckpt")
     assert torch.equal(before.thresholds, after.thresholds)

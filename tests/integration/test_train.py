@@ -104,7 +104,12 @@ def test_retuning_thresholds_writes_a_new_run_dir_and_leaves_the_original(
     assert after.hparams.max_audited_flagged_share == 0.1 and before.hparams.max_audited_flagged_share is None
     assert (run / "checkpoints" / "best.ckpt").read_bytes() == original
     assert "max_audited_flagged_share: 0.1" in (out / "config_resolved.yaml").read_text()
-    capsys.readouterr()
+    printed = capsys.readouterr().out
+    assert (
+        "on validation (" in printed
+    )  # what the budget trades there: here nothing, the thresholds are the same
+    effect = [line.split() for line in printed.splitlines() if " -> " in line and "recall" in line]
+    assert effect and all(words[-3] == words[-1] for words in effect)
     assert main([str(run), "--out", str(out), "--max-flagged-share", "0.1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already exists" in err[0]

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training_pipeline.metrics.classification import evaluate_multilabel, flatten, tune_thresholds
+from training_pipeline.metrics.classification import (
+    evaluate_multilabel,
+    flag_summary,
+    flatten,
+    tune_thresholds,
+)
 
 
 def test_tune_thresholds_finds_the_separating_cut() -> None:
@@ -75,6 +80,25 @@ def test_a_shared_flag_budget_is_spent_where_it_buys_f1() -> None:
     assert per_class[1] > 0.5 and (probs[:20, 1] >= per_class[1]).float().mean() < 0.7
     stuck = tune_thresholds(probs * 0 + 0.99, targets, mask=mask, max_flagged_share=0.0)
     assert torch.allclose(stuck, torch.full((2,), 0.95))  # nothing fits: every class at the grid's top
+
+
+def test_flag_summary_splits_labelled_rows_from_audited_ones() -> None:
+    """Two classes; rows 0-2 labelled (row 2 assesses class 0 only), rows 3-4 audited (nothing assessed)."""
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.1, 0.9], [0.7, 0.1], [0.1, 0.2]])
+    targets = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0], [1.0, 1.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    low = flag_summary(probs, targets, torch.tensor([0.5, 0.5]), mask)
+    # known vulnerabilities: (0,0), (1,0), (1,1); row 2's class 1 is unassessed: its flag counts for nothing
+    assert low["rows"] == 3 and low["audited_rows"] == 2
+    assert low["recall"] == pytest.approx(2 / 3) and low["contract_recall"] == 1.0
+    assert low["wrong_flags_per_contract"] == 0.0
+    assert low["audited_flagged"] == 0.5  # row 3, for class 0
+    high = flag_summary(probs, targets, torch.tensor([0.95, 0.5]), mask)
+    assert high["recall"] == pytest.approx(1 / 3) and high["contract_recall"] == 0.5
+    assert high["audited_flagged"] == 0.0
+    wrong = flag_summary(probs, targets, torch.tensor([0.1, 0.5]), mask)
+    assert wrong["wrong_flags_per_contract"] == pytest.approx(1 / 3)  # row 2's class 0, assessed as absent
+    assert wrong["audited_flagged"] == 1.0
 
 
 def test_flatten_names_scalars_and_per_class_values() -> None:

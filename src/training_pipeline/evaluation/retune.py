@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.metrics.classification import flag_summary
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
 
@@ -90,6 +92,7 @@ def retune(
         enable_model_summary=False, inference_mode=False,  # no_grad as in fit: the aggregator's
     )  # fmt: skip                                         # temperature fit needs autograd
     trainer.validate(model, datamodule=datamodule, verbose=False)  # on_validation_epoch_end re-tunes
+    validation = _validation_effect(model.gathered.get("val") or {}, before, model.thresholds)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "checkpoints").mkdir(parents=True)
@@ -108,6 +111,23 @@ def retune(
     return {
         "before": dict(zip(names, [round(float(t), 3) for t in before], strict=True)),
         "after": dict(zip(names, [round(float(t), 3) for t in model.thresholds], strict=True)),
+        "validation": validation,
+    }
+
+
+def _validation_effect(
+    val: dict[str, torch.Tensor], before: torch.Tensor, after: torch.Tensor
+) -> dict[str, dict[str, float | int]]:
+    """``flag_summary`` of the validation rows at the old and the new thresholds ({} without rows). The
+    contract models keep ``probs``/``targets``/``mask``; the aggregator ``class_probs``, ``labels`` and
+    ``label_mask``."""
+    keys = ("class_probs", "labels", "label_mask") if "class_probs" in val else ("probs", "targets", "mask")
+    probs, targets, mask = (val.get(k) for k in keys)
+    if probs is None or targets is None:
+        return {}
+    return {
+        "before": flag_summary(probs, targets, before.to(probs), mask),
+        "after": flag_summary(probs, targets, after.to(probs), mask),
     }
 
 
@@ -128,4 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.out}: thresholds re-tuned with {budgets}")
     for name, old in result["before"].items():
         print(f"  {name:28s} {old:.2f} -> {result['after'][name]:.2f}")
+    if result["validation"]:
+        was, now = result["validation"]["before"], result["validation"]["after"]
+        print(f"on validation ({now['rows']} labelled contracts, {now['audited_rows']} audited):")
+        for key in ("recall", "contract_recall", "wrong_flags_per_contract", "audited_flagged"):
+            print(f"  {key:28s} {was[key]:.2f} -> {now[key]:.2f}")
     return 0

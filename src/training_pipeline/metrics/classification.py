@@ -146,6 +146,32 @@ def spend_flag_budget(
     return thr
 
 
+def flag_summary(
+    probs: torch.Tensor, targets: torch.Tensor, thresholds: torch.Tensor, mask: torch.Tensor | None = None
+) -> dict[str, float | int]:
+    """What thresholds do on labelled data. Over the rows that assess some class: the share of their known
+    vulnerabilities flagged (``recall``), of the contracts with one that get a right flag
+    (``contract_recall``), and the wrong-class flags per contract. Over the rows that assess none (audited
+    code): the share flagged for any class (``audited_flagged``). What a false-alarm budget trades."""
+    assessed = torch.ones_like(targets) if mask is None else mask
+    flags = (probs >= thresholds).float()
+    audited = assessed.sum(1) == 0
+    rated = ~audited
+    pos = targets * assessed
+    hit = (flags * pos)[rated]
+    vulnerable = pos[rated].sum(1) > 0
+    return {
+        "rows": int(rated.sum()),
+        "audited_rows": int(audited.sum()),
+        "recall": float(hit.sum() / pos[rated].sum().clamp(min=1)),
+        "contract_recall": float((hit.sum(1) > 0)[vulnerable].float().mean()) if vulnerable.any() else 0.0,
+        "wrong_flags_per_contract": float((flags * (1 - targets) * assessed)[rated].sum(1).mean())
+        if rated.any()
+        else 0.0,
+        "audited_flagged": float((flags[audited].sum(1) > 0).float().mean()) if audited.any() else 0.0,
+    }
+
+
 def f1_per_class(
     preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:

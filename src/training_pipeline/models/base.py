@@ -37,6 +37,7 @@ class BaseModule(LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self._outputs: dict[str, list[dict[str, Any]]] = {}
+        self.gathered: dict[str, dict[str, torch.Tensor]] = {}  # each stage's last rows (retune reads val)
 
     # -- optimization -------------------------------------------------------------------------------------
     def optimizer_params(self) -> Iterable[Any]:
@@ -128,6 +129,7 @@ class BaseModule(LightningModule):
         data = {k: torch.cat([o[k] for o in outs]) for k in outs[0] if torch.is_tensor(outs[0][k])}
         if self._trainer is not None and self.trainer.world_size > 1:
             data = {k: self._all_gather_rows(v) for k, v in data.items()}
+        self.gathered[stage] = data
         return data
 
     def _all_gather_rows(self, x: torch.Tensor) -> torch.Tensor:
