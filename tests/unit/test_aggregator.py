@@ -176,3 +176,50 @@ def test_checkpoint_restores_without_an_optimizer(datamodule: StackedPredictionD
     assert torch.allclose(
         restored.eval().predict_risk(x, mask)["risk"], model.eval().predict_risk(x, mask)["risk"]
     )
+
+
+def test_optional_views_keep_the_false_alarm_budget_with_and_without_them(tmp_path: Path) -> None:
+    """A scan may lack an optional view (Slither's findings without --static-analysis): the thresholds keep
+    the per-class budget on the audited validation rows whether the view is there or masked."""
+    from training_pipeline.metrics.classification import tune_thresholds
+
+    rows = synthetic_rows()
+    for r in rows[1::8]:  # validation rows (i % 4 == 1) that assess no class: audited code
+        r |= {"labels": [], "unassessed": VULN}
+    dm = StackedPredictionData(pipeline_dir=str(write_pipeline(tmp_path, rows)), batch_size=32)
+    dm.setup()
+    L.seed_everything(0, verbose=False)
+    budget = 0.1
+    model = Aggregator(**dm.model_kwargs(), optional_views=["source", "static"], max_audited_flag_rate=budget)
+    assert model.optional_index == [dm.view_names.index("source")]  # a view it lacks is ignored
+    trainer = L.Trainer(
+        logger=False, enable_progress_bar=False, enable_model_summary=False, inference_mode=False
+    )  # fmt: skip
+    trainer.validate(model, datamodule=dm, verbose=False)
+    d = model.gathered["val"]
+    audited = d["label_mask"].sum(1) == 0
+    assert int(audited.sum()) == len(rows[1::8])
+    with_view, without = d["class_probs"], d["class_probs_without"]
+    has_source = d["mask"][:, dm.view_names.index("source")]
+    assert not torch.equal(with_view[has_source], without[has_source])  # the view was masked
+    assert torch.equal(with_view[~has_source], without[~has_source])
+    for probs in (with_view, without):
+        assert ((probs[audited] >= model.thresholds).float().mean(0) <= budget + 1e-6).all()
+    alone = tune_thresholds(with_view, d["labels"], mask=d["label_mask"], max_flag_rate=budget)
+    assert (model.thresholds >= alone).all()  # never looser than tuning with every view
+
+    # the rule itself: audited code the optional view clears (0.1) but the other views alone flag (0.9)
+    n, c = 40, len(VULN)
+    labels = torch.zeros(n, c)
+    labels[:10, 0] = 1.0  # ten vulnerable contracts of the first class
+    label_mask = torch.ones(n, c)
+    label_mask[20:] = 0.0  # twenty audited ones
+    probs = torch.full((n, c), 0.1)
+    probs[:10, 0] = 0.8
+    masked = probs.clone()
+    masked[20:] = 0.9
+    d = {"class_probs": probs, "class_probs_without": masked, "labels": labels, "label_mask": label_mask}
+    assert model._tuned_thresholds({k: v for k, v in d.items() if k != "class_probs_without"})[0] <= 0.8
+    robust = model._tuned_thresholds(d)
+    assert robust[0] > 0.9  # masked, the audited code would all be flagged at any threshold up to 0.9
+    assert ((masked[20:] >= robust).float().mean(0) <= budget).all()

@@ -10,7 +10,9 @@ instead of falling off a cliff.
 Partially labelled rows (CGT's masked classes, the npm audited code that assesses none) carry
 ``label_mask``: the class head neither learns nor is scored on an unassessed class, and
 ``max_audited_flag_rate`` caps the share of the validation rows that assess no class (audited code) each
-tuned class threshold flags, as in the base models.
+tuned class threshold flags, as in the base models. ``optional_views`` names views a scan may lack (Slither's
+findings: the scanner runs with or without ``--static-analysis``): the thresholds are tuned with them and
+with them masked, and each class keeps the stricter of the two, so the budget holds either way.
 
 Calibration (temperature scaling and an isotonic map, both fitted on validation each epoch and saved with the
 checkpoint) turns the risk logit into a probability; ``calibration`` chooses the one applied (``auto``:
@@ -67,6 +69,7 @@ class Aggregator(BaseModule):
         n_bins: int = 10,
         max_audited_flag_rate: float | None = None,
         max_audited_flagged_share: float | None = None,
+        optional_views: Sequence[str] = (),
         risk_levels: Mapping[str, float] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
@@ -82,6 +85,8 @@ class Aggregator(BaseModule):
         self.class_names = list(class_names)
         self.metric_classes = list(class_names)
         self.net = GatedFusionNet(self.view_names, view_features, self.class_names, hidden, dropout)
+        # the views a scan may lack that this model has (names it lacks are ignored: one config for all runs)
+        self.optional_index = [i for i, v in enumerate(self.view_names) if v in set(optional_views or ())]
         self.register_buffer("risk_pos_weight", torch.tensor(float(risk_pos_weight)))
         self.register_buffer("temperature", torch.tensor(1.0))
         self.register_buffer("isotonic_table", torch.sigmoid(ISOTONIC_GRID).float())
@@ -199,7 +204,7 @@ class Aggregator(BaseModule):
     ) -> dict[str, torch.Tensor]:
         out = self(batch["features"], batch["mask"])
         self.log_loss(stage, self._loss(out, batch), self.batch_size_of(batch))
-        return {
+        rows = {
             "risk_logit": out["risk_logit"],
             "class_probs": torch.sigmoid(out["class_logits"]),
             "gates": out["gates"],
@@ -209,6 +214,35 @@ class Aggregator(BaseModule):
             "mask": batch["mask"].bool(),
             "index": batch["index"],
         }
+        if stage == "val" and self.optional_index:
+            rows["class_probs_without"] = self._class_probs_without_optional(batch, rows["class_probs"])
+        return rows
+
+    def _class_probs_without_optional(
+        self, batch: dict[str, torch.Tensor], probs: torch.Tensor
+    ) -> torch.Tensor:
+        """Class probabilities with the optional views masked (a row left with no view keeps ``probs``)."""
+        reduced = batch["mask"].bool().clone()
+        reduced[:, self.optional_index] = False
+        ok = reduced.any(1)
+        out = probs.clone()
+        if ok.any():
+            out[ok] = torch.sigmoid(self(batch["features"][ok], reduced[ok])["class_logits"])
+        return out
+
+    def _tuned_thresholds(self, d: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Class thresholds under the false-alarm budget: with every view, and (``optional_views``) the
+        stricter of that and the thresholds tuned with the optional views masked."""
+        budget = {
+            "max_flag_rate": self.hparams.get("max_audited_flag_rate"),
+            "max_flagged_share": self.hparams.get("max_audited_flagged_share"),
+        }
+        labels, mask = d["labels"], d.get("label_mask")
+        tuned = tune_thresholds(d["class_probs"], labels, mask=mask, **budget)
+        if "class_probs_without" in d:
+            without = tune_thresholds(d["class_probs_without"], labels, mask=mask, **budget)
+            tuned = torch.maximum(tuned, without)
+        return tuned
 
     def _metrics(self, stage: str, d: dict[str, torch.Tensor], probs: torch.Tensor) -> dict[str, float]:
         y = d["risk"]
@@ -250,15 +284,7 @@ class Aggregator(BaseModule):
             self.temperature.fill_(fit_temperature(d["risk_logit"], d["risk"]))
             self.isotonic_table.copy_(fit_isotonic(d["risk_logit"], d["risk"]).to(self.isotonic_table))
             self.chosen.fill_(self._choose(d))
-            self.thresholds.copy_(
-                tune_thresholds(
-                    d["class_probs"],
-                    d["labels"],
-                    mask=d.get("label_mask"),
-                    max_flag_rate=self.hparams.get("max_audited_flag_rate"),
-                    max_flagged_share=self.hparams.get("max_audited_flagged_share"),
-                )
-            )
+            self.thresholds.copy_(self._tuned_thresholds(d))
         values = self._metrics("val", d, self.calibrate(d["risk_logit"]))
         values["val/temperature"] = float(self.temperature)
         self.log("val/auroc", values.pop("val/auroc"), prog_bar=True)
