@@ -127,3 +127,18 @@ def test_scanning_without_the_static_view_it_learnt_warns(caplog) -> None:
     with caplog.at_level("WARNING"):
         warn_static_masked(True, False, "outputs/pipeline/x")
     assert "outputs/pipeline/x" in caplog.text and "--static-analysis" in caplog.text
+    assert "flag more audited code" in caplog.text  # no aggregator known: thresholds tuned with the view only
+
+    class Tuned:  # an aggregator whose thresholds were tuned with and without the static view
+        view_names = ["bytecode", "static"]
+        optional_index = [1]
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_static_masked(True, False, "run", Tuned())
+    assert "keep the false-alarm budget" in caplog.text and "flag more" not in caplog.text
+    Tuned.optional_index = []  # one from before optional_views
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        warn_static_masked(True, False, "run", Tuned())
+    assert "flag more audited code" in caplog.text

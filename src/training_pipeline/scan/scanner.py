@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from training_pipeline.data.weak_labels.features import STATIC_VIEW
 from training_pipeline.deploy.package import Package, open_package, verify_package
 from training_pipeline.errors import UserError
 from training_pipeline.models.aggregator import Aggregator
@@ -40,15 +41,29 @@ def is_registry_ref(ref: str) -> bool:
     return ref.startswith("models:/") or ref.isdigit()
 
 
-def warn_static_masked(learnt: bool, scanning: bool, where: str | Path) -> None:
+def warn_static_masked(
+    learnt: bool, scanning: bool, where: str | Path, aggregator: Aggregator | None = None
+) -> None:
     """A warning when an aggregator that learnt Slither's findings (train-all static_analysis) scans without
-    them: the view is masked and its thresholds were tuned with it present, so it flags more (README)."""
-    if learnt and not scanning:
-        log.warning(
-            "%s: the aggregator learnt Slither's findings (static_analysis); without --static-analysis that "
-            "view is masked and its thresholds, tuned with it, flag more audited code",
-            where,
-        )
+    them: the view is masked. One whose thresholds were tuned with it present only (before
+    ``optional_views``) then flags more audited code; one tuned both ways keeps its false-alarm budget but
+    misses what Slither's findings add (README)."""
+    if not learnt or scanning:
+        return
+    optional = aggregator is not None and STATIC_VIEW in {
+        aggregator.view_names[i] for i in getattr(aggregator, "optional_index", [])
+    }
+    effect = (
+        "its thresholds keep the false-alarm budget without it, but it misses what those findings add"
+        if optional
+        else "its thresholds, tuned with it, flag more audited code"
+    )
+    log.warning(
+        "%s: the aggregator learnt Slither's findings (static_analysis); without --static-analysis that view "
+        "is masked: %s",
+        where,
+        effect,
+    )
 
 
 class Scanner:
@@ -92,7 +107,7 @@ class Scanner:
         views += base
         if static_analysis:
             views.append(load_static_view(info))
-        warn_static_masked(bool(info["artifacts"].get("static_analysis")), static_analysis, root)
+        warn_static_masked(bool(info["artifacts"].get("static_analysis")), static_analysis, root, aggregator)
         guard = (info["artifacts"].get("guard") or {}).get("chosen", "aggregator")
         models |= {"aggregator_inputs": inputs, "guard": guard, "static_analysis": static_analysis}
         return cls(views, aggregator, str(root), models, None if guard == "aggregator" else guard)
@@ -125,7 +140,7 @@ class Scanner:
         views += base
         if static_analysis:
             views.append(load_static_view())
-        warn_static_masked(bool(pkg.meta.get("static_analysis")), static_analysis, pkg.path)
+        warn_static_masked(bool(pkg.meta.get("static_analysis")), static_analysis, pkg.path, aggregator)
         guard = pkg.meta.get("guard", "aggregator")
         models = {
             "kind": "package",
