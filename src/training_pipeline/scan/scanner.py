@@ -51,7 +51,7 @@ def warn_static_masked(
     if not learnt or scanning:
         return
     optional = aggregator is not None and STATIC_VIEW in {
-        aggregator.view_names[i] for i in getattr(aggregator, "optional_index", [])
+        aggregator.view_names[i] for i in aggregator.optional_index
     }
     effect = (
         "its thresholds keep the false-alarm budget without it, but it misses what those findings add"
