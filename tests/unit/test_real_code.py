@@ -138,6 +138,29 @@ def test_missing_import_names_it(tmp_path: Path) -> None:
         ImportResolver().closure(f)
 
 
+@pytest.mark.parametrize("same_text", [True, False])
+def test_nested_copy_of_a_dependency_is_one_source_when_identical(tmp_path: Path, same_text: bool) -> None:
+    # app imports lib/L.sol and dep/D.sol; dep has its own nested copy of lib (npm could not dedupe it)
+    modules = tmp_path / "node_modules"
+    lib = "pragma solidity ^0.8.0;\nlibrary L { function f() internal pure returns (uint) { return 1; } }\n"
+    (modules / "lib").mkdir(parents=True)
+    (modules / "lib" / "L.sol").write_text(lib)
+    nested = modules / "dep" / "node_modules" / "lib"
+    nested.mkdir(parents=True)
+    (nested / "L.sol").write_text(lib if same_text else lib.replace("return 1", "return 2"))
+    (modules / "dep" / "D.sol").write_text('pragma solidity ^0.8.0;\nimport "lib/L.sol";\ncontract D {}\n')
+    app = modules / "app" / "A.sol"
+    app.parent.mkdir(parents=True)
+    app.write_text('pragma solidity ^0.8.0;\nimport "lib/L.sol";\nimport "dep/D.sol";\ncontract A {}\n')
+    if same_text:
+        sources = ImportResolver().closure(app)
+        assert set(sources.sources) == {"app/A.sol", "lib/L.sol", "dep/D.sol"}
+        assert sources.sources["lib/L.sol"] == lib
+    else:
+        with pytest.raises(UnresolvedImportError, match="two different files share the source name 'lib/L"):
+            ImportResolver().closure(app)
+
+
 def test_era_rule_picks_the_oldest_minor_a_range_allows() -> None:
     resolver = SolcResolver(releases=["0.5.17", "0.6.11", "0.6.12", "0.7.6", "0.8.26"])
     assert real_code.era_constraint([">=0.6.0 <0.8.0"], resolver) == ">=0.6.0 <0.7.0"
@@ -238,6 +261,9 @@ def test_packaged_list_covers_every_era_and_builds() -> None:
     oz = {s.version for s in cfg.specs if s.name == "@openzeppelin/contracts"}
     assert {"2.5.1", "3.4.2", "3.4.2-solc-0.7"} <= oz and any(v.startswith("4.") for v in oz)
     assert any(v.startswith("5.") for v in oz) and all(s.licence for s in cfg.specs)
+    # the audited code is more than OpenZeppelin's style: other families, in more than one era
+    others = [s for s in cfg.specs if "zeppelin" not in s.name]
+    assert len({s.name for s in others}) >= 8
 
 
 def test_compile_variants_are_one_record_each(npm_root: Path, tmp_path: Path) -> None:

@@ -56,7 +56,9 @@ def sets() -> tuple[BenchSet, BenchSet]:
         ],
     )
     audited = BenchSet(
-        "real_code", [contract("x", [], [], era="0.8"), contract("y", [], [], era="0.8")], True
+        "real_code",
+        [contract("x", [], [], era="0.8", family="p1"), contract("y", [], [], era="0.8", family="p2")],
+        True,
     )
     return labelled, audited
 
@@ -98,6 +100,10 @@ def test_audited_metrics_and_auroc_vs_audited(sets) -> None:
     }
     m = audited_metrics(audited, scores, RiskTarget())
     assert m["flagged_share"] == 0.5
+    assert m["by_family"] == {
+        "p1": {"contracts": 1, "flagged_share": 1.0},
+        "p2": {"contracts": 1, "flagged_share": 0.0},
+    }
     assert m["flag_rate"]["other"] == 0.5 and m["flag_rate"]["reentrancy"] == 0.0
     assert 0.0 < m["mean_risk"] < 1.0
     # vulnerable a (0.9), b (0.4) against audited x (0.95), y (0.05): pairs won 1 + 1 of 4
@@ -148,6 +154,9 @@ def test_measure_and_markdown_have_every_row_and_set(sets) -> None:
     assert "| bytecode_detector | o0 | 1.00 |" in md
     assert "reentrancy*" in md  # Slither covers it
     assert "worst false negatives" in md
+    assert "## real_code flagged, by family (contracts)" in md
+    assert "| slither | source | 100% | — |" in md  # x (p1) flagged; y (p2) not scored by that row
+    assert "| bytecode_detector | o0 | 0% | — |" in md
 
 
 def test_config_errors_and_composition(tmp_path) -> None:

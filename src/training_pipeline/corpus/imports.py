@@ -137,9 +137,12 @@ class ImportResolver:
         while todo:
             unit, path = todo.pop()
             if unit in out.files:
-                if out.files[unit] != path:
+                # Nested node_modules may hold a second copy of one dependency: the same text is the same
+                # source to solc, a different text under one name is ambiguous.
+                if out.files[unit] != path and self.read(path) != out.sources[unit]:
                     raise UnresolvedImportError(
-                        f"{entry}: two files share the source name {unit!r} ({out.files[unit]} and {path})"
+                        f"{entry}: two different files share the source name {unit!r} "
+                        f"({out.files[unit]} and {path})"
                     )
                 continue
             text = self.read(path)

@@ -164,14 +164,22 @@ def labelled_metrics(bset: BenchSet, scores: Scores) -> dict[str, Any]:
 
 
 def audited_metrics(bset: BenchSet, scores: Scores, target: RiskTarget) -> dict[str, Any]:
-    """False alarms on the audited set: share flagged, mean risk, per-class flag rates."""
+    """False alarms on the audited set: share flagged, mean risk, per-class flag rates, and the share flagged
+    per family (npm package): one code style can hide another's false alarms in the overall share."""
     scored = [c for c in bset.contracts if c.id in scores]
     flagged = [bool(scores[c.id].flagged) for c in scored]
     risks = [risk_of(scores[c.id], target) for c in scored]
+    families: dict[str, list[bool]] = {}
+    for c, f in zip(scored, flagged, strict=True):
+        families.setdefault(c.family, []).append(f)
     return {
         "contracts": len(bset.contracts),
         "scored": len(scored),
         "flagged_share": float(np.mean(flagged)) if scored else None,
+        "by_family": {
+            fam: {"contracts": len(fs), "flagged_share": float(np.mean(fs))}
+            for fam, fs in sorted(families.items())
+        },
         "mean_risk": float(np.mean(risks)) if risks else None,
         "flag_rate": {
             cls: float(np.mean([cls in scores[c.id].flagged for c in scored])) if scored else None

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -447,6 +448,8 @@ def markdown(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet], inf
             flagged = m["flagged_share"]
             cells += [f"{flagged:.0%}" if flagged is not None else "—", fmt(m["mean_risk"])]
         lines.append("| " + " | ".join(cells) + " |")
+    for s in audited:
+        lines += by_family_table(results, s)
     covered = set(info.get("slither_classes") or [])
     for s in labelled:
         lines += ["", f"## Per class on {s.name}: F1 (recall)", ""]
@@ -479,6 +482,23 @@ def markdown(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet], inf
                 )
             lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def by_family_table(results: Sequence[Mapping[str, Any]], audited: BenchSet) -> list[str]:
+    """Markdown lines: the share of the audited set flagged per family (package), one row per model; none
+    when the set holds one family."""
+    counts = Counter(c.family for c in audited.contracts)
+    if len(counts) < 2:
+        return []
+    families = sorted(counts, key=lambda f: (-counts[f], f))
+    lines = ["", f"## {audited.name} flagged, by family (contracts)", ""]
+    lines += ["| model | condition | " + " | ".join(f"{f} ({counts[f]})" for f in families) + " |"]
+    lines += ["|" + "---|" * (len(families) + 2)]
+    for r in results:
+        by = r["sets"][audited.name].get("by_family", {})
+        cells = [f"{by[f]['flagged_share']:.0%}" if f in by else "—" for f in families]
+        lines.append(f"| {r['model']} | {r['condition']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def resolve_auto(cfg: RealWorldConfig, models: Mapping[str, Path]) -> RealWorldConfig:

@@ -78,7 +78,7 @@ from training_pipeline.utils.splits import assign_folds
 
 log = logging.getLogger(__name__)
 
-IMPORTER_VERSION = 1  # bump when the records it produces change for the same input
+IMPORTER_VERSION = 2  # bump when the records it produces change for the same input
 ERAS = ("0.4", "0.5", "0.6", "0.7", "0.8")
 # Kept for evaluation outside the repository: never imported here, whatever the config says.
 REFUSED = re.compile(r"uniswap|gnosis|safe-global|^@safe/|^safe-|aave", re.IGNORECASE)
