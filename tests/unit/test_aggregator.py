@@ -223,3 +223,27 @@ def test_optional_views_keep_the_false_alarm_budget_with_and_without_them(tmp_pa
     robust = model._tuned_thresholds(d)
     assert robust[0] > 0.9  # masked, the audited code would all be flagged at any threshold up to 0.9
     assert ((masked[20:] >= robust).float().mean(0) <= budget).all()
+
+
+def test_a_budget_per_class_reaches_the_aggregator_thresholds(tmp_path: Path) -> None:
+    """``max_audited_flag_rate`` as a mapping: ``default`` for the classes it does not name; a class the
+    aggregator lacks is a ConfigError when it is built, not after an epoch."""
+    rows = synthetic_rows()
+    for r in rows[1::8]:  # validation rows that assess no class: audited code
+        r |= {"labels": [], "unassessed": VULN}
+    dm = StackedPredictionData(pipeline_dir=str(write_pipeline(tmp_path, rows)), batch_size=32)
+    dm.setup()
+    with pytest.raises(ConfigError, match="unknown class timestamp"):
+        Aggregator(**dm.model_kwargs(), max_audited_flag_rate={"default": 0.1, "timestamp": 0.2})
+    thresholds = []
+    for budget in (0.0, {"default": 0.0}, {"default": 0.0, VULN[0]: 1.0}):
+        L.seed_everything(0, verbose=False)
+        model = Aggregator(**dm.model_kwargs(), max_audited_flag_rate=budget)
+        trainer = L.Trainer(
+            logger=False, enable_progress_bar=False, enable_model_summary=False, inference_mode=False
+        )  # fmt: skip
+        trainer.validate(model, datamodule=dm, verbose=False)
+        thresholds.append(model.thresholds.clone())
+    assert torch.equal(thresholds[0], thresholds[1])  # a number is the default of every class
+    assert torch.equal(thresholds[1][1:], thresholds[2][1:])  # the other classes keep theirs
+    assert thresholds[2][0] < thresholds[1][0]  # the named class is free to flag audited rows

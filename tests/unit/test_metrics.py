@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import (
+    class_flag_budgets,
     evaluate_multilabel,
     flag_summary,
     flatten,
@@ -56,6 +58,32 @@ def test_false_alarm_budget_raises_thresholds_on_audited_rows() -> None:
     assert budget[0] > free[0] and budget[1] > 0.5
     none_fits = tune_thresholds(probs * 0 + 0.99, targets, mask=mask, max_flag_rate=0.0)
     assert torch.allclose(none_fits, torch.full((2,), 0.95))  # nothing within budget: the grid's top
+
+
+def test_a_budget_per_class_loosens_only_the_class_it_names() -> None:
+    # both classes: 10 audited rows at 0.35-0.8; positives of both separable at 0.3 (as above)
+    labelled = torch.linspace(0.05, 0.6, 12).unsqueeze(1).repeat(1, 2)
+    targets = torch.zeros(22, 2)
+    targets[6:12, :] = 1.0
+    probs = torch.cat([labelled, torch.linspace(0.35, 0.8, 10).unsqueeze(1).repeat(1, 2)])
+    mask = torch.ones(22, 2)
+    mask[12:] = 0.0
+    names = ["reentrancy", "time_manipulation"]
+    uniform = tune_thresholds(probs, targets, mask=mask, max_flag_rate=0.2)
+    rates = class_flag_budgets({"default": 0.2, "time_manipulation": 0.6}, names)
+    assert rates.tolist() == pytest.approx([0.2, 0.6])
+    mixed = tune_thresholds(probs, targets, mask=mask, max_flag_rate=rates)
+    assert mixed[0] == uniform[0]  # the default class keeps its budget
+    assert mixed[1] < uniform[1]  # the named class may flag up to 6 of the 10 audited rows
+    assert (probs[12:, 1] >= mixed[1]).float().mean() <= 0.6
+    # a number is every class's budget; a mapping without default leaves the others unbudgeted
+    assert class_flag_budgets(0.03, names).tolist() == pytest.approx([0.03, 0.03])
+    assert class_flag_budgets({"reentrancy": 0.1}, names)[1] == float("inf")
+    assert class_flag_budgets(None, names) is None
+    with pytest.raises(ConfigError, match="unknown class timestamp"):
+        class_flag_budgets({"timestamp": 0.1}, names)
+    with pytest.raises(ConfigError, match="expected rates in"):
+        class_flag_budgets({"default": 1.5}, names)
 
 
 def test_a_shared_flag_budget_is_spent_where_it_buys_f1() -> None:

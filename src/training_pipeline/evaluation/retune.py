@@ -29,13 +29,27 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from training_pipeline.errors import ConfigError, DataError
-from training_pipeline.metrics.classification import flag_summary
+from training_pipeline.metrics.classification import class_flag_budgets, flag_summary
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
 BUDGET_KEYS = ("max_audited_flag_rate", "max_audited_flagged_share")
 COPIED = ("tokenizer", "provenance.json")  # beside the config: what loading the model for scanning reads
+
+
+def _class_budget(text: str) -> float | dict[str, float] | None:
+    """``--max-flag-rate``: a share for every class, none, or ``default=0.02,time_manipulation=0.1``."""
+    if "=" not in text:
+        return _budget(text)
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        rate = _budget(value.strip()) if sep and name.strip() else None
+        if rate is None:
+            raise argparse.ArgumentTypeError(f"{part!r}: expected class=share, e.g. time_manipulation=0.1")
+        out[name.strip()] = rate
+    return out
 
 
 def _budget(text: str) -> float | None:
@@ -58,7 +72,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path, help="a src/train.py run dir (config_resolved.yaml, checkpoints/)")
     p.add_argument("--out", type=Path, required=True, help="the new run dir (must not exist)")
     p.add_argument("--checkpoint", default="best.ckpt", help="file under <run_dir>/checkpoints/")
-    p.add_argument("--max-flag-rate", type=_budget, default=None, help="per class (default none)")
+    p.add_argument(
+        "--max-flag-rate",
+        type=_class_budget,
+        default=None,
+        help="per class (default none); one per class: default=0.02,time_manipulation=0.1",
+    )
     p.add_argument("--max-flagged-share", type=_budget, default=None, help="for any class (default none)")
     return p
 
@@ -81,6 +100,7 @@ def retune(
     if not hasattr(model, "thresholds") or "max_audited_flag_rate" not in model.hparams:
         raise ConfigError(f"{ckpt}: {type(model).__name__} has no tuned class thresholds to re-tune")
     before = model.thresholds.clone()
+    class_flag_budgets(budgets.get("max_audited_flag_rate"), model.class_names)  # a class it lacks: one line
     model.hparams.update(budgets)
     datamodule = instantiate(cfg.data, _convert_="all")
     if getattr(model.hparams, "tokenizer_state", None):

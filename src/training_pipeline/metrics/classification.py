@@ -13,6 +13,8 @@ threshold tuning then count a class only over the contracts where it was assesse
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import (
@@ -25,6 +27,8 @@ from torchmetrics.classification import (
     MultilabelRecall,
 )
 from torchmetrics.functional.classification import multilabel_stat_scores
+
+from training_pipeline.errors import ConfigError
 
 THRESHOLD_GRID = torch.linspace(0.05, 0.95, 19)
 IGNORE = -1  # target value of an unassessed entry
@@ -61,6 +65,33 @@ def ranking_metrics(num_labels: int, ignore_index: int | None = None) -> MetricC
 
 
 MIN_TUNING_COUNT = 5  # assessed positives AND negatives a class needs in validation to get its own threshold
+FlagBudget = float | Mapping[str, float] | None
+
+
+def class_flag_budgets(budget: FlagBudget, class_names: Sequence[str]) -> torch.Tensor | None:
+    """A false-alarm budget (``model.max_audited_flag_rate``) as a rate per class: a number is every class's;
+    a mapping names classes, and ``default`` covers those it does not name (without it they have no budget),
+    e.g. ``{default: 0.02, time_manipulation: 0.10}``. An unknown class or a rate outside [0, 1] is a
+    ConfigError naming it."""
+    if budget is None:
+        return None
+    names = list(class_names)
+    if isinstance(budget, Mapping):
+        unknown = sorted(str(k) for k in budget if k != "default" and k not in names)
+        if unknown:
+            raise ConfigError(
+                f"model.max_audited_flag_rate: unknown class {', '.join(unknown)} (expected default or one "
+                f"of {', '.join(names)})"
+            )
+        rest = budget.get("default")
+        rates = [budget.get(c, rest) for c in names]
+    else:
+        rates = [budget] * len(names)
+    values = [float("inf") if r is None else float(r) for r in rates]
+    bad = [r for r in values if not 0.0 <= r <= 1.0 and r != float("inf")]
+    if bad:
+        raise ConfigError(f"model.max_audited_flag_rate={budget}: expected rates in [0, 1], got {bad[0]}")
+    return torch.tensor(values)
 
 
 def tune_thresholds(
@@ -69,7 +100,7 @@ def tune_thresholds(
     default: float = 0.5,
     mask: torch.Tensor | None = None,
     min_count: int = MIN_TUNING_COUNT,
-    max_flag_rate: float | None = None,
+    max_flag_rate: float | torch.Tensor | None = None,
     max_flagged_share: float | None = None,
 ) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
@@ -79,7 +110,8 @@ def tune_thresholds(
 
     ``max_flag_rate``: a false-alarm budget. Rows that assess no class at all (audited code without labels)
     may be flagged for a class at most at this rate: the threshold is the best-F1 one among those within
-    budget (or, for an untuned class, the default raised until within it; the grid's top when none is).
+    budget (or, for an untuned class, the default raised until within it; the grid's top when none is). A
+    tensor gives each class its own rate (``class_flag_budgets``; ``inf``: no budget for that class).
 
     ``max_flagged_share``: a budget on the share of those rows flagged for *any* class, spent where it buys
     the most F1 (``spend_flag_budget``) instead of the same rate for every class.
@@ -91,7 +123,8 @@ def tune_thresholds(
     within = torch.ones_like(f1, dtype=torch.bool)
     if max_flag_rate is not None and audited.any():
         rates = torch.stack([(probs[audited] >= t).float().mean(0) for t in grid])  # (T, C)
-        within = rates <= max_flag_rate
+        limit = max_flag_rate.to(rates) if isinstance(max_flag_rate, torch.Tensor) else max_flag_rate
+        within = rates <= limit
         within[-1] |= ~within.any(0)  # nothing within budget: the grid's top
     best = grid[torch.where(within, f1, torch.full_like(f1, -1.0)).argmax(0)]
     positives = (targets * assessed).sum(0)

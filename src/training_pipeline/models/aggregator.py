@@ -41,7 +41,12 @@ from training_pipeline.metrics.calibration import (
     fit_isotonic,
     fit_temperature,
 )
-from training_pipeline.metrics.classification import evaluate_multilabel, tune_thresholds
+from training_pipeline.metrics.classification import (
+    FlagBudget,
+    class_flag_budgets,
+    evaluate_multilabel,
+    tune_thresholds,
+)
 from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
 from training_pipeline.models.nets.fusion import EPS, GatedFusionNet
@@ -67,7 +72,7 @@ class Aggregator(BaseModule):
         class_loss_weight: float = 0.5,
         calibration: str = "auto",
         n_bins: int = 10,
-        max_audited_flag_rate: float | None = None,
+        max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
         optional_views: Sequence[str] = (),
         risk_levels: Mapping[str, float] | None = None,
@@ -83,6 +88,7 @@ class Aggregator(BaseModule):
         self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.view_names = list(view_names)
         self.class_names = list(class_names)
+        class_flag_budgets(max_audited_flag_rate, self.class_names)  # a budget naming no class fails now
         self.metric_classes = list(class_names)
         self.net = GatedFusionNet(self.view_names, view_features, self.class_names, hidden, dropout)
         # the views a scan may lack that this model has (names it lacks are ignored: one config for all runs)
@@ -234,7 +240,7 @@ class Aggregator(BaseModule):
         """Class thresholds under the false-alarm budget: with every view, and (``optional_views``) the
         stricter of that and the thresholds tuned with the optional views masked."""
         budget = {
-            "max_flag_rate": self.hparams.get("max_audited_flag_rate"),
+            "max_flag_rate": class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
             "max_flagged_share": self.hparams.get("max_audited_flagged_share"),
         }
         labels, mask = d["labels"], d.get("label_mask")

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from training_pipeline.metrics.classification import FlagBudget
 from training_pipeline.models.base import OPTIM_KEYS
 from training_pipeline.models.bytecode_pretrain import load_encoder_weights
 from training_pipeline.models.contract_classifier import ContractClassifier
@@ -39,7 +40,7 @@ class BytecodeDetector(ContractClassifier):
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.3,
-        max_audited_flag_rate: float | None = None,
+        max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
         encoder_ckpt: str | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,

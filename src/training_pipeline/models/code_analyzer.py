@@ -19,6 +19,7 @@ from torch import nn
 
 from training_pipeline.data.bpe import SourceTokenizer
 from training_pipeline.errors import ConfigError
+from training_pipeline.metrics.classification import FlagBudget
 from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
 from training_pipeline.models.contract_classifier import ContractClassifier, label_mask_of
@@ -195,7 +196,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.1,
-        max_audited_flag_rate: float | None = None,
+        max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
         localize: bool = True,
         localization_top_k: int = 5,

@@ -20,7 +20,11 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
 from training_pipeline.errors import ConfigError
-from training_pipeline.metrics.classification import evaluate_multilabel, tune_thresholds
+from training_pipeline.metrics.classification import (
+    class_flag_budgets,
+    evaluate_multilabel,
+    tune_thresholds,
+)
 from training_pipeline.models.base import BaseModule
 from training_pipeline.models.losses import multilabel_loss
 
@@ -56,6 +60,7 @@ class ContractClassifier(BaseModule):
         if self.hparams.loss not in LOSSES:
             raise ConfigError(f"model.loss={self.hparams.loss!r}: expected one of {LOSSES}")
         self.class_names = list(class_names)
+        class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names)  # names checked now
         self.register_buffer("pos_weight", torch.tensor(pos_weight or [1.0] * len(class_names)))
         self.register_buffer("thresholds", torch.full((len(class_names),), 0.5))
         self.metric_classes = [c for c in class_names if c in set(metric_classes or class_names)]
@@ -157,7 +162,7 @@ class ContractClassifier(BaseModule):
             probs,
             targets,
             mask=mask,
-            max_flag_rate=self.hparams.get("max_audited_flag_rate"),
+            max_flag_rate=class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
             max_flagged_share=self.hparams.get("max_audited_flagged_share"),
         )
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
