@@ -69,9 +69,11 @@ def package_versions() -> dict[str, str | None]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Write JSON atomically (temp file + rename) so a reader never sees half a file."""
+    """Write JSON atomically (temp file + rename) so a reader never sees half a file. The temp file is the
+    process's own: DDP ranks write one run dir's status.json at once, and a shared temp name lets one rank
+    rename the other's file away."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     tmp.replace(path)
 
