@@ -176,3 +176,21 @@ def test_unlabeled_records_alone_need_a_label_free_stage(tmp_path: Path) -> None
     dm._loaded["file"] = LoadedSource(unlabeled, "sha256:test")
     dm.setup()
     assert len(dm.splits["train"]) == 4
+
+
+def test_val_variants_put_every_compile_setting_in_validation(tmp_path: Path) -> None:
+    base = datamodule(make_records(), tmp_path)
+    dm = datamodule(make_records(), tmp_path, val_variants=True)
+    val = dm.splits["val"]
+    assert len(base.splits["val"]) == 1 and len(val) == 2  # c4 under o0 and under o1-r200
+    assert [dm.records[i]["id"] for i in val.index] == ["c4", "c4"]
+    got = {tuple(x.tolist()) for x in val.columns["input_ids"]}
+    assert got == {tuple(dm.featurizer.encode(_code(4, op)).tolist()) for op in ("01", "02")}
+    np.testing.assert_array_equal(val.columns["labels"][0], val.columns["labels"][1])
+    np.testing.assert_array_equal(val.columns["labels"][0], base.splits["val"].columns["labels"][0])
+    for split in ("train", "test"):
+        assert ids_of(dm, split) == ids_of(base, split)
+    plain = datamodule(make_records(with_variants=False), tmp_path, val_variants=True)
+    assert len(plain.splits["val"]) == 1  # nothing to add without variants
+    with pytest.raises(ConfigError, match="data.val_variants"):
+        datamodule(make_records(), tmp_path, val_variants="yes")

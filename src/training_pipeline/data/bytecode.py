@@ -76,6 +76,9 @@ class ContractBytecodeDataModule(ContractDataModule):
     training record's other variants as extra training rows (id ``<id>~<variant>``, same group), while
     ``sample`` keeps one row per training record and draws one of its variants at every access (an epoch
     costs the same; the compile setting is augmentation). Otherwise training rows use ``bytecode``.
+    ``val_variants: true`` puts each validation contract in once per distinct compile variant it has, so
+    checkpoints are selected and thresholds (and their false-alarm budget) tuned over every compile setting
+    a scan may meet, not over one of them.
     """
 
     needs = "bytecode"
@@ -90,6 +93,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         length_buckets: bool = True,
         variant: str | None = None,
         train_variants: bool | str = False,
+        val_variants: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -99,7 +103,9 @@ class ContractBytecodeDataModule(ContractDataModule):
             )
         if not isinstance(train_variants, bool) and train_variants != "sample":
             raise ConfigError(f"data.train_variants={train_variants!r}: expected true, false or sample")
-        self.variant, self.train_variants = variant, train_variants
+        if not isinstance(val_variants, bool):
+            raise ConfigError(f"data.val_variants={val_variants!r}: expected true or false")
+        self.variant, self.train_variants, self.val_variants = variant, train_variants, val_variants
         self.tokenizer_cfg = config_dataclass(TokenizerConfig, tokenizer, "data.tokenizer")
         self.featurizer = BytecodeFeaturizer(EvmTokenizer(**vars(self.tokenizer_cfg)), max_length, truncation)
         self.length_buckets = length_buckets
@@ -194,6 +200,16 @@ class ContractBytecodeDataModule(ContractDataModule):
             if split == "train" and self.train_variants == "sample":
                 input_ids = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
                 self.splits[split] = SampledVariants(seed=self.split_cfg.seed, input_ids=input_ids, **columns)
+            elif split == "val" and self.val_variants:
+                per = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
+                counts = np.array([len(v) for v in per], dtype=np.int64)
+                rows = {k: np.repeat(np.asarray(v), counts, axis=0) for k, v in columns.items()}
+                self.splits[split] = TokenizedContracts(input_ids=[x for v in per for x in v], **rows)
+                log.info(
+                    "Compile variants: %d validation rows for %d contracts (every compile variant)",
+                    int(counts.sum()),
+                    len(per),
+                )
             else:
                 input_ids = [view(split, i) for i in columns["index"]]
                 self.splits[split] = TokenizedContracts(input_ids=input_ids, **columns)
