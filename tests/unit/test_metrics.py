@@ -82,8 +82,9 @@ def test_a_budget_per_class_loosens_only_the_class_it_names() -> None:
     assert class_flag_budgets(None, names) is None
     with pytest.raises(ConfigError, match="unknown class timestamp"):
         class_flag_budgets({"timestamp": 0.1}, names)
-    with pytest.raises(ConfigError, match="expected rates in"):
-        class_flag_budgets({"default": 1.5}, names)
+    for bad in ({"default": 1.5}, {"default": "often"}, -0.1):
+        with pytest.raises(ConfigError, match="expected rates in"):
+            class_flag_budgets(bad, names)
 
 
 def test_a_shared_flag_budget_is_spent_where_it_buys_f1() -> None:

@@ -87,10 +87,15 @@ def class_flag_budgets(budget: FlagBudget, class_names: Sequence[str]) -> torch.
         rates = [budget.get(c, rest) for c in names]
     else:
         rates = [budget] * len(names)
-    values = [float("inf") if r is None else float(r) for r in rates]
-    bad = [r for r in values if not 0.0 <= r <= 1.0 and r != float("inf")]
-    if bad:
-        raise ConfigError(f"model.max_audited_flag_rate={budget}: expected rates in [0, 1], got {bad[0]}")
+    values = []
+    for r in rates:
+        try:
+            value = float("inf") if r is None else float(r)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if value != float("inf") and not 0.0 <= value <= 1.0:
+            raise ConfigError(f"model.max_audited_flag_rate={budget}: expected rates in [0, 1], got {r!r}")
+        values.append(value)
     return torch.tensor(values)
 
 
