@@ -3,16 +3,20 @@ evaluation view (``data.variant``), on hand-made records with a ``bytecode_varia
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
 
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
 from training_pipeline.data.contracts import LoadedSource
 from training_pipeline.errors import ConfigError, DataError
+from training_pipeline.models.bytecode_detector import BytecodeDetector
+from training_pipeline.models.losses import bernoulli_symmetric_kl
 
 SPLIT_OF = ["train", "train", "train", "train", "val", "test"]
 
@@ -105,6 +109,25 @@ def test_sampled_train_variants_keep_one_row_and_draw_every_variant(tmp_path: Pa
     assert batch["input_ids"].shape[0] == min(len(train), dm.batch_size)
 
 
+def test_paired_train_variants_give_two_different_settings_of_one_contract(tmp_path: Path) -> None:
+    records = make_records()
+    del records[1]["bytecode_variants"]  # a training contract compiled one way only: paired with itself
+    dm = datamodule(records, tmp_path, train_variants="pair")
+    base = datamodule(records, tmp_path)
+    assert ids_of(dm, "train") == ids_of(base, "train")  # still one row per training contract
+    train = dm.splits["train"]
+    k0, k1 = ids_of(dm, "train").index("c0"), ids_of(dm, "train").index("c1")
+    off, on = (tuple(dm.featurizer.encode(_code(0, op)).tolist()) for op in ("01", "02"))
+    items = [train[k0] for _ in range(40)]
+    pairs = {(tuple(x["input_ids"].tolist()), tuple(x["pair_ids"].tolist())) for x in items}
+    assert pairs == {(off, on), (on, off)}  # never one setting twice, both orders
+    single = train[k1]
+    np.testing.assert_array_equal(single["input_ids"], single["pair_ids"])
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["pair_input_ids"].shape[0] == batch["input_ids"].shape[0]
+    assert "pair_input_ids" not in next(iter(dm.val_dataloader()))  # evaluation sees one bytecode each
+
+
 def test_variant_sets_the_evaluation_view(tmp_path: Path) -> None:
     dm = datamodule(make_records(), tmp_path, variant="o1-r200")
     (test_i,) = dm.splits["test"].index
@@ -153,6 +176,10 @@ def test_bad_config_values(tmp_path: Path) -> None:
         ContractBytecodeDataModule(
             data_dir=str(tmp_path), sources=["file"], path="x.jsonl", train_variants="yes"
         )
+    with pytest.raises(ConfigError, match="sample or pair"):
+        ContractBytecodeDataModule(
+            data_dir=str(tmp_path), sources=["file"], path="x.jsonl", train_variants="pairs"
+        )
 
 
 def test_config_defaults(tmp_path: Path) -> None:
@@ -194,3 +221,95 @@ def test_val_variants_put_every_compile_setting_in_validation(tmp_path: Path) ->
     assert len(plain.splits["val"]) == 1  # nothing to add without variants
     with pytest.raises(ConfigError, match="data.val_variants"):
         datamodule(make_records(), tmp_path, val_variants="yes")
+
+
+# -- the consistency loss between compile settings (model.variant_consistency) -------------------------------
+def test_bernoulli_symmetric_kl_is_both_kls_and_zero_on_agreement() -> None:
+    a, b = torch.tensor([[2.0, -1.0, 0.3]]), torch.tensor([[-0.5, -1.0, 1.7]])
+    p, q = torch.sigmoid(a), torch.sigmoid(b)
+
+    def kl(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return x * torch.log(x / y) + (1 - x) * torch.log((1 - x) / (1 - y))
+
+    assert torch.isclose(bernoulli_symmetric_kl(a, b), (kl(p, q) + kl(q, p)).mean(), atol=1e-6)
+    assert float(bernoulli_symmetric_kl(a, a)) == 0.0
+
+
+def paired_detector(dm: ContractBytecodeDataModule, weight: float) -> BytecodeDetector:
+    torch.manual_seed(0)
+    return BytecodeDetector(
+        embed_dim=8,
+        channels=8,
+        depth=1,
+        dropout=0.0,
+        variant_consistency=weight,
+        optimizer=partial(torch.optim.AdamW, lr=0.01),
+        **dm.model_kwargs(),
+    )
+
+
+def test_paired_loss_is_the_mean_over_both_settings_plus_the_penalty(tmp_path: Path) -> None:
+    dm = datamodule(make_records(), tmp_path, train_variants="pair")
+    batch = next(iter(dm.train_dataloader()))
+    plain = paired_detector(dm, 0.0)
+    first = plain.training_loss({k: v for k, v in batch.items() if k != "pair_input_ids"})
+    swapped = {k: v for k, v in batch.items() if k != "pair_input_ids"} | {
+        "input_ids": batch["pair_input_ids"]
+    }
+    second = plain.training_loss(swapped)
+    mean = plain.training_loss(batch)
+    assert torch.isclose(mean, (first + second) / 2, atol=1e-6)  # weight 0: both settings, no penalty
+    penalized = paired_detector(dm, 2.0)
+    gap = bernoulli_symmetric_kl(penalized(batch["input_ids"])[0], penalized(batch["pair_input_ids"])[0])
+    assert float(gap.detach()) > 0  # the two settings' bytecodes differ, so does an untrained model's output
+    assert torch.isclose(penalized.training_loss(batch), mean + 2.0 * gap, atol=1e-6)
+
+
+def test_the_penalty_pulls_both_settings_predictions_together(tmp_path: Path) -> None:
+    dm = datamodule(make_records(), tmp_path, train_variants="pair")
+    batch = next(iter(dm.train_dataloader()))
+    model = paired_detector(dm, 50.0)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+
+    def gap() -> float:
+        with torch.no_grad():
+            return float(
+                bernoulli_symmetric_kl(model(batch["input_ids"])[0], model(batch["pair_input_ids"])[0])
+            )
+
+    before = gap()
+    for _ in range(20):
+        opt.zero_grad()
+        model.training_loss(batch).backward()
+        opt.step()
+    assert gap() < 0.5 * before
+
+
+def test_variant_consistency_config_errors(tmp_path: Path) -> None:
+    dm = datamodule(make_records(), tmp_path, train_variants="sample")
+    with pytest.raises(ConfigError, match="model.variant_consistency"):
+        paired_detector(dm, -1.0)
+    with pytest.raises(ConfigError, match="data.train_variants=pair"):
+        paired_detector(dm, 1.0).training_loss(next(iter(dm.train_dataloader())))
+
+
+def test_a_trainer_fits_on_pairs_and_logs_the_disagreement(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    dm = datamodule(make_records(), tmp_path, train_variants="pair")
+    model = paired_detector(dm, 1.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    trainer = Trainer(
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert "train/variant_kl" in trainer.callback_metrics
+    assert float(trainer.callback_metrics["train/variant_kl"]) >= 0
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

@@ -44,9 +44,7 @@ def test_real_data_goes_to_the_contract_models_only(tmp_path: Path) -> None:
     assert "data.corpus.short_fraction=0.4" in corpus
     assert "data.corpus.compile_variants=[{optimize:false},{optimize:true,runs:200}]" in corpus
     # a model's own overrides come last, so they win over the real-data ones
-    assert bytecode.index("data.sources=[corpus,cgt,real_code]") < bytecode.index(
-        "data.train_variants=sample"
-    )
+    assert bytecode.index("data.sources=[corpus,cgt,real_code]") < bytecode.index("data.train_variants=pair")
 
     off = _pipeline_cfg(tmp_path, "real_data.enabled=false")
     plain = stage_overrides(off, "bytecode_detector")

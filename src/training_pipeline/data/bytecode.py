@@ -39,29 +39,41 @@ class TokenizedContracts(ColumnDataset):
 class SampledVariants(TokenizedContracts):
     """Training contracts whose ``input_ids`` entry is a list of their compile variants' opcode ids: each
     access draws one (``train_variants: sample``), so an epoch sees every contract once, under a random
-    compile setting. Lengths (for buckets) are the first variant's."""
+    compile setting. ``pair=True`` (``train_variants: pair``) draws two different variants where a contract
+    has them (``input_ids`` and ``pair_ids``; the same one twice where it has one), for a consistency loss
+    between compile settings. Lengths (for buckets) are the first variant's."""
 
-    def __init__(self, seed: int = 0, **columns: Any) -> None:
+    def __init__(self, seed: int = 0, pair: bool = False, **columns: Any) -> None:
         super().__init__(**columns)
-        self.rng = random.Random(seed)
+        self.rng, self.pair = random.Random(seed), pair
 
     def lengths(self) -> list[int]:
         return [len(x[0]) for x in self.columns["input_ids"]]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         item = super().__getitem__(i)
-        item["input_ids"] = self.rng.choice(item["input_ids"])
+        variants = item["input_ids"]
+        if not self.pair:
+            item["input_ids"] = self.rng.choice(variants)
+        elif len(variants) == 1:
+            item["input_ids"] = item["pair_ids"] = variants[0]
+        else:
+            item["input_ids"], item["pair_ids"] = self.rng.sample(variants, 2)
         return item
 
 
 def collate(batch: list[dict[str, Any]], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Pad to the longest sequence of the batch (not to max_length: most contracts are far shorter)."""
+    """Pad to the longest sequence of the batch (not to max_length: most contracts are far shorter); a
+    batch of variant pairs also gets ``pair_input_ids`` (the second variant of each contract)."""
     ids = [b["input_ids"] for b in batch]
-    return {
+    out = {
         "input_ids": pad_sequences(ids, pad_id),
         "lengths": torch.tensor([len(x) for x in ids]),
         **label_columns(batch),
     }
+    if "pair_ids" in batch[0]:
+        out["pair_input_ids"] = pad_sequences([b["pair_ids"] for b in batch], pad_id)
+    return out
 
 
 class ContractBytecodeDataModule(ContractDataModule):
@@ -75,7 +87,9 @@ class ContractBytecodeDataModule(ContractDataModule):
     (None: ``bytecode``; a record lacking the variant keeps ``bytecode``); ``train_variants: true`` adds each
     training record's other variants as extra training rows (id ``<id>~<variant>``, same group), while
     ``sample`` keeps one row per training record and draws one of its variants at every access (an epoch
-    costs the same; the compile setting is augmentation). Otherwise training rows use ``bytecode``.
+    costs the same; the compile setting is augmentation), and ``pair`` draws two different variants of it
+    (``pair_input_ids`` in the batch: the model's loss on both and ``model.variant_consistency``, a penalty
+    on their predictions disagreeing). Otherwise training rows use ``bytecode``.
     ``val_variants: true`` puts each validation contract in once per distinct compile variant it has, so
     checkpoints are selected and thresholds (and their false-alarm budget) tuned over every compile setting
     a scan may meet, not over one of them.
@@ -101,8 +115,8 @@ class ContractBytecodeDataModule(ContractDataModule):
             raise ConfigError(
                 f"data.variant={variant!r}: expected a compile variant key such as o1-r200, or null"
             )
-        if not isinstance(train_variants, bool) and train_variants != "sample":
-            raise ConfigError(f"data.train_variants={train_variants!r}: expected true, false or sample")
+        if not isinstance(train_variants, bool) and train_variants not in ("sample", "pair"):
+            raise ConfigError(f"data.train_variants={train_variants!r}: expected true, false, sample or pair")
         if not isinstance(val_variants, bool):
             raise ConfigError(f"data.val_variants={val_variants!r}: expected true or false")
         self.variant, self.train_variants, self.val_variants = variant, train_variants, val_variants
@@ -197,9 +211,14 @@ class ContractBytecodeDataModule(ContractDataModule):
 
         for split in (*SPLITS, "all"):
             columns = self.split_labels(split)
-            if split == "train" and self.train_variants == "sample":
+            if split == "train" and self.train_variants in ("sample", "pair"):
                 input_ids = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
-                self.splits[split] = SampledVariants(seed=self.split_cfg.seed, input_ids=input_ids, **columns)
+                self.splits[split] = SampledVariants(
+                    seed=self.split_cfg.seed,
+                    pair=self.train_variants == "pair",
+                    input_ids=input_ids,
+                    **columns,
+                )
             elif split == "val" and self.val_variants:
                 per = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
                 counts = np.array([len(v) for v in per], dtype=np.int64)
@@ -213,7 +232,7 @@ class ContractBytecodeDataModule(ContractDataModule):
             else:
                 input_ids = [view(split, i) for i in columns["index"]]
                 self.splits[split] = TokenizedContracts(input_ids=input_ids, **columns)
-        if self.train_variants == "sample":
+        if self.train_variants in ("sample", "pair"):
             n = sum(len(x) > 1 for x in self.splits["train"].columns["input_ids"])
             log.info(
                 "Compile variants: %d of %d training contracts drawn from several",

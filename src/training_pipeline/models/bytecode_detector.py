@@ -8,10 +8,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import FlagBudget
 from training_pipeline.models.base import OPTIM_KEYS
 from training_pipeline.models.bytecode_pretrain import load_encoder_weights
 from training_pipeline.models.contract_classifier import ContractClassifier
+from training_pipeline.models.losses import bernoulli_symmetric_kl
 from training_pipeline.models.nets.cnn import BytecodeCNN
 
 
@@ -20,6 +22,11 @@ class BytecodeDetector(ContractClassifier):
 
     Everything needed to predict (dimensions, label maps, tokenizer state, tuned per-class thresholds) is
     stored in the checkpoint, so ``BytecodeDetector.load_from_checkpoint(path)`` needs no config.
+
+    Training batches of compile-variant pairs (``data.train_variants=pair``: ``pair_input_ids``, another
+    compile setting of each contract) are scored in both settings: the loss is the mean of the two, plus
+    ``variant_consistency`` × their symmetric KL, so a contract's probabilities (and thus which side of a
+    tuned threshold it falls) do not depend on how it was compiled.
     """
 
     def __init__(
@@ -43,10 +50,17 @@ class BytecodeDetector(ContractClassifier):
         max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
         encoder_ckpt: str | None = None,
+        variant_consistency: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler)
+        if (
+            isinstance(variant_consistency, bool)
+            or not isinstance(variant_consistency, int | float)
+            or (variant_consistency < 0)
+        ):
+            raise ConfigError(f"model.variant_consistency={variant_consistency!r}: expected a number >= 0")
         self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.net = BytecodeCNN(
             vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
@@ -72,3 +86,24 @@ class BytecodeDetector(ContractClassifier):
 
     def _logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch["input_ids"])
+
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The loss of ``ContractClassifier``; on a batch of compile-variant pairs, the mean over both
+        settings plus the consistency penalty between them."""
+        weight = self.hparams.get("variant_consistency", 0.0)
+        if "pair_input_ids" not in batch:
+            if weight > 0:
+                raise ConfigError(
+                    f"model.variant_consistency={weight}: needs pairs of compile variants in the training "
+                    "batches (data.train_variants=pair)"
+                )
+            return super().training_loss(batch)
+        vuln_a, fam_a = self(batch["input_ids"])
+        vuln_b, fam_b = self(batch["pair_input_ids"])
+        loss = 0.5 * (self._loss(vuln_a, fam_a, batch) + self._loss(vuln_b, fam_b, batch))
+        if weight > 0:
+            consistency = bernoulli_symmetric_kl(vuln_a, vuln_b)
+            if self._trainer is not None:  # also called outside a Trainer (tests, notebooks)
+                self.log("train/variant_kl", consistency, batch_size=self.batch_size_of(batch))
+            loss = loss + weight * consistency
+        return loss
