@@ -291,6 +291,22 @@ def test_variant_consistency_config_errors(tmp_path: Path) -> None:
         paired_detector(dm, -1.0)
     with pytest.raises(ConfigError, match="data.train_variants=pair"):
         paired_detector(dm, 1.0).training_loss(next(iter(dm.train_dataloader())))
+    from lightning.pytorch import Trainer
+
+    model = paired_detector(dm, 1.0)
+    calls = []
+    model.training_step = lambda *a: calls.append(a)  # must never be reached
+    trainer = Trainer(
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    with pytest.raises(ConfigError, match="data.train_variants=pair"):
+        trainer.fit(model, datamodule=dm)  # refused at fit start, before the sanity check and any step
+    assert calls == []
 
 
 def test_a_trainer_fits_on_pairs_and_logs_the_disagreement(tmp_path: Path) -> None:

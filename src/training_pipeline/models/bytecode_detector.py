@@ -87,16 +87,27 @@ class BytecodeDetector(ContractClassifier):
     def _logits(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         return self(batch["input_ids"])
 
+    def on_fit_start(self) -> None:
+        """A consistency weight without variant pairs is a config error before any step runs (the
+        datamodule's ``train_variants`` says whether its batches will carry pairs)."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "train_variants"):
+            self._check_pairs(dm.train_variants == "pair")
+
+    def _check_pairs(self, has_pairs: bool) -> None:
+        weight = self.hparams.get("variant_consistency", 0.0)
+        if weight > 0 and not has_pairs:
+            raise ConfigError(
+                f"model.variant_consistency={weight}: needs pairs of compile variants in the training "
+                "batches (data.train_variants=pair)"
+            )
+
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The loss of ``ContractClassifier``; on a batch of compile-variant pairs, the mean over both
         settings plus the consistency penalty between them."""
         weight = self.hparams.get("variant_consistency", 0.0)
         if "pair_input_ids" not in batch:
-            if weight > 0:
-                raise ConfigError(
-                    f"model.variant_consistency={weight}: needs pairs of compile variants in the training "
-                    "batches (data.train_variants=pair)"
-                )
+            self._check_pairs(False)
             return super().training_loss(batch)
         vuln_a, fam_a = self(batch["input_ids"])
         vuln_b, fam_b = self(batch["pair_input_ids"])
