@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from conftest import compose_config
 from hydra.core.global_hydra import GlobalHydra
+from lightning.pytorch import Trainer
 
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
 from training_pipeline.data.contracts import LoadedSource
@@ -248,6 +250,18 @@ def paired_detector(dm: ContractBytecodeDataModule, weight: float) -> BytecodeDe
     )
 
 
+def quiet_trainer(tmp_path: Path, **kwargs: Any) -> Trainer:
+    """A Lightning Trainer that writes nothing but under ``tmp_path`` and prints no bars or summaries."""
+    return Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
 def test_paired_loss_is_the_mean_over_both_settings_plus_the_penalty(tmp_path: Path) -> None:
     dm = datamodule(make_records(), tmp_path, train_variants="pair")
     batch = next(iter(dm.train_dataloader()))
@@ -291,40 +305,20 @@ def test_variant_consistency_config_errors(tmp_path: Path) -> None:
         paired_detector(dm, -1.0)
     with pytest.raises(ConfigError, match="data.train_variants=pair"):
         paired_detector(dm, 1.0).training_loss(next(iter(dm.train_dataloader())))
-    from lightning.pytorch import Trainer
-
     model = paired_detector(dm, 1.0)
     calls = []
     model.training_step = lambda *a: calls.append(a)  # must never be reached
-    trainer = Trainer(
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=1)
     with pytest.raises(ConfigError, match="data.train_variants=pair"):
         trainer.fit(model, datamodule=dm)  # refused at fit start, before the sanity check and any step
     assert calls == []
 
 
 def test_a_trainer_fits_on_pairs_and_logs_the_disagreement(tmp_path: Path) -> None:
-    from lightning.pytorch import Trainer
-
     dm = datamodule(make_records(), tmp_path, train_variants="pair")
     model = paired_detector(dm, 1.0)
     before = [p.detach().clone() for p in model.parameters()]
-    trainer = Trainer(
-        max_steps=2,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
+    trainer = quiet_trainer(tmp_path, max_steps=2, num_sanity_val_steps=0, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     assert "train/variant_kl" in trainer.callback_metrics
     assert float(trainer.callback_metrics["train/variant_kl"]) >= 0
