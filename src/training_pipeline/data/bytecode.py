@@ -18,6 +18,8 @@ from training_pipeline.utils.checks import config_dataclass
 
 log = logging.getLogger(__name__)
 
+DRAWN_VARIANTS = ("sample", "pair")  # train_variants that keep one row per contract and draw at each access
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:
@@ -115,7 +117,7 @@ class ContractBytecodeDataModule(ContractDataModule):
             raise ConfigError(
                 f"data.variant={variant!r}: expected a compile variant key such as o1-r200, or null"
             )
-        if not isinstance(train_variants, bool) and train_variants not in ("sample", "pair"):
+        if not isinstance(train_variants, bool) and train_variants not in DRAWN_VARIANTS:
             raise ConfigError(f"data.train_variants={train_variants!r}: expected true, false, sample or pair")
         if not isinstance(val_variants, bool):
             raise ConfigError(f"data.val_variants={val_variants!r}: expected true or false")
@@ -211,7 +213,7 @@ class ContractBytecodeDataModule(ContractDataModule):
 
         for split in (*SPLITS, "all"):
             columns = self.split_labels(split)
-            if split == "train" and self.train_variants in ("sample", "pair"):
+            if split == "train" and self.train_variants in DRAWN_VARIANTS:
                 input_ids = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
                 self.splits[split] = SampledVariants(
                     seed=self.split_cfg.seed,
@@ -232,7 +234,7 @@ class ContractBytecodeDataModule(ContractDataModule):
             else:
                 input_ids = [view(split, i) for i in columns["index"]]
                 self.splits[split] = TokenizedContracts(input_ids=input_ids, **columns)
-        if self.train_variants in ("sample", "pair"):
+        if self.train_variants in DRAWN_VARIANTS:
             n = sum(len(x) > 1 for x in self.splits["train"].columns["input_ids"])
             log.info(
                 "Compile variants: %d of %d training contracts drawn from several",
