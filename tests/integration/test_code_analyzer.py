@@ -131,6 +131,34 @@ def test_fast_dev_run_predicts_one_row_per_contract_and_localizes(
     assert list((source_data_dir / "tokenized").iterdir())
 
 
+def test_training_reads_fewer_windows_than_validation_test_and_scans(
+    tmp_path, source_file, source_data_dir
+) -> None:
+    """``data.window.eval_max_windows``: training contracts keep ``max_windows`` windows, val, test and "all"
+    contracts (and the scanner's featurizer, from the same data config) up to ``eval_max_windows``."""
+    from hydra.utils import instantiate
+
+    from training_pipeline.data.featurizers import SourceFeaturizer
+
+    overrides = [
+        *tiny(source_file, source_data_dir),
+        "data.window.max_windows=1",
+        "data.window.eval_max_windows=5",
+    ]
+    cfg = compose_config("train.yaml", overrides, tmp_path / "run")
+    dm = instantiate(cfg.data, _convert_="all")
+    dm.setup()
+    assert max(dm.splits["train"].n_windows()) == 1
+    for split in ("val", "test", "all"):
+        assert 1 < max(dm.splits[split].n_windows()) <= 5, split
+    scan = SourceFeaturizer.from_checkpoint_state(cfg.data, dm.tokenizer.state_dict())
+    longest = max(range(len(dm.splits["test"])), key=lambda k: dm.splits["test"].n_windows()[k])
+    record = dm.records[dm.splits["test"].index[longest]]
+    (ids,), (lines,) = scan.tokenize([record["source_code"]])
+    assert len(scan.windows(ids, lines)[0]) == dm.splits["test"].n_windows()[longest] > 1
+    assert len(scan.windows(ids, lines, train=True)[0]) == 1
+
+
 def test_train_then_eval_from_the_checkpoint_alone(tmp_path, source_file, source_data_dir) -> None:
     cfg = compose_config(
         "train.yaml",

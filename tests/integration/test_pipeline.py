@@ -342,7 +342,8 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     """A labelled "real" file source beside the corpus (a quarter of it assessing no class, like audited npm
     code; a quarter partially labelled, like CGT): the contract model validates on real rows only, the
     behavior view is masked on them, the stacked rows carry their unassessed classes, and the aggregator gets
-    the false-alarm budget."""
+    the false-alarm budget. With ``stack_variants``, each train/val contract that has an optimizer-on build
+    (the corpus's, not the real file's) gets one more stacked row from the fold models' predictions of it."""
     from training_pipeline import taxonomy
     from training_pipeline.config import compose_task
     from training_pipeline.data.contracts import load_generated_corpus
@@ -376,6 +377,7 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
         f"real_data.contract_overrides={_quoted(contract)}",
         f"real_data.aggregator_overrides={_quoted(['model.max_audited_flag_rate=0.5'])}",
         "models.code_analyzer.enabled=false",
+        "models.bytecode_detector.stack_variants=[o1-r200]",
     )
     summary = run_pipeline(cfg)
     full = _manifest(pdir, "bytecode_detector/full")
@@ -387,6 +389,22 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     assert any(r.get("unassessed") == classes for r in real_rows)  # audited
     assert any(r.get("unassessed") == classes[-1:] for r in real_rows)  # partial
     assert not any(r.get("unassessed") for r in rows if not r["id"].startswith("real/"))
+    by_id = {r["id"]: r for r in rows}
+    built = {
+        r["id"] for r in rows if r["split"] != "test" and "bytecode" in r["views"] and "variant" not in r
+    }
+    built -= {r["id"] for r in real_rows}  # the real file has no optimizer-on build
+    extra = {rid.removesuffix("~o1-r200") for rid in by_id if rid.endswith("~o1-r200")}
+    assert built and extra == built
+    for rid in built:
+        own, other = by_id[rid], by_id[f"{rid}~o1-r200"]
+        assert other["split"] == own["split"] and other["labels"] == own["labels"]
+        assert other["views"].get("behavior") == own["views"].get("behavior")
+    assert any(
+        by_id[f"{rid}~o1-r200"]["views"]["bytecode"] != by_id[rid]["views"]["bytecode"] for rid in built
+    )
+    variant_files = list(pdir.glob("stages/bytecode_detector/fold*/variant_o1-r200/predictions.jsonl"))
+    assert len(variant_files) == INNER
     agg = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
     assert agg.hparams.max_audited_flag_rate == 0.5
 

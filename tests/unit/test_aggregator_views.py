@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -34,12 +35,15 @@ def _probs(p: float) -> dict[str, float]:
     return dict.fromkeys(VULN, p)
 
 
-def _write(path: Path, preds: dict[str, float], top_lines: bool = False) -> str:
+def _write(path: Path, preds: dict[str, float], top_lines: bool = False, built: Sequence[str] = ()) -> str:
+    """A prediction file; ``built``: the ids predicted from the o1-r200 build (``compile_variant``)."""
     lines = []
     for rid, p in preds.items():
         rec = {"id": rid, "probs": _probs(p), "labels": ["reentrancy"] if p > 0.5 else []}
         if top_lines:
             rec["top_lines"] = {"reentrancy": [[3, 0.9]]}
+        if rid in built:
+            rec["compile_variant"] = "o1-r200"
         lines.append(json.dumps(rec))
     path.write_text("\n".join(lines) + "\n")
     return path.name
@@ -226,3 +230,117 @@ def test_run_dirs_from_before_crossfit_mean_scan_with_the_full_models(
     folds = [{"fold": 1, "checkpoint": "f.ckpt", "config": "c.yaml"}]
     new = {"artifacts": {"aggregator_inputs": "crossfit_mean", "base_models": {"b": {"folds": folds}}}}
     assert aggregator_inputs(Path("new"), new) == "crossfit_mean"
+
+
+def _variant_stages(tmp_path: Path) -> tuple[list[ModelView], dict[str, StageResult]]:
+    """Two fold models (out-of-fold a1, a2 / b1 val) and a full model (test t1), bytecode and source views."""
+    stages = {}
+    for model in ("b", "s"):
+        stages[f"{model}/fold1"] = StageResult(
+            f"{model}/fold1", "trained", 0, "h", _write(tmp_path / f"{model}1.jsonl", {"a1": 0.2, "a2": 0.6}),
+            None, {"train": ["b1"], "val": [], "test": ["a1", "a2"]},
+        )  # fmt: skip
+        stages[f"{model}/fold2"] = StageResult(
+            f"{model}/fold2", "trained", 0, "h", _write(tmp_path / f"{model}2.jsonl", {"b1": 0.3}), None,
+            {"train": ["a1", "a2"], "val": [], "test": ["b1"]},
+        )  # fmt: skip
+        stages[f"{model}/full"] = StageResult(
+            f"{model}/full", "trained", 0, "h", _write(tmp_path / f"{model}f.jsonl", {"t1": 0.9}), None,
+            {"train": ["a1", "a2"], "val": ["b1"], "test": ["t1"]},
+        )  # fmt: skip
+    views = [ModelView("b", "bytecode", "contract_classes"), ModelView("s", "source", "contract_classes")]
+    return views, stages
+
+
+def test_stack_variants_add_a_train_and_val_row_per_contract_built_another_way(tmp_path: Path) -> None:
+    """The fold models' out-of-fold predictions from the optimizer-on build become one more row per train or
+    val contract that has the build: its bytecode view from that build, its labels and other views its own; no
+    test row, none for a contract predicted from its plain bytecode (a2: no such build)."""
+    views, stages = _variant_stages(tmp_path)
+    _write(tmp_path / "v1.jsonl", {"a1": 0.05, "a2": 0.95}, built=["a1"])
+    _write(tmp_path / "v2.jsonl", {"b1": 0.45}, built=["b1"])
+    variants = {"bytecode": {"o1-r200": [tmp_path / "v1.jsonl", tmp_path / "v2.jsonl"]}}
+    rows, manifest = build_stacked(tmp_path, views, stages, ["fold1", "fold2"], variant_members=variants)
+    by_id = {r["id"]: r for r in rows}
+    assert sorted(by_id) == ["a1", "a1~o1-r200", "a2", "b1", "b1~o1-r200", "t1"]
+    extra, own = by_id["a1~o1-r200"], by_id["a1"]
+    assert extra["views"]["bytecode"]["reentrancy"] == 0.05 and own["views"]["bytecode"]["reentrancy"] == 0.2
+    assert extra["views"]["source"] == own["views"]["source"]  # the source view has no compile setting
+    assert extra["split"] == own["split"] == "train" and extra["labels"] == own["labels"]
+    assert by_id["b1~o1-r200"]["split"] == "val" and by_id["b1~o1-r200"]["variant"] == "o1-r200"
+    assert manifest["variant_rows"] == {"o1-r200": {"train": 1, "val": 1}}
+    assert manifest["counts"] == {"train": 3, "val": 2, "test": 1}
+    plain, plain_manifest = build_stacked(tmp_path, views, stages, ["fold1", "fold2"])
+    assert [r for r in rows if "variant" not in r] == plain and plain_manifest["variant_rows"] == {}
+
+
+def test_stack_variants_refuse_predictions_of_other_contracts(tmp_path: Path) -> None:
+    """A fold model's variant predictions must cover exactly its out-of-fold contracts: one it trained on
+    (or one missing) is a LeakageError naming the fold."""
+    from training_pipeline.pipeline.stack import LeakageError
+
+    views, stages = _variant_stages(tmp_path)
+    _write(tmp_path / "v1.jsonl", {"a1": 0.05, "b1": 0.95})  # b1: fold1 trained on it
+    _write(tmp_path / "v2.jsonl", {"b1": 0.45})
+    variants = {"bytecode": {"o1-r200": [tmp_path / "v1.jsonl", tmp_path / "v2.jsonl"]}}
+    with pytest.raises(LeakageError, match=r"b/fold1 o1-r200: predicted other contracts.*a2.*b1"):
+        build_stacked(tmp_path, views, stages, ["fold1", "fold2"], variant_members=variants)
+
+
+def test_variant_predictions_predict_the_folds_own_test_split_from_that_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fold model predicts its own test split (its fold and exclusions unchanged) with ``data.variant``
+    set, into ``variant_<key>/``; a second call reuses the file while it covers the fold's contracts."""
+    from omegaconf import OmegaConf
+
+    from training_pipeline.pipeline import crossfit
+
+    stage_dir = tmp_path / "stages" / "m" / "fold2"
+    stage_dir.mkdir(parents=True)
+    OmegaConf.save(
+        {"data": {"fold": 2, "variant": None, "split": {"exclude_folds": [0]}}, "model": {}, "paths": {},
+         "seed": 1, "trainer": {}},
+        stage_dir / "config_resolved.yaml",
+    )  # fmt: skip
+    fold = StageResult(
+        "m/fold2", "trained", 0, "h", None, "ckpt", {"train": [], "val": [], "test": ["a", "b"]}
+    )
+    seen = []
+    cfg_ids = fold.split_ids["test"]
+
+    def fake_predict(cfg):
+        seen.append(cfg)
+        out = Path(cfg.paths.output_dir) / "predictions.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        _write(out, dict.fromkeys(cfg_ids, 0.1))
+        return out
+
+    monkeypatch.setattr(crossfit, "predict", fake_predict)
+    path = crossfit.variant_predictions(tmp_path, fold, "o1-r200")
+    assert path == stage_dir / "variant_o1-r200" / "predictions.jsonl"
+    (cfg,) = seen
+    assert cfg.data.variant == "o1-r200" and cfg.data.fold == 2 and list(cfg.data.split.exclude_folds) == [0]
+    assert cfg.split == "test" and cfg.ckpt_path == str(tmp_path / "ckpt")
+    assert crossfit.variant_predictions(tmp_path, fold, "o1-r200") == path and len(seen) == 1  # reused
+    fold.split_ids["test"].append("c")  # the fold now tests another contract: predicted again
+    crossfit.variant_predictions(tmp_path, fold, "o1-r200")
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "adapter", "match"),
+    [
+        ("o1-r200", "contract_classes", "expected a list"),
+        (["o1-r200", "o1-r200"], "contract_classes", "a variant twice"),
+        (["o1~r200"], "contract_classes", "expected a list"),
+        (["o1-r200"], "anomaly_classes", "only a contract model"),
+    ],
+)
+def test_stack_variants_config_errors(value, adapter: str, match: str) -> None:
+    from training_pipeline.errors import ConfigError
+    from training_pipeline.pipeline.runner import stack_variants
+
+    with pytest.raises(ConfigError, match=match):
+        stack_variants({"stack_variants": value}, ModelView("m", "v", adapter))
+    assert stack_variants({}, ModelView("m", "v", "contract_classes")) == []

@@ -46,6 +46,25 @@ def test_window_config_is_checked() -> None:
         WindowConfig(max_windows=20, max_batch_windows=10)
 
 
+def test_inference_can_keep_more_windows_than_training() -> None:
+    """``eval_max_windows``: training cuts a long contract into ``max_windows`` windows, inference (the
+    default) into up to ``eval_max_windows``, both spread from head to tail; unset, both keep
+    ``max_windows``."""
+    ids, lines = list(range(10, 110)), [1 + i // 5 for i in range(100)]
+    cfg = WindowConfig(size=8, stride=6, max_windows=2, max_batch_windows=20, eval_max_windows=10)
+    train_wins, _ = make_windows(ids, lines, cfg, cls_id=0, sep_id=2, train=True)
+    eval_wins, _ = make_windows(ids, lines, cfg, cls_id=0, sep_id=2)
+    assert len(train_wins) == 2 and len(eval_wins) == 10
+    assert train_wins[0][1] == eval_wins[0][1] == 10 and train_wins[-1][-2] == eval_wins[-1][-2] == 109
+    assert {t for w in eval_wins for t in w[1:-1]} > {t for w in train_wins for t in w[1:-1]}
+    plain = WindowConfig(size=8, stride=6, max_windows=2, max_batch_windows=20)
+    assert plain.limit(train=True) == plain.limit() == 2
+    with pytest.raises(ConfigError, match="eval_max_windows"):
+        WindowConfig(max_windows=4, max_batch_windows=10, eval_max_windows=11)
+    with pytest.raises(ConfigError, match="eval_max_windows"):
+        WindowConfig(eval_max_windows=0)
+
+
 def test_budget_sampler_bounds_windows_per_batch() -> None:
     n_windows = [1, 5, 2, 8, 3, 3, 1, 7, 2, 2]
     for shuffle in (False, True):

@@ -194,6 +194,13 @@ class ContractBytecodeDataModule(ContractDataModule):
             return record["bytecode"]
         return record_variants(record).get(self.variant) or record["bytecode"]
 
+    def prediction_fields(self, index: int) -> dict[str, str]:
+        """What a prediction row of record ``index`` (val/test/predict) says about its input: the compile
+        ``variant`` it was built with, where the record has it (absent: its ``bytecode``)."""
+        if self.variant is not None and record_variants(self.records[index]).get(self.variant):
+            return {"compile_variant": self.variant}
+        return {}
+
     def featurize(self, records: list[dict[str, Any]]) -> None:
         """Opcode ids of every record, split into the datasets of ``self.splits`` (train: ``bytecode``; the
         other splits: ``eval_bytecode``)."""

@@ -127,12 +127,19 @@ class WindowConfig:
     stride: int = 192
     max_windows: int = 12  # more are thinned to this many, spread evenly from head to tail
     max_batch_windows: int = 96  # a batch stops growing at this many windows: bounded memory
+    eval_max_windows: int | None = None  # val, test, predict and scans (None: max_windows): train on fewer
 
     def __post_init__(self) -> None:
         if self.size < 8 or not 0 < self.stride <= self.size - 2:
             raise ConfigError(f"data.window: need size >= 8 and 0 < stride <= size - 2, got {self}")
-        if self.max_windows < 1 or self.max_batch_windows < self.max_windows:
-            raise ConfigError("data.window: need 1 <= max_windows <= max_batch_windows")
+        for key in ("max_windows", "eval_max_windows"):
+            n = getattr(self, key)
+            if n is not None and not 1 <= n <= self.max_batch_windows:
+                raise ConfigError(f"data.window: need 1 <= {key} <= max_batch_windows, got {n}")
+
+    def limit(self, train: bool = False) -> int:
+        """How many windows a contract keeps: ``max_windows`` in training, else ``eval_max_windows``."""
+        return self.max_windows if train or self.eval_max_windows is None else self.eval_max_windows
 
 
 def window_starts(n_tokens: int, content: int, stride: int, max_windows: int) -> list[int]:
@@ -147,13 +154,19 @@ def window_starts(n_tokens: int, content: int, stride: int, max_windows: int) ->
 
 
 def make_windows(
-    ids: Sequence[int], lines: Sequence[int], cfg: WindowConfig, cls_id: int, sep_id: int
+    ids: Sequence[int],
+    lines: Sequence[int],
+    cfg: WindowConfig,
+    cls_id: int,
+    sep_id: int,
+    train: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """``<s> tokens </s>`` windows and their token lines (0 for special tokens)."""
+    """``<s> tokens </s>`` windows and their token lines (0 for special tokens), at most ``cfg.limit(train)``
+    of them."""
     content = cfg.size - 2
     ids, lines = np.asarray(ids, dtype=np.int64), np.asarray(lines, dtype=np.int32)
     win_ids, win_lines = [], []
-    for s in window_starts(len(ids), content, cfg.stride, cfg.max_windows):
+    for s in window_starts(len(ids), content, cfg.stride, cfg.limit(train)):
         win_ids.append(np.concatenate([[cls_id], ids[s : s + content], [sep_id]]).astype(np.int64))
         win_lines.append(np.concatenate([[0], lines[s : s + content], [0]]).astype(np.int32))
     return win_ids, win_lines
@@ -205,10 +218,13 @@ class SourceFeaturizer:
         """Token ids and token lines of several sources, in memory (the datamodules cache theirs on disk)."""
         return self.tokenizer.encode_lines(list(sources))
 
-    def windows(self, ids: Sequence[int], lines: Sequence[int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """One contract's tokens cut into windows: (window ids, window token lines)."""
+    def windows(
+        self, ids: Sequence[int], lines: Sequence[int], train: bool = False
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """One contract's tokens cut into windows: (window ids, window token lines); ``train``: as many as
+        training keeps (``max_windows``), else as many as inference does (``eval_max_windows``)."""
         special = self.special_ids
-        return make_windows(ids, lines, self.window, special["cls"], special["sep"])
+        return make_windows(ids, lines, self.window, special["cls"], special["sep"], train)
 
     def encode(self, source: str) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Windows and window token lines of one contract's source."""

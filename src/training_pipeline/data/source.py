@@ -259,13 +259,20 @@ class ContractSourceDataModule(ContractDataModule):
         )
         self.n_tokens = [len(x) for x in ids]
         windows = [self.featurizer.windows(i, ln) for i, ln in zip(ids, lines, strict=True)]
+        train_windows: Sequence | dict = windows
+        if self.window_cfg.limit(train=True) != self.window_cfg.limit():  # training keeps fewer (or more)
+            train_windows = {
+                i: self.featurizer.windows(ids[i], lines[i], train=True)
+                for i in self.split_labels("train")["index"]
+            }
         vuln = [r.get("vulnerable_lines") or {} for r in records]
         for split in (*SPLITS, "all"):
             columns = self.split_labels(split)
             idx = columns["index"]
+            source = train_windows if split == "train" else windows
             self.splits[split] = SourceWindows(
-                windows=[windows[i][0] for i in idx],
-                lines=[windows[i][1] for i in idx],
+                windows=[source[i][0] for i in idx],
+                lines=[source[i][1] for i in idx],
                 vulnerable_lines=[vuln[i] for i in idx],
                 **columns,
             )

@@ -191,6 +191,7 @@ class ContractClassifier(BaseModule):
         ``unassessed`` lists the classes whose truth is unknown (masked), absent when every class was."""
         thresholds = self.thresholds.cpu()
         targets, mask = outputs.get("targets"), outputs.get("mask")
+        fields = getattr(datamodule, "prediction_fields", None)  # e.g. the bytecode's compile variant
         for row, i in enumerate(outputs["index"].tolist()):
             p = outputs["probs"][row].cpu()
             rec = {
@@ -202,4 +203,6 @@ class ContractClassifier(BaseModule):
                 rec["labels"] = [c for c, v in zip(self.class_names, targets[row], strict=True) if v > 0.5]
             if mask is not None and not bool(mask[row].all()):
                 rec["unassessed"] = [c for c, m in zip(self.class_names, mask[row], strict=True) if m < 0.5]
+            if fields is not None:
+                rec.update(fields(i))
             yield rec

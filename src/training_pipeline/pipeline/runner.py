@@ -5,10 +5,12 @@ Pipeline run dir (``outputs/pipeline/<name>``; the same name resumes):
     stages/<model>/fold<k>/   a base model trained on the outer training folds minus fold k (fold k and the
                               outer test fold excluded from its train and val): its predictions on fold k are
                               the out-of-fold (OOF) predictions of those contracts
-                              (``outer_test/``: its predictions on the outer test fold, for crossfit_mean)
+                              (``outer_test/``: its predictions on the outer test fold, for crossfit_mean;
+                              ``variant_<key>/``: on fold k built another way, for ``stack_variants``)
     stages/<model>/full/      the base model trained on the outer training split: its test predictions
-    stacked/                  OOF rows (train, val) + test rows (``aggregator_inputs``: the mean of the fold
-                              models, or the full models), the static-analysis view if on, the modality mask
+    stacked/                  OOF rows (train, val; one more per ``stack_variants`` build) + test rows
+                              (``aggregator_inputs``: the mean of the fold models, or the full models), the
+                              static-analysis view if on, the modality mask
     stages/aggregator/        the aggregator trained on the stacked rows, calibrated on val
     comparison.{json,md}      aggregator (and guarded risk) vs single models vs mean/max, with and without
                               each view
@@ -43,7 +45,7 @@ from training_pipeline.errors import ConfigError
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.pipeline.compare import compare, guard_choice, markdown_table, rich_table
-from training_pipeline.pipeline.crossfit import outer_test_predictions
+from training_pipeline.pipeline.crossfit import outer_test_predictions, variant_predictions
 from training_pipeline.pipeline.run_dirs import PIPELINE_FILE
 from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult, config_hash, mark_failed, reusable, write_manifest
@@ -62,7 +64,7 @@ TOP_LEVEL_KEYS = {
 }  # fmt: skip
 REAL_DATA_KEYS = {"enabled", "corpus", "contract_overrides", "model_overrides", "aggregator_overrides"}
 AGGREGATOR_INPUTS = ("crossfit_mean", "full")
-MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides"}
+MODEL_KEYS = {"enabled", "view", "adapter", "overrides", "crossfit_overrides", "stack_variants"}
 
 
 def _forced(force: Any, name: str) -> bool:
@@ -95,6 +97,25 @@ def real_data(cfg: DictConfig) -> dict[str, Any]:
             f"{sorted(cfg.get('models') or {})}"
         )
     return block if block.get("enabled") else {}
+
+
+def stack_variants(mcfg: Any, mv: ModelView) -> list[str]:
+    """A model's ``stack_variants`` (compile variant keys such as o1-r200), checked: a list of names, for a
+    ``contract_classes`` view (its datamodule's ``data.variant`` picks the build)."""
+    value = mcfg.get("stack_variants") or []
+    value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    if not isinstance(value, list) or not all(isinstance(v, str) and v and "~" not in v for v in value):
+        raise ConfigError(
+            f"pipeline models.{mv.model}.stack_variants={value!r}: expected a list of compile variant keys "
+            "such as [o1-r200]"
+        )
+    if value and mv.kind != "contract_classes":
+        raise ConfigError(
+            f"pipeline models.{mv.model}.stack_variants: only a contract model's view has compile variants"
+        )
+    if len(set(value)) != len(value):
+        raise ConfigError(f"pipeline models.{mv.model}.stack_variants={value}: a variant twice")
+    return value
 
 
 def stage_overrides(cfg: DictConfig, model: str) -> list[str]:
@@ -156,6 +177,7 @@ class Pipeline:
                 )
         if not self.views:
             raise ConfigError("pipeline models: no model enabled")
+        self.stack_variants = {mv.view: stack_variants(cfg.models[mv.model], mv) for mv in self.views}
         names = [v.view for v in self.views]
         if len(set(names)) != len(names):
             raise ConfigError(f"pipeline models: view names must differ, got {names}")
@@ -281,7 +303,10 @@ class Pipeline:
         test_members = self.crossfit_test_predictions(inner_tags) if self.inputs == "crossfit_mean" else None
         static = self.static_features() if self.static_cfg.get("enabled") else None
         self.static_used = static is not None
-        rows, manifest = build_stacked(self.dir, self.views, self.stages, inner_tags, test_members, static)
+        variants = self.variant_oof_predictions(inner_tags)
+        rows, manifest = build_stacked(
+            self.dir, self.views, self.stages, inner_tags, test_members, static, variants
+        )
         write_stacked(self.dir, rows, manifest)
         _, manifest = read_stacked(self.dir)
         self.console.print(
@@ -318,6 +343,21 @@ class Pipeline:
                 for t in inner_tags
             ]
         self.console.print(f"crossfit_mean: test rows average {len(inner_tags)} fold models per view")
+        return out
+
+    def variant_oof_predictions(self, inner_tags: list[str]) -> dict[str, dict[str, list[Path]]]:
+        """Per view with ``stack_variants``, per compile variant, every fold model's predictions on its own
+        out-of-fold contracts built that way (extra aggregator rows)."""
+        out: dict[str, dict[str, list[Path]]] = {}
+        for mv in self.views:
+            for variant in self.stack_variants[mv.view]:
+                out.setdefault(mv.view, {})[variant] = [
+                    variant_predictions(self.dir, self.stages[f"{mv.model}/{t}"], variant) for t in inner_tags
+                ]
+                self.console.print(
+                    f"stack_variants: {mv.model}'s {len(inner_tags)} fold models on their out-of-fold "
+                    f"contracts built {variant}"
+                )
         return out
 
     def static_features(self) -> dict[str, dict[str, float] | None] | None:

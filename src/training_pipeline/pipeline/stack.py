@@ -4,9 +4,12 @@ Train and val rows take each model's out-of-fold predictions (the cross-fitted m
 contract); test rows take the mean of the cross-fitted models' predictions (``crossfit_mean``: the same kind
 of model the aggregator learnt from) or those of the model trained on the whole training split (``full``);
 explanations (the code analyzer's top lines) always come from the full model. The static-analysis view
-(Slither's cached findings) needs no cross-fitting: nothing learns it. A contract's
-role (train / val / test) is the most held-out one any model's full run gave it (test, then val), so a model
-that trained on a contract another model tests simply has no view for it.
+(Slither's cached findings) needs no cross-fitting: nothing learns it. ``variant_members`` (a bytecode view's
+``stack_variants``): the same fold models' out-of-fold predictions from other compile builds of the contracts;
+each train or val row that has the build gets one more row per variant, id ``<id>~<variant>``, its bytecode
+view from that build and everything else (labels, the other views) the contract's own. A contract's role
+(train / val / test) is the most held-out one any model's full run gave it (test, then val), so a model that
+trained on a contract another model tests simply has no view for it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training_pipeline.data.stacked import mean_probs
+from training_pipeline.data.stacked import SPLITS, mean_probs
 from training_pipeline.data.weak_labels.features import (
     STATIC_KIND,
     STATIC_MODEL,
@@ -86,11 +89,15 @@ def build_stacked(
     inner_tags: Sequence[str],
     test_members: Mapping[str, Sequence[Path]] | None = None,
     static: Mapping[str, dict[str, float] | None] | None = None,
+    variant_members: Mapping[str, Mapping[str, Sequence[Path]]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(rows, manifest) for ``data/stacked.py``'s ``write_stacked``. ``test_members``: per view, the fold
     models' outer-test prediction files (their mean replaces the full model's probabilities); ``static``:
-    the static-analysis view's features per contract id (None or absent: masked)."""
+    the static-analysis view's features per contract id (None or absent: masked); ``variant_members``: per
+    view and compile variant, each fold model's (``inner_tags`` order) predictions on its own out-of-fold
+    contracts built that way (extra train and val rows)."""
     oof: dict[str, dict[str, dict]] = {}
+    oof_variant: dict[tuple[str, str], dict[str, dict]] = {}  # (view, compile variant) -> id -> entry
     test: dict[str, dict[str, dict]] = {}
     role: dict[str, str] = {}
     roles_seen: dict[str, set[str]] = {}
@@ -113,9 +120,11 @@ def build_stacked(
         if test_members is not None:
             members = [read_view_predictions(p, mv.kind) for p in test_members[mv.view]]
             test[mv.view] = crossfit_mean(mv.model, test[mv.view], members)
+        for variant, paths in ((variant_members or {}).get(mv.view) or {}).items():
+            oof_variant[(mv.view, variant)] = _variant_oof(mv, variant, inner, paths, predicted)
         first = next(iter(test[mv.view].values()), None) or next(iter(oof[mv.view].values()))
         features[mv.view] = list(first["probs"])
-        for split in ("train", "val", "test"):
+        for split in SPLITS:
             for rid in full.split_ids[split]:
                 roles_seen.setdefault(rid, set()).add(split)
     order = {"test": 0, "val": 1, "train": 2}
@@ -147,6 +156,8 @@ def build_stacked(
             if static is not None and static.get(rid) is not None:
                 row["views"][STATIC_VIEW] = static[rid]
             rows.append(row)
+    variant_rows = _variant_rows(rows, oof_variant)
+    rows += variant_rows
     entries = [
         {"view": mv.view, "model": mv.model, "kind": mv.kind, "features": features[mv.view]} for mv in views
     ]
@@ -160,14 +171,70 @@ def build_stacked(
             }
         )
         missing[STATIC_VIEW] = {
-            s: sum(r["split"] == s and STATIC_VIEW not in r["views"] for r in rows)
-            for s in ("train", "val", "test")
+            s: sum(r["split"] == s and STATIC_VIEW not in r["views"] for r in rows) for s in SPLITS
         }
     manifest = {
         "views": entries,
         "test_inputs": "full" if test_members is None else "crossfit_mean",
-        "counts": {s: sum(r["split"] == s for r in rows) for s in ("train", "val", "test")},
+        "counts": {s: sum(r["split"] == s for r in rows) for s in SPLITS},
         "missing_views": missing,
         "role_conflicts": sum(len(s) > 1 for s in roles_seen.values()),
+        "variant_rows": {
+            variant: {
+                s: sum(r["split"] == s and r["variant"] == variant for r in variant_rows) for s in SPLITS[:2]
+            }
+            for variant in sorted({v for _, v in oof_variant})
+        },
     }
     return rows, manifest
+
+
+def _variant_oof(
+    mv: ModelView,
+    variant: str,
+    inner: Sequence[StageResult],
+    paths: Sequence[Path],
+    predicted: Mapping[str, set],
+) -> dict[str, dict]:
+    """One view's out-of-fold predictions from the ``variant`` build: each fold model must have predicted
+    exactly the contracts of its own out-of-fold predictions (so none it trained on)."""
+    if len(paths) != len(inner):
+        raise LeakageError(
+            f"{mv.model} {variant}: {len(paths)} prediction file(s) for {len(inner)} fold models"
+        )
+    out: dict[str, dict] = {}
+    for r, path in zip(inner, paths, strict=True):
+        preds = read_view_predictions(path, mv.kind)
+        if set(preds) != predicted[r.name]:
+            odd = sorted(set(preds) ^ predicted[r.name])
+            raise LeakageError(
+                f"{r.name} {variant}: predicted other contracts than its out-of-fold ones, e.g. {odd[:3]}"
+            )
+        out.update(preds)
+    return out
+
+
+def _variant_rows(rows: Sequence[dict[str, Any]], oof_variant: Mapping[tuple[str, str], dict]) -> list[dict]:
+    """Per train/val row and compile variant, a copy whose views from that build replace the row's own; a
+    contract the build is missing for (its prediction says no ``compile_variant``) gets none."""
+    out = []
+    for variant in sorted({v for _, v in oof_variant}):
+        built = {view: preds for (view, v), preds in oof_variant.items() if v == variant}
+        for row in rows:
+            if row["split"] == "test":
+                continue
+            views = {
+                view: preds[rid]["probs"]
+                for view, preds in built.items()
+                if (rid := row["id"]) in preds and preds[rid]["extras"].get("compile_variant") == variant
+            }
+            if views:
+                out.append(
+                    {
+                        **row,
+                        "id": f"{row['id']}~{variant}",
+                        "variant": variant,
+                        "views": {**row["views"], **views},
+                    }
+                )
+    return out

@@ -2,9 +2,9 @@
 
 A view is one base model's output: ``contract_classes`` (bytecode detector, code analyzer: ``probs`` over the
 vulnerability classes, true ``labels`` and the ``unassessed`` classes of partially labelled records, the code
-analyzer's ``top_lines``) or ``anomaly_classes`` (behavior
-model: ``probs`` over the history classes, true ``label``). A contract absent from a file simply has no entry:
-the view is missing for it, and the stacked data marks it so (``data/stacked.py``).
+analyzer's ``top_lines``, the bytecode's ``compile_variant`` where one was asked for) or ``anomaly_classes``
+(behavior model: ``probs`` over the history classes, true ``label``). A contract absent from a file simply has
+no entry: the view is missing for it, and the stacked data marks it so (``data/stacked.py``).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def read_view_predictions(path: str | Path, kind: str) -> dict[str, dict[str, An
             extras = {}
         else:
             truth = {"labels": rec.get("labels"), "unassessed": rec.get("unassessed") or []}
-            extras = {"top_lines": rec["top_lines"]} if rec.get("top_lines") else {}
+            extras = {k: rec[k] for k in ("top_lines", "compile_variant") if rec.get(k)}
         if rid in out:
             raise DataError(f"{path}:{n}: id {rid!r} predicted twice")
         out[rid] = {"probs": {k: float(v) for k, v in probs.items()}, "truth": truth, "extras": extras}
