@@ -32,9 +32,10 @@ def _predicted_ids(path: Path) -> set[str]:
 
 
 def _fold_predictions(
-    pipeline_dir: Path, stage: StageResult, out_name: str, ids: Collection[str], **data: Any
+    pipeline_dir: Path, stage: StageResult, out_name: str, ids: Collection[str], data: dict[str, Any]
 ) -> Path:
-    """The fold model's (``stage``) predictions on the test split of its data config with ``data`` set, in
+    """The fold model's (``stage``) predictions on the test split of its data config with the ``data`` keys
+    (dotted, under ``data.``) set, in
     ``stages/<fold>/<out_name>/predictions.jsonl``: computed once, then reused while they cover ``ids``."""
     out_dir = pipeline_dir / "stages" / stage.name / out_name
     path = out_dir / "predictions.jsonl"
@@ -57,7 +58,7 @@ def outer_test_predictions(
     """The fold model's predictions on the outer test fold (``test_ids``), computed once, then reused: the
     outer test fold made its test split, nothing excluded."""
     return _fold_predictions(
-        pipeline_dir, fold, OUTER_TEST_DIR, test_ids, fold=test_fold, **{"split.exclude_folds": []}
+        pipeline_dir, fold, OUTER_TEST_DIR, test_ids, {"fold": test_fold, "split.exclude_folds": []}
     )
 
 
@@ -65,5 +66,5 @@ def variant_predictions(pipeline_dir: Path, fold: StageResult, variant: str) -> 
     """The fold model's predictions on its own out-of-fold contracts (its test split) built with the compile
     ``variant`` (``data.variant``), computed once, then reused."""
     return _fold_predictions(
-        pipeline_dir, fold, f"variant_{variant}", fold.split_ids["test"], variant=variant
+        pipeline_dir, fold, f"variant_{variant}", fold.split_ids["test"], {"variant": variant}
     )
