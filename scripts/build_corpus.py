@@ -4,6 +4,13 @@ python scripts/build_corpus.py                                  # the default co
 python scripts/build_corpus.py data.corpus.n_contracts=5000     # any data.* override of train.yaml
 python scripts/build_corpus.py --export corpus.jsonl            # interchange format (JSONL or parquet)
 python scripts/build_corpus.py --coverage --coverage-out docs/coverage.md  # what the generator covers
+python scripts/build_corpus.py experiment=bytecode_pretrain_real --export-data pairs.jsonl --no-report
+
+--export-data writes every record the configured data loads (all `data.sources`, after clone grouping) with
+the split it gets, as one interchange file. A machine without Node.js or `data/` (a GPU machine) then trains
+on the same records and splits with `data.sources=[file] data.path=<that file>`; options that act per source
+(source_weights, val_sources, eval_sources, weak labels) do not carry over, and test records that eval_sources
+leaves out are not written.
 
 The corpus is built (and its manifest printed) when `data.sources` holds it or --export asks for it. Then it
 prints the data quality report of the configured data (every `data.sources`, split as training splits it,
@@ -30,6 +37,7 @@ from training_pipeline.corpus.generator import coverage_markdown, generate_corpu
 from training_pipeline.data.quality import (
     check_report,
     load_configured_data,
+    load_configured_records,
     print_report,
     quality_report,
     slither_predictions,
@@ -48,7 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--export", type=Path, help="write the corpus as interchange records (.jsonl/.parquet)"
     )
-    parser.add_argument("--force", action="store_true", help="overwrite the --export file if it exists")
+    parser.add_argument(
+        "--export-data",
+        type=Path,
+        help="write the configured data's records with their splits (.jsonl/.parquet)",
+    )
+    parser.add_argument("--force", action="store_true", help="overwrite an export file if it exists")
     parser.add_argument(
         "--coverage",
         action="store_true",
@@ -78,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 r["vulnerable_lines"] = json.loads(r["vulnerable_lines"])
             write_records(rows, args.export, overwrite=args.force)
             print(f"exported {len(rows)} records to {args.export}", file=sys.stderr)
+        if args.export_data:
+            _export_data(args.overrides, args.export_data, args.force)
         if not args.no_report:
             out_dir = args.report_dir or Path(cfg.paths.log_dir) / "data_report"
             return _report(args.overrides, out_dir, args.slither_cache)
@@ -85,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _export_data(overrides: list[str], out: Path, force: bool) -> None:
+    """Write the configured data's records, each with the split it gets (``split``), to ``out``."""
+    if out.exists() and not force:  # before loading every source, not after
+        raise DataError(f"{out}: exists; refusing to overwrite (pass --force)")
+    records, split_of, _ = load_configured_records(overrides)
+    rows = [{**r, "split": s} for r, s in zip(records, split_of, strict=True) if s != "unused"]
+    write_records(rows, out, overwrite=force)
+    counts = {s: split_of.count(s) for s in ("train", "val", "test")}
+    print(f"exported {len(rows)} records ({counts}) to {out}", file=sys.stderr)
 
 
 def _coverage(cfg, show: bool, out: Path | None) -> int:

@@ -1,18 +1,23 @@
-"""The stored corpus: built once per config, grouped splits, manifest, export to a file and training on it."""
+"""The stored corpus: built once per config, grouped splits, manifest, export to a file and training on it;
+the configured data exported with its splits."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import TINY_CORPUS, compose_config, tiny_overrides
+from conftest import ROOT, TINY_CORPUS, compose_config, tiny_overrides
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
 from training_pipeline.corpus import build
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, corpus_key, load_corpus, load_manifest
+from training_pipeline.data.bytecode import ContractBytecodeDataModule
+from training_pipeline.data.contracts import label_mask
+from training_pipeline.data.quality import load_configured_records
 from training_pipeline.data.records import read_records, write_records
 from training_pipeline.errors import ConfigError
 from training_pipeline.tasks import train
@@ -103,3 +108,54 @@ def test_export_and_train_on_an_interchange_file(corpus: Path, tmp_path: Path, d
     assert not {dm.records[i]["group"] for i in dm.splits["train"].index} & {
         dm.records[i]["group"] for i in dm.splits["test"].index
     }
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_export_data_keeps_every_split_and_label_state(
+    corpus: Path, tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    """--export-data writes the mixed sources as one file that a run elsewhere splits the same way."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        from build_corpus import main
+    finally:
+        sys.path.pop(0)
+    extra = [  # npm-like records without labels, and one CGT-like with a partial label
+        {"id": f"npm{i}", "group": f"pkg{i}", "bytecode": "0x6080" + f"{i:04x}" * 8, "unlabeled": True}
+        for i in range(12)
+    ]
+    extra.append(
+        {"id": "cgt0", "bytecode": "0x60806040", "labels": ["reentrancy"], "negative_labels": ["arithmetic"]}
+    )
+    path = write_records(extra, tmp_path / "extra.jsonl")
+    overrides = [
+        *tiny_overrides(data_dir),
+        "data.sources=[corpus,file]",
+        f"data.path={path}",
+        "data.eval_sources=[corpus]",  # the file's test records are unused: not written
+    ]
+    out = tmp_path / f"export{suffix}"
+    assert main([*overrides, "--export-data", str(out), "--no-report"]) == 0
+    records, split_of, _ = load_configured_records(overrides)
+    expected = {r["id"]: s for r, s in zip(records, split_of, strict=True) if s != "unused"}
+    assert len(expected) < len(records)  # some file record fell in the test split
+
+    back = {r["id"]: r for r in read_records(out)}
+    assert {rid: r["split"] for rid, r in back.items()} == expected
+    assert all(back[f"npm{i}"]["unlabeled"] for i in range(12) if f"npm{i}" in back)
+    assert not any(r.get("unlabeled") for rid, r in back.items() if not rid.startswith("npm"))
+    if "cgt0" in back:
+        assert back["cgt0"]["negative_labels"] == ["arithmetic"]
+
+    dm = ContractBytecodeDataModule(data_dir=str(data_dir), sources=["file"], path=str(out))
+    again, names = dm.load_records()
+    assert {r["id"]: s for r, s in zip(again, names, strict=True)} == expected
+    for r in again:  # the label state training reads: npm code assesses nothing, the rest as before
+        assert label_mask(r) == (
+            [0.0] * len(label_mask(r)) if r["id"].startswith("npm") else label_mask(back[r["id"]])
+        )
+
+    capsys.readouterr()
+    assert main([*overrides, "--export-data", str(out), "--no-report"]) == 2  # never overwrites unasked
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to overwrite" in err[0]

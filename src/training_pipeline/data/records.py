@@ -121,6 +121,8 @@ def normalize_record(row: dict[str, Any], where: str, require_bytecode: bool = F
     for extra in ("group", "split", "fold"):
         if row.get(extra) is not None:
             record[extra] = row[extra]
+    if row.get("unlabeled"):  # no human labels at all (real code): every class unassessed
+        record["unlabeled"] = True
     if negatives is not None:
         record["negative_labels"] = sorted(set(negatives))
     if (variants := bytecode_variants(row.get("bytecode_variants"), where)) is not None:
@@ -156,9 +158,12 @@ def write_records(records: Iterable[dict[str, Any]], path: str | Path, overwrite
         raise DataError(f"{path}: exists; refusing to overwrite (pass overwrite=True / --force)")
     path.parent.mkdir(parents=True, exist_ok=True)
     records = list(records)
-    partial = any(r.get("negative_labels") is not None for r in records)  # null = fully assessed
     variants = any(r.get("bytecode_variants") for r in records)
-    keys = (*FIELDS, "group", *(["negative_labels"] * partial), *(["bytecode_variants"] * variants))
+    # negative_labels null = fully assessed; split: one the file fixes; unlabeled: no human labels at all
+    optional = [
+        k for k in ("negative_labels", "split", "unlabeled") if any(r.get(k) is not None for r in records)
+    ]
+    keys = (*FIELDS, "group", *optional, *(["bytecode_variants"] * variants))
     rows = [{k: r.get(k) for k in keys} for r in records]
     tmp = path.with_name(path.name + ".tmp")
     if path.suffix == ".parquet":
