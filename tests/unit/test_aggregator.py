@@ -247,3 +247,47 @@ def test_a_budget_per_class_reaches_the_aggregator_thresholds(tmp_path: Path) ->
     assert torch.equal(thresholds[0], thresholds[1])  # a number is the default of every class
     assert torch.equal(thresholds[1][1:], thresholds[2][1:])  # the other classes keep theirs
     assert thresholds[2][0] < thresholds[1][0]  # the named class is free to flag audited rows
+
+
+def test_an_ensemble_predicts_with_the_mean_of_members_trained_on_their_own_losses(
+    datamodule: StackedPredictionData, tmp_path: Path
+) -> None:
+    """``members=3``: three differently initialized networks, each trained on its own loss (the training
+    loss is the mean of theirs), predicting with the mean of their logits and gates; it restores from a
+    checkpoint."""
+    from training_pipeline.deploy.package import load_component, write_component
+    from training_pipeline.models.nets.fusion import FusionEnsemble
+
+    with pytest.raises(ConfigError, match="model.members=0"):
+        Aggregator(**datamodule.model_kwargs(), members=0)
+    L.seed_everything(0, verbose=False)
+    model = Aggregator(**datamodule.model_kwargs(), members=3, modality_dropout=0.0, dropout=0.0)
+    assert isinstance(model.net, FusionEnsemble) and len(model.net.members) == 3
+    first, second = (dict(m.named_parameters()) for m in model.net.members[:2])
+    assert not torch.equal(first["gate.weight"], second["gate.weight"])  # initialized apart
+    batch = next(iter(datamodule.val_dataloader()))
+    x, mask = batch["features"], batch["mask"].bool()
+    outs = [net(x, mask) for net in model.net.members]
+    fused = model(x, mask)
+    for key in ("risk_logit", "class_logits", "gates"):
+        assert torch.allclose(fused[key], torch.stack([o[key] for o in outs]).mean(0))
+    assert torch.allclose(fused["gates"].sum(1), torch.ones(len(x)))
+    own = torch.stack([model._loss(o, batch) for o in outs]).mean()
+    assert torch.allclose(model.training_loss(batch), own)  # not the loss of the mean (one wide network)
+    assert not torch.allclose(model._loss(fused, batch), own)
+
+    optimizer = partial(torch.optim.AdamW, lr=0.01, weight_decay=0.01)
+    model = Aggregator(**datamodule.model_kwargs(), members=3, optimizer=optimizer)
+    trainer = L.Trainer(
+        max_epochs=6, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert float(trainer.callback_metrics["val/auroc"]) > 0.7
+    trainer.save_checkpoint(tmp_path / "ensemble.ckpt")
+    restored = Aggregator.load_from_checkpoint(tmp_path / "ensemble.ckpt", weights_only=False).eval()
+    assert isinstance(restored.net, FusionEnsemble) and torch.equal(restored.thresholds, model.thresholds)
+    assert torch.allclose(restored.predict_risk(x, mask)["risk"], model.eval().predict_risk(x, mask)["risk"])
+    write_component(model, None, tmp_path / "component")  # a deployable package holds it the same way
+    packaged, _ = load_component(tmp_path / "component")
+    assert torch.allclose(packaged.predict_risk(x, mask)["risk"], model.predict_risk(x, mask)["risk"])

@@ -19,6 +19,10 @@ checkpoint) turns the risk logit into a probability; ``calibration`` chooses the
 temperature scaling unless it worsens the validation ECE, then isotonic, else none). Explanations:
 the gate weights and leave-one-view-out deltas (risk with all views - risk without that view). The reliability
 diagram, ``calibration.json`` and the predictions file are written by callbacks in ``evaluation``.
+
+``members`` > 1 trains that many fusion networks side by side (``nets.fusion.FusionEnsemble``), each on its
+own loss with its own modality dropout, and predicts with their mean; calibration and thresholds are fitted
+on the mean, so everything after the network is unchanged.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from training_pipeline.metrics.classification import (
 )
 from training_pipeline.metrics.multiclass import binary_prf, binary_ranking
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
-from training_pipeline.models.nets.fusion import EPS, GatedFusionNet
+from training_pipeline.models.nets.fusion import EPS, FusionEnsemble, GatedFusionNet
 from training_pipeline.risk import DEFAULT_LEVELS, check_levels, risk_level
 
 NET_KEYS = ("encoders.", "gate.", "trunk.", "risk_head.", "class_head.", "class_feature_index", "class_stack")
@@ -68,6 +72,7 @@ class Aggregator(BaseModule):
         risk_pos_weight: float = 1.0,
         hidden: int = 32,
         dropout: float = 0.1,
+        members: int = 1,
         modality_dropout: float = 0.3,
         class_loss_weight: float = 0.5,
         calibration: str = "auto",
@@ -84,13 +89,19 @@ class Aggregator(BaseModule):
             raise ConfigError(f"model.calibration={calibration!r}: expected one of {METHODS}")
         if not 0.0 <= modality_dropout < 1.0:
             raise ConfigError(f"model.modality_dropout={modality_dropout}: expected [0, 1)")
+        if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+            raise ConfigError(f"model.members={members!r}: expected an integer >= 1")
         check_levels(risk_levels or DEFAULT_LEVELS)
         self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.view_names = list(view_names)
         self.class_names = list(class_names)
         class_flag_budgets(max_audited_flag_rate, self.class_names)  # a budget naming no class fails now
         self.metric_classes = list(class_names)
-        self.net = GatedFusionNet(self.view_names, view_features, self.class_names, hidden, dropout)
+        nets = [
+            GatedFusionNet(self.view_names, view_features, self.class_names, hidden, dropout)
+            for _ in range(members)
+        ]
+        self.net = nets[0] if members == 1 else FusionEnsemble(nets)  # one member: the checkpoints as before
         # the views a scan may lack that this model has (names it lacks are ignored: one config for all runs)
         self.optional_index = [i for i, v in enumerate(self.view_names) if v in set(optional_views or ())]
         self.register_buffer("risk_pos_weight", torch.tensor(float(risk_pos_weight)))
@@ -203,7 +214,12 @@ class Aggregator(BaseModule):
     log_train_steps = False
 
     def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self._loss(self(batch["features"], self.drop_modalities(batch["mask"].bool())), batch)
+        """The loss with modality dropout; an ensemble: the mean of its members' losses, each member with
+        its own dropped views (trained apart, they stay diverse; their mean is what predicts)."""
+        mask = batch["mask"].bool()
+        members = self.net.members if isinstance(self.net, FusionEnsemble) else [self.net]
+        losses = [self._loss(net(batch["features"], self.drop_modalities(mask)), batch) for net in members]
+        return torch.stack(losses).mean()
 
     def eval_step(
         self, stage: str, batch: dict[str, torch.Tensor], batch_idx: int
