@@ -18,6 +18,10 @@ A missing view is never zeros that look like data: its features are NaN and its 
 aggregator replaces it by the mask before anything reads it. ``unassessed`` classes (CGT's partial labels;
 every class of the npm audited code, which has no labels) get ``label_mask`` 0: the class head neither learns
 nor is scored on them, and rows that assess no class are the false-alarm budget's rows (``tune_thresholds``).
+``audited_negative_weight`` makes the *training* rows that assess no class (audited code) negatives of every
+class at that loss weight, as ``data.audited_negative_weight`` does for the contract models: audited code then
+teaches the class head what not to flag, not only the risk head; validation rows keep their mask (the budget's
+rows).
 """
 
 from __future__ import annotations
@@ -148,8 +152,13 @@ class StackedPredictionData(SplitDataModule):
         batch_size: int = 64,
         num_workers: int = 0,
         eval_split: str = "test",
+        audited_negative_weight: float | None = None,
     ) -> None:
         super().__init__()
+        weight = audited_negative_weight
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0):
+            raise ConfigError(f"data.audited_negative_weight={weight!r}: expected null or a number >= 0")
+        self.audited_negative_weight = None if weight is None else float(weight)
         if not pipeline_dir:
             raise ConfigError(
                 "data.pipeline_dir: the aggregator needs a pipeline run dir (scripts/train_all.py)"
@@ -204,6 +213,8 @@ class StackedPredictionData(SplitDataModule):
             self.splits[split] = StackedRows(x[idx], mask[idx], risk[idx], classes[idx], idx, assessed[idx])
         idx = np.arange(len(rows))
         self.splits["all"] = StackedRows(x, mask, risk, classes, idx, assessed)
+        if self.audited_negative_weight:
+            self._audited_negatives(self.splits["train"])
         sizes = {s: len(self.splits[s]) for s in SPLITS}
         empty = [s for s in SPLITS if not sizes[s]] if self.eval_split != "all" else []
         if empty:
@@ -215,6 +226,19 @@ class StackedPredictionData(SplitDataModule):
             self.view_names,
             dict(zip(self.view_names, mask.sum(0).tolist(), strict=True)),
             100 * risk.mean(),
+        )
+
+    def _audited_negatives(self, train: StackedRows) -> None:
+        """Training rows that assess no class (audited code; never labelled positive) become negatives of
+        every class at ``audited_negative_weight`` (their ``label_mask``, which the class loss weighs by)."""
+        audited = (train.label_mask.sum(1) == 0) & (train.classes.sum(1) == 0)
+        train.label_mask[audited] = self.audited_negative_weight
+        log.log(
+            logging.INFO if audited.any() else logging.WARNING,
+            "Audited negatives (weight %g): %d of %d training rows",
+            self.audited_negative_weight,
+            int(audited.sum()),
+            len(train),
         )
 
     def model_kwargs(self) -> dict[str, Any]:
