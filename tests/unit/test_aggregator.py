@@ -12,6 +12,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import default_collate
 
 from training_pipeline import taxonomy
 from training_pipeline.data.stacked import StackedPredictionData, write_stacked
@@ -291,3 +292,40 @@ def test_an_ensemble_predicts_with_the_mean_of_members_trained_on_their_own_loss
     write_component(model, None, tmp_path / "component")  # a deployable package holds it the same way
     packaged, _ = load_component(tmp_path / "component")
     assert torch.allclose(packaged.predict_risk(x, mask)["risk"], model.predict_risk(x, mask)["risk"])
+
+
+def test_audited_training_rows_become_negatives_of_every_class_at_their_weight(tmp_path: Path) -> None:
+    """``audited_negative_weight``: training rows that assess no class (audited code) are negatives of every
+    class at that weight; validation's audited rows stay masked (the false-alarm budget finds them so), and
+    a row with some assessed classes (CGT's partial labels) keeps its mask."""
+    rows = synthetic_rows()
+    for r in rows[::4] + rows[1::4] + rows[2::4]:  # test, val and train rows alike
+        if int(r["id"][1:]) % 3 == 0:
+            r |= {"labels": [], "unassessed": VULN}  # audited code
+        elif int(r["id"][1:]) % 3 == 1:
+            r |= {"unassessed": [c for c in VULN[6:] if c not in r["labels"]]}  # partial labels
+    pipeline = write_pipeline(tmp_path, rows)
+    with pytest.raises(ConfigError, match="data.audited_negative_weight=-1"):
+        StackedPredictionData(pipeline_dir=str(pipeline), audited_negative_weight=-1)
+    plain, weighted = (
+        StackedPredictionData(pipeline_dir=str(pipeline), audited_negative_weight=w) for w in (None, 2.0)
+    )
+    plain.setup()
+    weighted.setup()
+    for split in ("train", "val", "test"):
+        before, after = plain.splits[split].label_mask, weighted.splits[split].label_mask
+        audited = before.sum(1) == 0
+        assert audited.any() and (before[~audited] == after[~audited]).all()  # partial rows keep theirs
+        assert (after[audited] == (2.0 if split == "train" else 0.0)).all()
+    assert (weighted.splits["all"].label_mask == plain.splits["all"].label_mask).all()
+    # the class loss now learns from them: a model that flags audited code pays for it in training only
+    model = Aggregator(**weighted.model_kwargs()).eval()
+    train = weighted.splits["train"]
+    audited = np.flatnonzero(plain.splits["train"].label_mask.sum(1) == 0)
+    batch = default_collate([train[i] for i in audited])
+    out = {
+        "risk_logit": torch.zeros(len(audited)),
+        "class_logits": torch.full((len(audited), len(VULN)), 3.0),
+    }
+    unweighted = default_collate([plain.splits["train"][i] for i in audited])
+    assert float(model._loss(out, batch)) > float(model._loss(out, unweighted)) + 1.0

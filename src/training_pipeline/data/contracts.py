@@ -227,14 +227,15 @@ AUDITED_SOURCES = frozenset({"real_code"})
 """Sources of audited code: no labels, but no known vulnerability either (``audited_negative_weight``)."""
 
 
-def check_audited_negative_weight(weight: Any, sources: Sequence[str]) -> float | None:
+def check_audited_negative_weight(weight: Any, sources: Sequence[str] | None = None) -> float | None:
     """``data.audited_negative_weight``: None (audited code stays unlabeled) or a loss weight >= 0 for its
-    training records as negatives on every class; a ConfigError when no audited source is in ``sources``."""
+    training records as negatives on every class; a ConfigError when no audited source is in ``sources``
+    (None: not checked, e.g. the aggregator's stacked rows, which carry no source)."""
     if weight is None:
         return None
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0:
+    if not _is_number(weight) or weight < 0:
         raise ConfigError(f"data.audited_negative_weight={weight!r}: expected null or a number >= 0")
-    if not AUDITED_SOURCES & set(sources):
+    if sources is not None and not AUDITED_SOURCES & set(sources):
         raise ConfigError(
             f"data.audited_negative_weight={weight}: no audited source ({sorted(AUDITED_SOURCES)}) among "
             f"data.sources={list(sources)}"

@@ -38,7 +38,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from training_pipeline import taxonomy
-from training_pipeline.data.contracts import SplitDataModule, make_loader
+from training_pipeline.data.contracts import SplitDataModule, check_audited_negative_weight, make_loader
 from training_pipeline.data.weak_labels.features import STATIC_KIND, static_class_probs
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.risk import RiskTarget, view_risk
@@ -155,10 +155,7 @@ class StackedPredictionData(SplitDataModule):
         audited_negative_weight: float | None = None,
     ) -> None:
         super().__init__()
-        weight = audited_negative_weight
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int | float) or weight < 0):
-            raise ConfigError(f"data.audited_negative_weight={weight!r}: expected null or a number >= 0")
-        self.audited_negative_weight = None if weight is None else float(weight)
+        self.audited_negative_weight = check_audited_negative_weight(audited_negative_weight)
         if not pipeline_dir:
             raise ConfigError(
                 "data.pipeline_dir: the aggregator needs a pipeline run dir (scripts/train_all.py)"
