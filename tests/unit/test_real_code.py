@@ -287,3 +287,20 @@ def test_compile_variants_are_one_record_each(npm_root: Path, tmp_path: Path) ->
     assert {k: v["records"] for k, v in manifest["variants"].items()} == {"o0": 3, "o1-r200": 3}
     with pytest.raises(ConfigError, match=r"^data.real_code.compile_variants: evm_version is not supported"):
         config(npm_root, APP, compile_variants=[{"optimize": True, "evm_version": "london"}])
+
+
+def test_folds_are_dealt_to_clone_groups_and_balanced() -> None:
+    # two releases of one package share a file (the data module merges their groups): they must get one fold,
+    # and that merged group counts as large, so the validation and test folds are not left near empty
+    shared = "pragma solidity ^0.8.0;\ncontract Shared { uint256 x; }\n"
+    records = [{"group": "npm:a@1", "source_code": shared}, {"group": "npm:a@2", "source_code": shared}]
+    records += [{"group": "npm:a@1", "source_code": f"contract A{i} {{ address v{i}; }}"} for i in range(9)]
+    records += [{"group": "npm:a@2", "source_code": f"contract B{i} {{ bool w; }} // {i}"} for i in range(9)]
+    records += [
+        {"group": f"npm:p{i}@1", "source_code": f"contract P{i} {{ int{8 * (i + 1)} p; }}"} for i in range(20)
+    ]
+    real_code.deal_folds(records, n_folds=3, seed=0)
+    assert records[0]["fold"] == records[1]["fold"] == records[2]["fold"] == records[11]["fold"]
+    assert {r["group"] for r in records[:2]} == {"npm:a@1", "npm:a@2"}  # records keep their own groups
+    loads = [sum(r["fold"] == f for r in records) for f in range(3)]
+    assert sorted(loads) == [10, 10, 20]  # the 20-contract merged group alone, the 20 small ones split evenly
