@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -69,12 +69,10 @@ def assign_folds(
 def assign_folds_by_size(groups: Sequence[str], n_folds: int, seed: int) -> dict[str, int]:
     """Fold id per group, folds balanced in records: the largest group first, each to the fold holding the
     fewest records so far (ties: groups of one size and folds in a seeded order). For a few groups of very
-    different sizes (one npm package release: 1 to 130 contracts), where dealing groups round robin can leave
-    the validation fold with a tenth of the records and the test fold with a third (scikit-learn's
+    different sizes (an npm release or clone group: 1 to 129 contracts), where dealing groups round robin can
+    leave the validation fold with a tenth of the records and the test fold with a third (scikit-learn's
     GroupKFold balances the same way, but has no seed and returns index arrays, not a fold per group)."""
-    sizes: dict[str, int] = defaultdict(int)
-    for group in groups:
-        sizes[group] += 1
+    sizes = Counter(groups)
     rng = random.Random(seed)
     order = sorted(sizes)
     rng.shuffle(order)
