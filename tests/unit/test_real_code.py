@@ -304,3 +304,80 @@ def test_folds_are_dealt_to_clone_groups_and_balanced() -> None:
     assert {r["group"] for r in records[:2]} == {"npm:a@1", "npm:a@2"}  # records keep their own groups
     loads = [sum(r["fold"] == f for r in records) for f in range(3)]
     assert sorted(loads) == [10, 10, 20]  # the 20-contract merged group alone, the 20 small ones split evenly
+
+
+def test_packages_compile_in_one_pass_and_each_is_stored_alone(
+    npm_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    other = {"name": "@fake/other", "version": "0.3.0", "licence": "MIT"}
+    modules = npm_root / "fake__other@0.3.0" / "node_modules"
+    write_package(modules / "@fake" / "other", "@fake/other", "0.3.0", {"Old.sol": OLD})
+    passes: list[int] = []
+    real = real_code.compile_source_sets
+
+    def spy(jobs, *args, **kwargs):
+        passes.append(len(jobs))
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(real_code, "compile_source_sets", spy)
+    variants = [{"optimize": False}, {"optimize": True, "runs": 200}]
+    both = import_real_code(config(npm_root, APP, other, compile_variants=variants), tmp_path / "both")
+    assert passes == [
+        (3 + 1) * 2
+    ]  # one pass: (Token, Base, Old of @fake/app; Old of @fake/other) x 2 variants
+    for package in (APP, other):
+        alone = import_real_code(config(npm_root, package, compile_variants=variants), tmp_path / "alone")
+        spec = f"{package['name']}@{package['version']}"
+        assert alone.stored[spec].name == both.stored[spec].name  # the same store key
+        got = {r["id"]: r for r in real_code.load_stored(both.stored[spec])[0]}
+        want = {r["id"]: r for r in real_code.load_stored(alone.stored[spec])[0]}
+        assert got.keys() == want.keys() and all(got[k] == want[k] for k in want)
+        assert all(r["group"] == f"npm:{spec}" for r in got.values())
+    assert len(passes) == 3 and both.manifests()[f"{APP['name']}@1.0.0"]["n_records"] == 3
+
+
+class _FakeRelease:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+class _FakeResolver:
+    """Versions 0.0.x → a solc-js stand-in folder whose compile answers, exits or never returns."""
+
+    BEHAVIOUR = {
+        "0.0.1": "process.exit(3)",
+        "0.0.2": "for (;;) {}",
+        "0.0.3": "return JSON.stringify({contracts: {[e]: {C: {evm: {deployedBytecode: {object: 'ab'}}}}}})",
+    }
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for version, body in self.BEHAVIOUR.items():
+            folder = root / version
+            folder.mkdir(parents=True)
+            (folder / "index.js").write_text(
+                "module.exports = {compile: (input) => { "
+                + "const e = Object.keys(JSON.parse(input).sources)[0]; "
+                + body
+                + "; }};\n"
+            )
+
+    def ensure(self, version: str) -> _FakeRelease:
+        return _FakeRelease(self.root / version)
+
+
+def test_a_crashing_or_hanging_compile_fails_alone(tmp_path: Path) -> None:
+    from training_pipeline.corpus.imports import SourceSetJob, compile_source_sets
+
+    order = ["0.0.3", "0.0.1", "0.0.3", "0.0.2", "0.0.3", "0.0.3"]
+    jobs = [SourceSetJob({f"F{i}.sol": "contract C {}"}, f"F{i}.sol", v) for i, v in enumerate(order)]
+    seen: list[tuple[int, int]] = []
+    results = compile_source_sets(
+        jobs, _FakeResolver(tmp_path), n_workers=2, timeout_s=3, progress=lambda d, t: seen.append((d, t))
+    )
+    assert [r.contracts for r in results] == [
+        {"C": "ab"} if v == "0.0.3" else None for v in order
+    ]  # in the order asked, each job on its own
+    assert "node exited with 3" in str(results[1].error)
+    assert results[3].error == "compile did not finish within 3 s"
+    assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)

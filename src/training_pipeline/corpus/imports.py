@@ -16,13 +16,15 @@ abstract contract).
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,8 +153,8 @@ class ImportResolver:
         return out
 
 
-# scripts/solc/compile_sets.js: one node process per chunk of jobs, a JSON job per stdin line, a JSON answer
-# per stdout line.
+# scripts/solc/compile_sets.js: long-lived node processes, a JSON job per stdin line, a JSON answer per
+# stdout line.
 RUNNER_SCRIPT = "compile_sets.js"
 
 
@@ -175,62 +177,156 @@ class SourceSetResult:
     error: str | None
 
 
-def _run_chunk(script: Path, jobs: list[dict], timeout_s: float) -> list[SourceSetResult]:
-    lines = "".join(json.dumps(j) + "\n" for j in jobs)
-    try:
-        proc = subprocess.run(
-            ["node", str(script)], input=lines, capture_output=True, text=True, timeout=timeout_s
+class _SetRunner:
+    """One node compile_sets.js process, a job per line in and an answer per line out; its stderr is drained
+    into a short tail for the error message when it dies."""
+
+    def __init__(self, script: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["node", str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            bufsize=1,
         )
-        answers = [json.loads(a) for a in proc.stdout.splitlines() if a.strip()]
-        why = f"node exited with {proc.returncode}: {' '.join(proc.stderr.split())[-300:]}"
-    except subprocess.TimeoutExpired:
-        answers, why = [], f"compile did not finish within {timeout_s:.0f} s"
-    except ValueError as exc:
-        answers, why = [], f"compile runner wrote a non-JSON line ({exc})"
-    results = [SourceSetResult(a.get("contracts"), a.get("error")) for a in answers[: len(jobs)]]
-    return results + [SourceSetResult(None, why)] * (len(jobs) - len(results))
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.busy_since: float | None = None
+        self.timed_out = False
+        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.tail.append(line.rstrip()[:300])
+
+    def ask(self, job: dict) -> SourceSetResult | None:
+        """Compile one job; None when the process went away (crashed or was killed) before answering."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.busy_since = time.monotonic()
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (OSError, ValueError):
+            line = ""
+        finally:
+            self.busy_since = None
+        if not line:
+            return None
+        try:
+            answer = json.loads(line)
+        except ValueError as exc:
+            return SourceSetResult(None, f"compile runner wrote a non-JSON line ({exc})")
+        return SourceSetResult(answer.get("contracts"), answer.get("error"))
+
+    def why_gone(self, timeout_s: float) -> str:
+        if self.timed_out:
+            return f"compile did not finish within {timeout_s:.0f} s"
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._drain.join(timeout=1)
+        return f"node exited with {code}: {' '.join(' '.join(self.tail).split())[-300:]}"
+
+    def close(self, kill: bool = False) -> None:
+        try:
+            if kill:
+                self.proc.kill()
+            elif self.proc.stdin:
+                self.proc.stdin.close()  # the runner exits at the end of its input
+            self.proc.wait(timeout=5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
 
 
 def compile_source_sets(
     jobs: Sequence[SourceSetJob],
     resolver: SolcResolver | None = None,
     n_workers: int = 2,
-    timeout_s: float = 1800,
+    timeout_s: float = 600,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[SourceSetResult]:
-    """Compile every job (compilers found or installed by ``resolver``) in ``n_workers`` node processes."""
+    """Compile every job (compilers found or installed by ``resolver``) on ``n_workers`` node processes.
+
+    Each worker takes the next job as soon as it has answered (in release order, so a process loads each
+    compiler once): a fixed split of the jobs left one process idle for a third of a package's compile, the
+    newer releases being the slower ones. A job that runs past ``timeout_s`` or crashes its process fails
+    alone, and a fresh process takes the next one. ``progress(done, total)`` is called after each answer.
+    """
     if not jobs:
         return []
     if shutil.which("node") is None:
         raise SolcNotInstalledError("node is not on PATH: install Node.js (>= 18), then run `make setup`")
     resolver = resolver or SolcResolver()
     paths = {v: str(resolver.ensure(v).path.resolve()) for v in {j.version for j in jobs}}
-    order = sorted(range(len(jobs)), key=lambda i: version_tuple(jobs[i].version))
-    size = -(-len(order) // max(1, n_workers))
-    chunks = [order[k : k + size] for k in range(0, len(order), size)]
-    results: list[SourceSetResult | None] = [None] * len(jobs)
     script = solc_dir() / RUNNER_SCRIPT
     if not script.is_file():
         raise SolcNotInstalledError(f"{script}: missing; set {SOLC_DIR_ENV} to the project's scripts/solc")
+    todo = collections.deque(sorted(range(len(jobs)), key=lambda i: version_tuple(jobs[i].version)))
+    results: list[SourceSetResult | None] = [None] * len(jobs)
+    lock = threading.Lock()
+    runners: list[_SetRunner] = []
+    stop = threading.Event()
 
-    def work(chunk: list[int]) -> None:
-        payload = [
-            {
-                "sources": dict(jobs[i].sources),
-                "entry": jobs[i].entry,
-                "solc_path": paths[jobs[i].version],
-                "optimize": jobs[i].optimize,
-                "runs": jobs[i].runs,
-            }
-            for i in chunk
-        ]
-        for i, res in zip(chunk, _run_chunk(script, payload, timeout_s), strict=True):
-            results[i] = res
+    def work() -> None:
+        runner: _SetRunner | None = None
+        try:
+            while not stop.is_set():
+                with lock:
+                    if not todo:
+                        return
+                    i = todo.popleft()
+                    if runner is None:
+                        runner = _SetRunner(script)
+                        runners.append(runner)
+                job = jobs[i]
+                payload = {
+                    "sources": dict(job.sources),
+                    "entry": job.entry,
+                    "solc_path": paths[job.version],
+                    "optimize": job.optimize,
+                    "runs": job.runs,
+                }
+                answer = runner.ask(payload)
+                if answer is None:  # crashed or killed by the watchdog: this job fails, a new process goes on
+                    answer = SourceSetResult(None, runner.why_gone(timeout_s))
+                    runner.close(kill=True)
+                    runner = None
+                with lock:
+                    results[i] = answer
+                    done = sum(r is not None for r in results)
+                if progress is not None:
+                    progress(done, len(jobs))
+        finally:
+            if runner is not None:
+                runner.close()
 
-    threads = [threading.Thread(target=work, args=(c,), daemon=True) for c in chunks]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(n_workers, len(jobs))))]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        while any(t.is_alive() for t in threads):
+            for t in threads:
+                t.join(timeout=0.5)
+            now = time.monotonic()
+            with lock:
+                for r in runners:
+                    if r.busy_since is not None and now - r.busy_since > timeout_s and not r.timed_out:
+                        r.timed_out = True
+                        r.proc.kill()  # its thread reads EOF, records the timeout, starts a new process
+    finally:
+        stop.set()
+        with lock:
+            for r in runners:
+                if r.proc.poll() is None and any(t.is_alive() for t in threads):
+                    r.proc.kill()
+        for t in threads:
+            t.join(timeout=5)
     return [r if r is not None else SourceSetResult(None, "not compiled") for r in results]
 
 

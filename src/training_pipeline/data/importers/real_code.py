@@ -41,7 +41,8 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ from training_pipeline.corpus.build import variant_key
 from training_pipeline.corpus.imports import (
     ImportResolver,
     SourceSetJob,
+    SourceSetResult,
     UnresolvedImportError,
     compile_source_sets,
 )
@@ -146,6 +148,7 @@ class RealCodeConfig:
     group_by: str = "package_version"  # package | package_version | file
     compiler: str = "era"  # era: newest release of the oldest minor the pragmas allow | newest: any minor
     n_workers: int = 2  # node compile processes; does not change the content
+    install_workers: int = 4  # npm installs at once (they wait on the network, not on the cores)
     n_folds: int = 5
     seed: int = 0
     compile_variants: Sequence[Mapping] | None = None  # None: optimizer off only (corpus.build rules)
@@ -307,26 +310,42 @@ def _group(spec: PackageSpec, rel: str, group_by: str) -> str:
     return f"npm:{spec.spec}"
 
 
-def import_package(
+@dataclass
+class _Plan:
+    """A package to build: where it is stored, and one compile job per file that declares a contract."""
+
+    spec: PackageSpec
+    folder: Path
+    licence: str | None
+    out: Path
+    n_files: int
+    install_s: float
+    jobs: list[SourceSetJob] = field(default_factory=list)
+    todo: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # (rel path, kind by declared name)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)
+    prepare_s: float = 0.0
+
+
+def _plan(
     spec: PackageSpec,
     cfg: RealCodeConfig,
     data_dir: str | Path,
-    resolver: SolcResolver | None = None,
-    force: bool = False,
-) -> Path:
-    """Install (once) and import (once per config and content) one package; return its stored folder."""
-    start = time.perf_counter()
-    folder = ensure_package(spec, cfg.npm_root(data_dir), cfg.install, cfg.npm)
-    install_s = time.perf_counter() - start
+    folder: Path,
+    install_s: float,
+    resolver: SolcResolver,
+    force: bool,
+) -> Path | _Plan:
+    """The stored folder of an installed package when its import is stored already, else what to compile."""
     licence = package_licence(folder)
     if spec.licence is not None and licence != spec.licence:
         raise PackageError(
             f"{spec.spec}: licence in config {spec.licence!r}, in its package.json {licence!r}"
         )
     files = contract_files(folder, spec.subfolder, cfg.exclude)
-    prefix = folder.parents[1] if spec.name.startswith("@") else folder.parent
-    every = sorted(p for p in prefix.rglob("*.sol") if p.is_file())
-    hashes = {p.relative_to(prefix).as_posix(): file_sha256(p) for p in every}
+    modules = folder.parents[1] if spec.name.startswith("@") else folder.parent  # the prefix's node_modules
+    every = sorted(p for p in modules.rglob("*.sol") if p.is_file())
+    hashes = {p.relative_to(modules).as_posix(): file_sha256(p) for p in every}
     key = import_key(
         {
             "package": [spec.name, spec.version, spec.subfolder, list(spec.extra)],
@@ -339,39 +358,17 @@ def import_package(
         }
     )
     out = Path(data_dir) / "imported" / "real_code" / key
-
-    def build() -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        records, manifest = _build(spec, cfg, folder, files, resolver)
-        manifest["package"]["licence"] = licence
-        manifest["seconds"]["install"] = round(install_s, 2)
-        manifest["seconds"]["total"] = round(time.perf_counter() - start, 2)
-        return records, manifest
-
-    return build_once(out, build, force=force)
-
-
-def _build(
-    spec: PackageSpec,
-    cfg: RealCodeConfig,
-    folder: Path,
-    files: list[Path],
-    resolver: SolcResolver | None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    if (out / "manifest.json").exists() and not force:
+        return out
     start = time.perf_counter()
-    resolver = resolver or SolcResolver()
-    modules = folder.parents[1] if spec.name.startswith("@") else folder.parent  # the prefix's node_modules
+    plan = _Plan(spec, folder, licence, out, len(files), install_s)
     imports = ImportResolver(boundary=modules.parent)  # only this package's npm prefix
-    skipped: Counter[str] = Counter()
-    failures: list[dict[str, str]] = []
-    jobs: list[SourceSetJob] = []
-    todo: list[tuple[str, dict[str, str]]] = []  # (rel path, kind by declared name)
     for path in files:
         rel = path.relative_to(folder).as_posix()
-        text = imports.read(path)
-        decls = declarations(text)
+        decls = declarations(imports.read(path))
         for d in decls:
             if d.kind != "contract" or d.abstract:
-                skipped["abstract" if d.kind == "contract" else d.kind] += 1
+                plan.skipped["abstract" if d.kind == "contract" else d.kind] += 1
         if not any(d.kind == "contract" and not d.abstract for d in decls):
             continue  # interfaces, libraries and abstract contracts only: nothing deployable to compile
         try:
@@ -381,20 +378,25 @@ def _build(
                 constraints.append(pin)
             version = resolver.resolve_constraints(constraints).version
         except (UnresolvedImportError, SolcVersionError, SolcNotInstalledError) as exc:
-            failures.append({"file": rel, "reason": str(exc).replace(f"{modules}/", "")})
+            plan.failures.append({"file": rel, "reason": str(exc).replace(f"{modules}/", "")})
             continue
-        jobs.append(SourceSetJob(sources.sources, sources.entry, version))
-        todo.append((rel, {d.name: "abstract" if d.abstract else d.kind for d in decls}))
-    prep_s = time.perf_counter() - start
+        plan.jobs.append(SourceSetJob(sources.sources, sources.entry, version))
+        plan.todo.append((rel, {d.name: "abstract" if d.abstract else d.kind for d in decls}))
+    plan.prepare_s = time.perf_counter() - start
+    log.info("%s: %d of %d files to compile", spec.spec, len(plan.jobs), len(files))
+    return plan
+
+
+def _records(
+    plan: _Plan, cfg: RealCodeConfig, per_variant: list[list[SourceSetResult]], compile_s: float
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The package's records and manifest from its compiled jobs (``per_variant``: one list per variant)."""
+    spec, skipped, failures = plan.spec, Counter(plan.skipped), list(plan.failures)
     variants = cfg.compile_variants
     keys = [variant_key(v) for v in variants]
-    log.info("%s: compiling %d of %d files (%s)", spec.spec, len(jobs), len(files), ", ".join(keys))
-    every = [replace(j, optimize=v["optimize"], runs=v["runs"]) for v in variants for j in jobs]
-    compiled = compile_source_sets(every, resolver, n_workers=cfg.n_workers)  # one pass: compilers load once
-    per_variant = [compiled[k * len(jobs) : (k + 1) * len(jobs)] for k in range(len(variants))]
     records: list[dict[str, Any]] = []
     linked = linked_records = 0
-    for j, ((rel, kinds), job, res) in enumerate(zip(todo, jobs, per_variant[0], strict=True)):
+    for j, ((rel, kinds), job, res) in enumerate(zip(plan.todo, plan.jobs, per_variant[0], strict=True)):
         if res.contracts is None:
             failures.append({"file": rel, "reason": str(res.error)})
             continue
@@ -426,6 +428,7 @@ def _build(
     if failures:
         log.warning("%s: %d files failed, e.g. %s: %s", spec.spec, len(failures), *failures[0].values())
     per_era = Counter(era(r["compiler_version"]) for r in records)
+    seconds = {"install": plan.install_s, "prepare": plan.prepare_s, "compile": compile_s}
     manifest = {
         "source": "real_code",
         "importer_version": IMPORTER_VERSION,
@@ -434,7 +437,8 @@ def _build(
             "version": spec.version,
             "subfolder": spec.subfolder,
             "extra": list(spec.extra),
-            "path": str(folder),
+            "path": str(plan.folder),
+            "licence": plan.licence,
         },
         "config": {
             "exclude": list(cfg.exclude),
@@ -442,8 +446,8 @@ def _build(
             "compiler": cfg.compiler,
             **variants_content(variants),
         },
-        "n_files": len(files),
-        "n_compiled_files": len(jobs),
+        "n_files": plan.n_files,
+        "n_compiled_files": len(plan.jobs),
         "n_records": len(records),
         "per_era": {e: per_era.get(e, 0) for e in sorted({*ERAS, *per_era})},
         "per_compiler": dict(sorted(Counter(r["compiler_version"] for r in records).items())),
@@ -453,7 +457,8 @@ def _build(
         "records_with_linked_libraries": linked_records,
         "compile_failures": len(failures),
         "failed": failures,
-        "seconds": {"prepare": round(prep_s, 2), "compile": round(time.perf_counter() - start - prep_s, 2)},
+        # compile: this package's share of the one compile pass, by its number of jobs
+        "seconds": {**{k: round(v, 2) for k, v in seconds.items()}, "total": round(sum(seconds.values()), 2)},
     }
     return records, manifest
 
@@ -473,20 +478,88 @@ class RealCodeImport:
         return {k: json.loads((p / "manifest.json").read_text()) for k, p in self.stored.items()}
 
 
+def _install_all(cfg: RealCodeConfig, data_dir: str | Path) -> list[tuple[Path, float] | PackageError]:
+    """Each package's installed folder and install seconds (or why not): ``install_workers`` npm processes at
+    once, since an install waits on the network far more than on the cores."""
+
+    def one(spec: PackageSpec) -> tuple[Path, float] | PackageError:
+        start = time.perf_counter()
+        try:
+            folder = ensure_package(spec, cfg.npm_root(data_dir), cfg.install, cfg.npm)
+        except PackageError as exc:
+            return exc
+        return folder, time.perf_counter() - start
+
+    with ThreadPoolExecutor(max_workers=max(1, cfg.install_workers)) as pool:
+        return list(pool.map(one, cfg.specs))
+
+
 def import_real_code(
     cfg: RealCodeConfig, data_dir: str | Path, resolver: SolcResolver | None = None, force: bool = False
 ) -> RealCodeImport:
-    """Install and import every package; a package that fails is recorded, the others still build."""
+    """Install and import every package; a package that fails is recorded, the others still build.
+
+    Packages install side by side, then every file of every package not stored yet compiles in one pass
+    (``compile_source_sets``: each compiler loads once per process and no process waits on a package's last
+    file), and each package is stored on its own (``data/imported/real_code/<key>``)."""
     if not cfg.specs:
         raise ConfigError("data.real_code.packages: list at least one npm package (name, version)")
+    resolver = resolver or SolcResolver()
     outcome = RealCodeImport()
-    for spec in cfg.specs:
+    plans: list[_Plan] = []
+    for spec, installed in zip(cfg.specs, _install_all(cfg, data_dir), strict=True):
         try:
-            outcome.stored[spec.spec] = import_package(spec, cfg, data_dir, resolver, force)
+            if isinstance(installed, PackageError):
+                raise installed
+            planned = _plan(spec, cfg, data_dir, *installed, resolver, force)
         except PackageError as exc:
             log.error("%s", exc)
             outcome.failed[spec.spec] = str(exc)
+            continue
+        if isinstance(planned, Path):
+            log.info("Reusing imported dataset %s", planned)
+            outcome.stored[spec.spec] = planned
+        else:
+            plans.append(planned)
+    if not plans:
+        return outcome
+    variants = cfg.compile_variants
+    n_jobs = sum(len(p.jobs) for p in plans)
+    log.info(
+        "Compiling %d files of %d npm packages (%s) with %d workers",
+        n_jobs,
+        len(plans),
+        ", ".join(variant_key(v) for v in variants),
+        cfg.n_workers,
+    )
+    every = [
+        replace(j, optimize=v["optimize"], runs=v["runs"]) for p in plans for v in variants for j in p.jobs
+    ]
+    start = time.perf_counter()
+    compiled = compile_source_sets(every, resolver, n_workers=cfg.n_workers, progress=_progress_log("npm"))
+    compile_s = time.perf_counter() - start
+    at = 0
+    for plan in plans:
+        n = len(plan.jobs)
+        per_variant = [compiled[at + k * n : at + (k + 1) * n] for k in range(len(variants))]
+        at += n * len(variants)
+        records, manifest = _records(plan, cfg, per_variant, compile_s * n / max(1, n_jobs))
+        outcome.stored[plan.spec.spec] = build_once(
+            plan.out, lambda r=records, m=manifest: (r, m), force=force
+        )
     return outcome
+
+
+def _progress_log(what: str, steps: int = 10) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` that logs each time another ``1/steps`` of the way is done."""
+    logged = [0]
+
+    def progress(done: int, total: int) -> None:
+        if done * steps // total > logged[0]:
+            logged[0] = done * steps // total
+            log.info("compiled %d/%d %s jobs", done, total, what)
+
+    return progress
 
 
 def count_table(manifests: Mapping[str, Mapping[str, Any]]) -> str:
