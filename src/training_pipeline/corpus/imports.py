@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from training_pipeline.corpus.solc import NodeProcess
 from training_pipeline.corpus.solc_resolver import (
     SOLC_DIR_ENV,
     SolcNotInstalledError,
@@ -177,41 +178,16 @@ class SourceSetResult:
     error: str | None
 
 
-class _SetRunner:
-    """One node compile_sets.js process, a job per line in and an answer per line out; its stderr is drained
-    into a short tail for the error message when it dies."""
+class _SetRunner(NodeProcess):
+    """One node compile_sets.js process, a multi-file compile job per line in and an answer per line out."""
 
-    def __init__(self, script: Path) -> None:
-        self.proc = subprocess.Popen(
-            ["node", str(script)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            encoding="utf-8",
-            bufsize=1,
-        )
-        self.tail: collections.deque[str] = collections.deque(maxlen=20)
-        self.busy_since: float | None = None
-        self.timed_out = False
-        self._drain = threading.Thread(target=self._read_stderr, daemon=True)
-        self._drain.start()
-
-    def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.tail.append(line.rstrip()[:300])
+    timed_out = False  # set by the watchdog before it kills the process
 
     def ask(self, job: dict) -> SourceSetResult | None:
         """Compile one job; None when the process went away (crashed or was killed) before answering."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
         self.busy_since = time.monotonic()
         try:
-            self.proc.stdin.write(json.dumps(job) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (OSError, ValueError):
-            line = ""
+            line = self.exchange(job)
         finally:
             self.busy_since = None
         if not line:
@@ -225,12 +201,8 @@ class _SetRunner:
     def why_gone(self, timeout_s: float) -> str:
         if self.timed_out:
             return f"compile did not finish within {timeout_s:.0f} s"
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._drain.join(timeout=1)
-        return f"node exited with {code}: {' '.join(' '.join(self.tail).split())[-300:]}"
+        code = self.exit_code()
+        return f"node exited with {code}: {' '.join(' '.join(self.stderr_tail).split())[-300:]}"
 
     def close(self, kill: bool = False) -> None:
         try:

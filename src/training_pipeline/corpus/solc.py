@@ -145,13 +145,14 @@ class _Cache:
         self._db.close()
 
 
-class _Worker:
-    """One node compile_worker.js process; its stderr is drained into a short tail for error messages."""
+class NodeProcess:
+    """A long-lived ``node <script>`` answering one JSON line per JSON line it reads; its stderr is drained
+    into a short tail for the error message when it dies. ``busy_since`` is for the caller's watchdog."""
 
-    def __init__(self, solc_dir: Path) -> None:
+    def __init__(self, script: Path, cwd: Path | None = None) -> None:
         self.proc = subprocess.Popen(
-            ["node", str(solc_dir / WORKER_SCRIPT)],
-            cwd=solc_dir,
+            ["node", str(script)],
+            cwd=cwd,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -161,7 +162,6 @@ class _Worker:
         )
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.busy_since: float | None = None
-        self.versions: set[str] = set()  # compilers this process has loaded
         self._drain = threading.Thread(target=self._read_stderr, daemon=True)
         self._drain.start()
 
@@ -170,12 +170,38 @@ class _Worker:
         for line in self.proc.stderr:
             self.stderr_tail.append(line.rstrip()[:500])
 
+    def exchange(self, payload: Any) -> str:
+        """Write ``payload`` as one JSON line and read the answer line; "" when the process has gone away."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            self.proc.stdin.write(json.dumps(payload) + "\n")
+            self.proc.stdin.flush()
+            return self.proc.stdout.readline()
+        except (OSError, ValueError):
+            return ""
+
+    def exit_code(self) -> int | None:
+        """The exit status once the process has ended (None if it is still running after 2 s)."""
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        self._drain.join(timeout=1)
+        return code
+
+
+class _Worker(NodeProcess):
+    """One node compile_worker.js process, answering batches of single-file compile jobs."""
+
+    def __init__(self, solc_dir: Path) -> None:
+        super().__init__(solc_dir / WORKER_SCRIPT, cwd=solc_dir)
+        self.versions: set[str] = set()  # compilers this process has loaded
+
     def request(
         self, batch_id: int, jobs: Sequence[CompileJob], paths: dict[str, Path] | None = None
     ) -> dict[str, Any] | None:
         """Send one batch (``paths``: version → solc-js package folder; default the bundled alias) and wait
         for its answer; None when the worker has gone away."""
-        assert self.proc.stdin is not None and self.proc.stdout is not None
         paths = paths or {}
         payload = {
             "id": batch_id,
@@ -192,12 +218,7 @@ class _Worker:
                 for j in jobs
             ],
         }
-        try:
-            self.proc.stdin.write(json.dumps(payload) + "\n")
-            self.proc.stdin.flush()
-            line = self.proc.stdout.readline()
-        except (OSError, ValueError):
-            return None
+        line = self.exchange(payload)
         if not line:
             return None
         try:
@@ -206,11 +227,7 @@ class _Worker:
             return {"id": batch_id, "error": f"worker wrote a non-JSON line: {line[:200]!r}"}
 
     def describe_exit(self) -> str:
-        try:
-            code = self.proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            code = None
-        self._drain.join(timeout=1)
+        code = self.exit_code()
         tail = " | ".join(self.stderr_tail) or "(no stderr)"
         return f"solc worker pid {self.proc.pid} exited with code {code}; stderr tail: {tail}"
 
