@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -204,17 +203,6 @@ class _SetRunner(NodeProcess):
         code = self.exit_code()
         return f"node exited with {code}: {' '.join(' '.join(self.stderr_tail).split())[-300:]}"
 
-    def close(self, kill: bool = False) -> None:
-        try:
-            if kill:
-                self.proc.kill()
-            elif self.proc.stdin:
-                self.proc.stdin.close()  # the runner exits at the end of its input
-            self.proc.wait(timeout=5)
-        except (OSError, ValueError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
-
 
 def compile_source_sets(
     jobs: Sequence[SourceSetJob],
@@ -243,9 +231,11 @@ def compile_source_sets(
     results: list[SourceSetResult | None] = [None] * len(jobs)
     lock = threading.Lock()
     runners: list[_SetRunner] = []
+    done = 0  # answers so far
     stop = threading.Event()
 
     def work() -> None:
+        nonlocal done
         runner: _SetRunner | None = None
         try:
             while not stop.is_set():
@@ -267,16 +257,17 @@ def compile_source_sets(
                 answer = runner.ask(payload)
                 if answer is None:  # crashed or killed by the watchdog: this job fails, a new process goes on
                     answer = SourceSetResult(None, runner.why_gone(timeout_s))
-                    runner.close(kill=True)
+                    runner.stop(grace_s=0.0)
                     runner = None
                 with lock:
                     results[i] = answer
-                    done = sum(r is not None for r in results)
+                    done += 1
+                    count = done
                 if progress is not None:
-                    progress(done, len(jobs))
+                    progress(count, len(jobs))
         finally:
             if runner is not None:
-                runner.close()
+                runner.stop(grace_s=5.0)
 
     threads = [threading.Thread(target=work, daemon=True) for _ in range(max(1, min(n_workers, len(jobs))))]
     for t in threads:

@@ -180,6 +180,10 @@ class NodeProcess:
         except (OSError, ValueError):
             return ""
 
+    def stop(self, grace_s: float = 2.0) -> None:
+        """Close its input (the script exits at the end of it), and kill it if still running after grace_s."""
+        _stop_processes([self.proc], grace_s)
+
     def exit_code(self) -> int | None:
         """The exit status once the process has ended (None if it is still running after 2 s)."""
         try:
