@@ -257,3 +257,29 @@ def test_aggregator_flags_are_the_reports_tuned_flags_not_half() -> None:
     scores = _aggregator_scores(FakeScanner(), [ScanInput("a", bytecode="00"), ScanInput("b", bytecode="00")])
     assert set(scores) == {"a"}
     assert scores["a"].flagged == ["arithmetic"] and scores["a"].risk == 0.6
+
+
+def test_audited_held_out_set_is_the_runs_own_records(monkeypatch) -> None:
+    # audited_split=test: the npm contracts of the run's held-out groups, as that run loaded them (here with
+    # its two compile variants), never rebuilt from the benchmark's own data config
+    from training_pipeline.scan import benchmark
+
+    def record(rid: str, origin: str, labels=()) -> dict:
+        variants = {"o0": "0x6001", "o1-r200": "0x6002"}
+        return {"id": rid, "origin": origin, "bytecode": "0x6001", "bytecode_variants": variants,
+                "labels": list(labels), "negative_labels": [], "family": "pkg"}  # fmt: skip
+
+    rows = [record("cgt/1", "cgt", ["reentrancy"]), record("npm/a", "real_code"), record("npm/b", "real_code"),
+            record("npm/c", "real_code"), record("cgt/2", "cgt")]  # fmt: skip
+    names = ["test", "test", "unused", "train", "val"]
+    monkeypatch.setattr(benchmark, "split_records", lambda cfg, data: (rows, names))
+
+    def no_reload(name):
+        raise AssertionError(f"{name} was loaded again from the benchmark's data config")
+
+    monkeypatch.setattr(benchmark, "source_loader", no_reload)
+    cfg = RealWorldConfig(sets=["cgt_test", "real_code"], split_from="run", audited_split="test")
+    sets, records = benchmark.load_sets(cfg, OmegaConf.create({"data_dir": "unused"}))
+    by_name = {s.name: [c.id for c in s.contracts] for s in sets}
+    assert by_name == {"cgt_test": ["cgt/1"], "real_code": ["npm/a", "npm/b"]}
+    assert bytecode_of(records["npm/b"], "o1-r200") == "0x6002"

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from training_pipeline.corpus.solc import compatible_compilers, pragma_constraints
-from training_pipeline.utils.solidity import code_only, pragmas, render, tokenize
+from training_pipeline.utils.solidity import (
+    COMMENTS,
+    code_only,
+    comments_and_strings,
+    iter_tokens,
+    pragmas,
+    render,
+    tokenize,
+)
 
 SOURCE = 'pragma solidity ^0.5.0; // "quote\ncontract A { string s = "a//b"; /* x\n y */ uint x = 0x1f; }\n'
 
@@ -17,6 +27,22 @@ def test_tokens_round_trip_and_kinds() -> None:
     assert kinds['// "quote'] == "comment" and kinds['"a//b"'] == "str" and kinds["0x1f"] == "num"
     assert kinds["/* x\n y */"] == "block" and kinds["pragma"] == "ident" and kinds["{"] == "punct"
     assert [t.line for t in toks if t.text == "uint"] == [3]
+
+
+def _spans(toks) -> list[tuple]:
+    return [(t.kind, t.text, t.line, t.start) for t in toks]
+
+
+def test_comment_and_string_scan_equals_the_full_lexer() -> None:
+    # The fast scan must find exactly the lexer's comment and string tokens: the leftmost token wins, so
+    # "//" in a string, a quote in a comment, "/=" before "/", escapes and unterminated ones all matter.
+    rng = random.Random(0)
+    alphabet = list("/*\"'\\\n =.1ax\r")
+    texts = [SOURCE, 'a /=/ b; c /=// d\n"x\\"/*"\' // \'', "/* never closed\n 'x"]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16))) for _ in range(20000)]
+    for text in texts:
+        full = [t for t in iter_tokens(text) if t.kind in COMMENTS or t.kind == "str"]
+        assert _spans(comments_and_strings(text)) == _spans(full), repr(text)
 
 
 def test_code_only_keeps_offsets_and_lines() -> None:

@@ -187,12 +187,17 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
     """The benchmark sets and every contract's record (id -> record: source, bytecode, variants)."""
     data_dir = Path(data.data_dir)
     block = OmegaConf.to_container(data, resolve=True)
-    split: dict[str, str] = {}
     held_out: dict[str, dict[str, Any]] = {}
+    audited_held_out: list[dict[str, Any]] = []
     if "cgt_test" in cfg.sets or cfg.audited_split == "test":
         rows, names = split_records(cfg, data)
-        split = {str(r["id"]): s for r, s in zip(rows, names, strict=True)}
         held_out = {str(r["id"]): r for r, s in zip(rows, names, strict=True) if s == "test"}
+        # "unused": the test fold where the run tested on other sources only (data.eval_sources)
+        audited_held_out = [
+            r
+            for r, s in zip(rows, names, strict=True)
+            if r.get("origin") == "real_code" and s in ("test", "unused")
+        ]
     sets, records = [], {}
     for name in cfg.sets:
         if name == "cgt_test":
@@ -202,12 +207,12 @@ def load_sets(cfg: RealWorldConfig, data: DictConfig) -> tuple[list[BenchSet], d
             rows = source_loader("solidifi")(block["solidifi"], data_dir).records
             desc = "SolidiFI, all 350 (bug snippets injected into 50 real contracts)"
         else:
-            rows = source_loader("real_code")(real_code_block(data), data_dir).records
             desc = "npm audited code (no known vulnerability: the false-alarm set)"
-            if cfg.audited_split == "test":  # the models trained on some of it (weak labels)
-                # the test fold: "unused" where the run tested on other sources only (data.eval_sources)
-                rows = [r for r in rows if split.get(str(r["id"])) in ("test", "unused")]
+            if cfg.audited_split == "test":  # the models trained on some of it: its held-out groups, as the
+                rows = audited_held_out  # run loaded them (its packages and compile variants)
                 desc += ", its test groups only"
+            else:
+                rows = source_loader("real_code")(real_code_block(data), data_dir).records
         rows = _sample([r for r in rows if r.get("bytecode")], cfg)
         audited = name == "real_code"
         contracts = [contract_of(r, [] if audited else _assessed(r), r.get("family") or name) for r in rows]

