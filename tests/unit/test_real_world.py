@@ -269,8 +269,8 @@ def test_audited_held_out_set_is_the_runs_own_records(monkeypatch) -> None:
         return {"id": rid, "origin": origin, "bytecode": "0x6001", "bytecode_variants": variants,
                 "labels": list(labels), "negative_labels": [], "family": "pkg"}  # fmt: skip
 
-    rows = [record("cgt/1", "cgt", ["reentrancy"]), record("npm/a", "real_code"), record("npm/b", "real_code"),
-            record("npm/c", "real_code"), record("cgt/2", "cgt")]  # fmt: skip
+    npm = [record(f"npm/{c}", "real_code") for c in "abc"]
+    rows = [record("cgt/1", "cgt", ["reentrancy"]), *npm, record("cgt/2", "cgt")]
     names = ["test", "test", "unused", "train", "val"]
     monkeypatch.setattr(benchmark, "split_records", lambda cfg, data: (rows, names))
 
