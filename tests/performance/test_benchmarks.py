@@ -33,9 +33,8 @@ def test_training_benchmark_runs_both_loops(data_dir) -> None:
     assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4  # 2 rounds x (3 epochs - 1 warm-up)
     drop = out["dropout"]  # both dropouts timed on the same activations and the same CNN step
     assert drop["shape"] == [16, 96, 256]
-    assert drop["dropout_speedup"] == round(
-        drop["nn_dropout_fwd_bwd_ms"] / drop["mask_dropout_fwd_bwd_ms"], 2
-    )
+    ratio = drop["nn_dropout_fwd_bwd_ms"] / drop["mask_dropout_fwd_bwd_ms"]  # of the rounded times
+    assert drop["dropout_speedup"] == pytest.approx(ratio, rel=0.02)
     assert all(drop[f"{n}_cnn_step_ms"] > 0 for n in ("nn_dropout", "mask_dropout"))
 
 

@@ -336,6 +336,32 @@ def test_packages_compile_in_one_pass_and_each_is_stored_alone(
     assert len(passes) == 3 and both.manifests()[f"{APP['name']}@1.0.0"]["n_records"] == 3
 
 
+def test_a_grown_variant_list_compiles_only_the_new_variant(
+    npm_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # make train's stores (o0, o1-r200), then train-all's (+ o1-r1000) in the same data dir: the compile cache
+    # answers what both lists share
+    from training_pipeline.corpus import imports as corpus_imports
+
+    fresh: list[int] = []
+    real = corpus_imports.compile_fresh_source_sets
+
+    def spy(jobs, *args, **kwargs):
+        fresh.append(len(jobs))
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_imports, "compile_fresh_source_sets", spy)
+    off = [{"optimize": False}]
+    both = [*off, {"optimize": True, "runs": 200}]
+    import_real_code(config(npm_root, APP, compile_variants=off), tmp_path / "data")
+    grown = import_real_code(config(npm_root, APP, compile_variants=both), tmp_path / "data")
+    cold = import_real_code(config(npm_root, APP, compile_variants=both), tmp_path / "cold")
+    assert fresh == [3, 3, 6]  # Token, Base, Old: optimizer off, then only on; a cold data dir compiles both
+    spec = f"{APP['name']}@{APP['version']}"
+    got, want = (real_code.load_stored(o.stored[spec])[0] for o in (grown, cold))
+    assert got == want and all(len(r["bytecode_variants"]) == 2 for r in got)
+
+
 class _FakeRelease:
     def __init__(self, path: Path) -> None:
         self.path = path

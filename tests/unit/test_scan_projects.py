@@ -61,9 +61,9 @@ def solc_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def compiles(monkeypatch: pytest.MonkeyPatch) -> list[list[corpus_imports.SourceSetJob]]:
     """Every compile pass's jobs; exact pragmas are loosened to a caret so a stand-in release compiles."""
     calls: list[list[corpus_imports.SourceSetJob]] = []
-    real = corpus_imports.compile_source_sets
+    real = corpus_imports.compile_fresh_source_sets  # what reaches solc: cache hits are answered before it
 
-    def spy(jobs, resolver=None, n_workers=2, timeout_s=1800):
+    def spy(jobs, resolver, n_workers, timeout_s, progress):
         calls.append(list(jobs))
         loose = [
             replace(
@@ -75,9 +75,9 @@ def compiles(monkeypatch: pytest.MonkeyPatch) -> list[list[corpus_imports.Source
             )
             for j in jobs
         ]
-        return real(loose, resolver, n_workers, timeout_s)
+        return real(loose, resolver, n_workers, timeout_s, progress)
 
-    monkeypatch.setattr(project, "compile_source_sets", spy)
+    monkeypatch.setattr(corpus_imports, "compile_fresh_source_sets", spy)
     return calls
 
 

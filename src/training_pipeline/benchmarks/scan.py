@@ -35,6 +35,7 @@ from typing import Any
 
 from training_pipeline.benchmarks.serving import default_package
 from training_pipeline.config import project_root
+from training_pipeline.corpus import imports as corpus_imports
 from training_pipeline.corpus.solc_resolver import SolcResolver
 from training_pipeline.data.importers.real_code import (
     PackageSpec,
@@ -42,7 +43,6 @@ from training_pipeline.data.importers.real_code import (
     ensure_package,
     package_dir,
 )
-from training_pipeline.scan import project
 from training_pipeline.scan.inputs import ScanInput, collect_inputs
 from training_pipeline.scan.project import ProjectCompiler, find_solidity
 from training_pipeline.scan.scanner import Scanner
@@ -65,7 +65,7 @@ def audited_folder(sub: str, data_dir: str | Path | None = None) -> tuple[Path, 
 @contextmanager
 def counting_compiles() -> Iterator[list[int]]:
     """Counts the source sets the project compiler sends to solc (``[n]``), cache hits excluded."""
-    real = project.compile_source_sets
+    real = corpus_imports.compile_fresh_source_sets
     count = [0]
 
     def counted(jobs: Any, *args: Any, **kwargs: Any) -> Any:
@@ -73,11 +73,11 @@ def counting_compiles() -> Iterator[list[int]]:
         count[0] += len(jobs)
         return real(jobs, *args, **kwargs)
 
-    project.compile_source_sets = counted
+    corpus_imports.compile_fresh_source_sets = counted
     try:
         yield count
     finally:
-        project.compile_source_sets = real
+        corpus_imports.compile_fresh_source_sets = real
 
 
 def _rates(files: int, contracts: int, seconds: float) -> dict[str, Any]:

@@ -17,10 +17,12 @@ abstract contract).
 from __future__ import annotations
 
 import collections
+import hashlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -156,6 +158,9 @@ class ImportResolver:
 # scripts/solc/compile_sets.js: long-lived node processes, a JSON job per stdin line, a JSON answer per
 # stdout line.
 RUNNER_SCRIPT = "compile_sets.js"
+# Bump when what a source-set compile asks solc for changes (settings, output selection): cached answers
+# (SourceSetCache) of the old settings are then never read again.
+SOURCE_SET_SETTINGS_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -204,12 +209,57 @@ class _SetRunner(NodeProcess):
         return f"node exited with {code}: {' '.join(' '.join(self.stderr_tail).split())[-300:]}"
 
 
+def source_set_key(job: SourceSetJob) -> str:
+    """sha256 over everything that determines one source-set compile's output."""
+    payload = [
+        "source-set",
+        SOURCE_SET_SETTINGS_VERSION,
+        job.version,
+        job.entry,
+        sorted(job.sources.items()),
+        {"optimize": True, "runs": int(job.runs)} if job.optimize else None,
+    ]
+    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+class SourceSetCache:
+    """Successful source-set compiles (contract → runtime hex) in the compile cache's SQLite file."""
+
+    def __init__(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(directory / "solc_cache.sqlite", timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS source_sets (key TEXT PRIMARY KEY, contracts TEXT NOT NULL)"
+        )
+        self._db.commit()
+
+    def get(self, key: str) -> dict[str, str] | None:
+        """The cached contracts of ``key``, or None."""
+        row = self._db.execute("SELECT contracts FROM source_sets WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_many(self, items: Sequence[tuple[str, dict[str, str]]]) -> None:
+        """Store compiles' contracts (key, contracts), in one transaction."""
+        if items:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO source_sets VALUES (?, ?)", [(k, json.dumps(c)) for k, c in items]
+                )
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+
 def compile_source_sets(
     jobs: Sequence[SourceSetJob],
     resolver: SolcResolver | None = None,
     n_workers: int = 2,
     timeout_s: float = 600,
     progress: Callable[[int, int], None] | None = None,
+    cache_dir: str | Path | None = None,
 ) -> list[SourceSetResult]:
     """Compile every job (compilers found or installed by ``resolver``) on ``n_workers`` node processes.
 
@@ -217,7 +267,55 @@ def compile_source_sets(
     compiler once): a fixed split of the jobs left one process idle for a third of a package's compile, the
     newer releases being the slower ones. A job that runs past ``timeout_s`` or crashes its process fails
     alone, and a fresh process takes the next one. ``progress(done, total)`` is called after each answer.
+
+    ``cache_dir`` (e.g. ``data/solc_cache``): jobs answered before are read from its ``SourceSetCache``, new
+    successful ones stored there, and identical jobs compile once. None: every job compiles.
     """
+    if not jobs:
+        return []
+    if cache_dir is None:
+        return compile_fresh_source_sets(jobs, resolver, n_workers, timeout_s, progress)
+    cache = SourceSetCache(cache_dir)
+    try:
+        keys = [source_set_key(j) for j in jobs]
+        results: list[SourceSetResult | None] = [None] * len(jobs)
+        todo: dict[str, list[int]] = {}
+        for i, key in enumerate(keys):
+            if (hit := cache.get(key)) is not None:
+                results[i] = SourceSetResult(hit, None)
+            else:
+                todo.setdefault(key, []).append(i)
+        known = len(jobs) - sum(len(ix) for ix in todo.values())
+
+        def relay(done: int, total: int) -> None:
+            progress(known + done, len(jobs))  # type: ignore[misc]
+
+        pending = [jobs[ix[0]] for ix in todo.values()]
+        fresh = (
+            compile_fresh_source_sets(pending, resolver, n_workers, timeout_s, relay if progress else None)
+            if pending
+            else []
+        )
+        for ix, res in zip(todo.values(), fresh, strict=True):
+            for i in ix:
+                results[i] = res
+        cache.put_many(
+            [(k, r.contracts) for k, r in zip(todo, fresh, strict=True) if r.contracts is not None]
+        )
+        return [r if r is not None else SourceSetResult(None, "not compiled") for r in results]
+    finally:
+        cache.close()
+
+
+def compile_fresh_source_sets(
+    jobs: Sequence[SourceSetJob],
+    resolver: SolcResolver | None,
+    n_workers: int,
+    timeout_s: float,
+    progress: Callable[[int, int], None] | None,
+) -> list[SourceSetResult]:
+    """``compile_source_sets`` without a cache: every job on the node processes (what a cached call sends to
+    solc: count or stub it here)."""
     if not jobs:
         return []
     if shutil.which("node") is None:
@@ -296,10 +394,13 @@ def compile_source_sets(
 __all__ = [
     "ImportResolver",
     "SourceSet",
+    "SourceSetCache",
     "SourceSetJob",
     "SourceSetResult",
     "UnresolvedImportError",
+    "compile_fresh_source_sets",
     "compile_source_sets",
     "import_paths",
+    "source_set_key",
     "unit_name",
 ]

@@ -19,11 +19,8 @@ file (table ``source_sets``) under sha256(all source unit names and texts, entry
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import json
 import os
 import re
-import sqlite3
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -31,11 +28,13 @@ from pathlib import Path
 
 from training_pipeline.corpus.imports import (
     SourceSet,
+    SourceSetCache,
     SourceSetJob,
     UnresolvedImportError,
     compile_source_sets,
     import_paths,
     read_solidity_file,
+    source_set_key,
 )
 from training_pipeline.corpus.solc import DEFAULT_CACHE_DIR
 from training_pipeline.corpus.solc_resolver import (
@@ -59,8 +58,6 @@ MARKERS = (
 )
 TEST_DIRS = frozenset({"test", "tests"})
 SKIPPED_DIRS = frozenset({"node_modules", "script"})
-# Bump when what a source-set compile asks solc for changes (settings, output selection).
-SOURCE_SET_SETTINGS_VERSION = 1
 _PLACEHOLDER = re.compile(r"__.{36}__")  # an unlinked library address in runtime bytecode (40 hex digits)
 
 # A file without declarations is still Solidity when it has a pragma or an import (OpenZeppelin's draft-*.sol
@@ -289,74 +286,16 @@ class CompiledFile:
     error: str | None = None
 
 
-def source_set_key(job: SourceSetJob) -> str:
-    """sha256 over everything that determines one source-set compile's output."""
-    payload = [
-        "source-set",
-        SOURCE_SET_SETTINGS_VERSION,
-        job.version,
-        job.entry,
-        sorted(job.sources.items()),
-        {"optimize": True, "runs": int(job.runs)} if job.optimize else None,
-    ]
-    return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode("utf-8")).hexdigest()
-
-
-class SourceSetCache:
-    """Successful source-set compiles (contract → runtime hex) in the compile cache's SQLite file."""
-
-    def __init__(self, directory: str | Path) -> None:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(directory / "solc_cache.sqlite", timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS source_sets (key TEXT PRIMARY KEY, contracts TEXT NOT NULL)"
-        )
-        self._db.commit()
-
-    def get(self, key: str) -> dict[str, str] | None:
-        """The cached contracts of ``key``, or None."""
-        row = self._db.execute("SELECT contracts FROM source_sets WHERE key = ?", (key,)).fetchone()
-        return json.loads(row[0]) if row else None
-
-    def put(self, key: str, contracts: dict[str, str]) -> None:
-        """Store one compile's contracts."""
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO source_sets VALUES (?, ?)", (key, json.dumps(contracts)))
-
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
-
-
 def compile_sets(
     jobs: Sequence[SourceSetJob], resolver: SolcResolver, cache_dir: str | Path | bool | None = None
 ) -> list[tuple[dict[str, str] | None, str | None]]:
     """(contracts, error) of each job: the cache first (``cache_dir``; default the compile cache
     ``data/solc_cache``, False: none), the rest in one ``compile_source_sets`` pass."""
     directory = DEFAULT_CACHE_DIR if cache_dir is None or cache_dir is True else cache_dir
-    cache = None if directory is False else SourceSetCache(directory)
-    try:
-        keys = [source_set_key(j) for j in jobs]
-        out: list[tuple[dict[str, str] | None, str | None] | None] = [
-            (hit, None) if cache is not None and (hit := cache.get(k)) is not None else None for k in keys
-        ]
-        todo: dict[str, list[int]] = {}  # identical jobs compile once
-        for i, key in enumerate(keys):
-            if out[i] is None:
-                todo.setdefault(key, []).append(i)
-        if todo:
-            results = compile_source_sets([jobs[ix[0]] for ix in todo.values()], resolver, n_workers=1)
-            for (key, indices), res in zip(todo.items(), results, strict=True):
-                if res.contracts is not None and cache is not None:
-                    cache.put(key, res.contracts)
-                for i in indices:
-                    out[i] = (res.contracts, None if res.contracts is not None else res.error or "no output")
-        return [o if o is not None else (None, "not compiled") for o in out]
-    finally:
-        if cache is not None:
-            cache.close()
+    results = compile_source_sets(
+        jobs, resolver, n_workers=1, cache_dir=None if directory is False else directory
+    )
+    return [(r.contracts, None if r.contracts is not None else r.error or "no output") for r in results]
 
 
 def link_zero(code: str) -> tuple[str, int]:

@@ -536,7 +536,13 @@ def import_real_code(
         replace(j, optimize=v["optimize"], runs=v["runs"]) for p in plans for v in variants for j in p.jobs
     ]
     start = time.perf_counter()
-    compiled = compile_source_sets(every, resolver, n_workers=cfg.n_workers, progress=_progress_log("npm"))
+    compiled = compile_source_sets(  # the compile cache: a new variant list compiles only what it adds
+        every,
+        resolver,
+        n_workers=cfg.n_workers,
+        progress=_progress_log("npm"),
+        cache_dir=Path(data_dir) / "solc_cache",
+    )
     compile_s = time.perf_counter() - start
     at = 0
     for plan in plans:
