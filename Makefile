@@ -78,7 +78,7 @@ test: setup ## Run the whole test suite
 test-fast: setup ## Run the suite without the slow tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, serving, scanning vs Slither
+bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, CPU dropout, serving, scanning vs Slither
 	$(PY) scripts/benchmark.py $(ARGS)
 
 lint: setup ## Lint and check formatting with ruff

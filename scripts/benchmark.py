@@ -18,7 +18,17 @@ from pathlib import Path
 
 import torch
 
-SECTIONS = ("tokenizer", "compile", "corpus", "training", "code_analyzer", "behavior", "serving", "scan")
+SECTIONS = (
+    "tokenizer",
+    "compile",
+    "corpus",
+    "training",
+    "dropout",
+    "code_analyzer",
+    "behavior",
+    "serving",
+    "scan",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

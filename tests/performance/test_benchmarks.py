@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_CORPUS
 
-from training_pipeline.benchmarks import corpus, serving, tokenizer, training
+from training_pipeline.benchmarks import corpus, dropout, serving, tokenizer, training
 
 
 def test_tokenizer_benchmark_compares_with_pyevmasm() -> None:
@@ -31,7 +31,10 @@ def test_training_benchmark_runs_both_loops(data_dir) -> None:
     )["training"]
     assert out["plain_pytorch_samples_per_s"] > 0 and out["lightning_samples_per_s"] > 0
     assert out["samples_per_epoch"] > 0 and out["timed_epochs_each"] == 4  # 2 rounds x (3 epochs - 1 warm-up)
-    drop = out["dropout"]  # both dropouts timed on the same activations and the same CNN step
+
+
+def test_dropout_benchmark_times_both_dropouts_alike() -> None:
+    drop = dropout.run(quick=True)["dropout"]  # both on the same activations and the same CNN step
     assert drop["shape"] == [16, 96, 256]
     ratio = drop["nn_dropout_fwd_bwd_ms"] / drop["mask_dropout_fwd_bwd_ms"]  # of the rounded times
     assert drop["dropout_speedup"] == pytest.approx(ratio, rel=0.02)

@@ -306,20 +306,26 @@ def test_folds_are_dealt_to_clone_groups_and_balanced() -> None:
     assert sorted(loads) == [10, 10, 20]  # the 20-contract merged group alone, the 20 small ones split evenly
 
 
+def count_jobs(monkeypatch: pytest.MonkeyPatch, module, name: str) -> list[int]:
+    """Wraps ``module.name`` (a compile function): each call appends how many jobs it was given."""
+    calls: list[int] = []
+    real = getattr(module, name)
+
+    def spy(jobs, *args, **kwargs):
+        calls.append(len(jobs))
+        return real(jobs, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
 def test_packages_compile_in_one_pass_and_each_is_stored_alone(
     npm_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     other = {"name": "@fake/other", "version": "0.3.0", "licence": "MIT"}
     modules = npm_root / "fake__other@0.3.0" / "node_modules"
     write_package(modules / "@fake" / "other", "@fake/other", "0.3.0", {"Old.sol": OLD})
-    passes: list[int] = []
-    real = real_code.compile_source_sets
-
-    def spy(jobs, *args, **kwargs):
-        passes.append(len(jobs))
-        return real(jobs, *args, **kwargs)
-
-    monkeypatch.setattr(real_code, "compile_source_sets", spy)
+    passes = count_jobs(monkeypatch, real_code, "compile_source_sets")
     variants = [{"optimize": False}, {"optimize": True, "runs": 200}]
     both = import_real_code(config(npm_root, APP, other, compile_variants=variants), tmp_path / "both")
     assert passes == [
@@ -343,14 +349,7 @@ def test_a_grown_variant_list_compiles_only_the_new_variant(
     # answers what both lists share
     from training_pipeline.corpus import imports as corpus_imports
 
-    fresh: list[int] = []
-    real = corpus_imports.compile_fresh_source_sets
-
-    def spy(jobs, *args, **kwargs):
-        fresh.append(len(jobs))
-        return real(jobs, *args, **kwargs)
-
-    monkeypatch.setattr(corpus_imports, "compile_fresh_source_sets", spy)
+    fresh = count_jobs(monkeypatch, corpus_imports, "compile_fresh_source_sets")
     off = [{"optimize": False}]
     both = [*off, {"optimize": True, "runs": 200}]
     import_real_code(config(npm_root, APP, compile_variants=off), tmp_path / "data")

@@ -2,9 +2,6 @@
 
 Both sides train the BytecodeDetector built from the composed default config, on one fixed list of collated
 batches, for the same number of epochs; the first epoch of each is a warm-up and is not timed.
-
-Also the CNN's CPU dropout (``MaskDropout``) against ``nn.Dropout``: forward and backward on a block's
-activations, and a whole training step of the CNN with each, alternated in one process.
 """
 
 from __future__ import annotations
@@ -20,7 +17,6 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torch.utils.data import DataLoader
 
 from training_pipeline.config import compose_config, project_root
-from training_pipeline.models.nets.cnn import BytecodeCNN, MaskDropout
 
 
 class _EpochTimer(Callback):
@@ -90,47 +86,6 @@ def lightning_loop(model, batches, epochs: int, out_dir: str) -> list[float]:
     return timer.times
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1000
-
-
-def dropout_costs(quick: bool = False) -> dict:
-    """``nn.Dropout`` vs ``MaskDropout`` (p = 0.1): milliseconds for one block's activations (batch x channels
-    x length after the stem's pooling, the default model's sizes) and for one CNN training step."""
-    batch, length = (16, 1024) if quick else (64, 2048)
-    repeats = 3 if quick else 7
-    torch.manual_seed(0)
-    x = torch.randn(batch, 96, length // 4, requires_grad=True)
-    grad = torch.randn_like(x)
-    ids = torch.randint(1, 150, (batch, length))
-    out: dict[str, float] = {}
-    for name, make in (("nn_dropout", torch.nn.Dropout), ("mask_dropout", MaskDropout)):
-        drop = make(0.1).train()
-        out[f"{name}_fwd_bwd_ms"] = _median_ms(lambda d=drop: d(x).backward(grad), repeats)
-        net = BytecodeCNN(vocab_size=150, embed_dim=32, channels=96, depth=4, kernel_size=5)
-        for block in net.blocks:
-            block.body[3] = make(0.1)
-        opt = torch.optim.AdamW(net.parameters())
-
-        def step(net=net, opt=opt) -> None:
-            opt.zero_grad(set_to_none=True)
-            net(ids).square().mean().backward()
-            opt.step()
-
-        out[f"{name}_cnn_step_ms"] = _median_ms(step, repeats)
-    result = {k: round(v, 2) for k, v in out.items()}
-    result["shape"] = [batch, 96, length // 4]
-    result["dropout_speedup"] = round(out["nn_dropout_fwd_bwd_ms"] / out["mask_dropout_fwd_bwd_ms"], 2)
-    result["cnn_step_speedup"] = round(out["nn_dropout_cnn_step_ms"] / out["mask_dropout_cnn_step_ms"], 3)
-    return result
-
-
 def run(
     quick: bool = False,
     data_dir: str | None = None,
@@ -160,6 +115,5 @@ def run(
             "plain_pytorch_samples_per_s": round(plain_sps, 1),
             "lightning_samples_per_s": round(light_sps, 1),
             "lightning_slowdown": round(plain_sps / light_sps - 1, 4),  # 0.05 = Lightning 5% slower
-            "dropout": dropout_costs(quick),
         }
     }

@@ -14,7 +14,7 @@ class MaskDropout(nn.Module):
 
     Hand-written because torch's CPU dropout draws one Mersenne-Twister number per element: on this CNN's
     block activations (64 x 96 x 512) its forward and backward took 23 ms against 8 ms here, about a tenth of
-    a training step on 2 cores (``make bench``: ``training.dropout``). Same expectation (the survivors are
+    a training step on 2 cores (``make bench ARGS="--only dropout"``). Same expectation (the survivors are
     scaled by 1 / keep); ``p`` is rounded to a multiple of 1/65536. Off the CPU it is ``F.dropout``.
     """
 
