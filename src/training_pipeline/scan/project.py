@@ -28,13 +28,11 @@ from pathlib import Path
 
 from training_pipeline.corpus.imports import (
     SourceSet,
-    SourceSetCache,
     SourceSetJob,
     UnresolvedImportError,
     compile_source_sets,
     import_paths,
     read_solidity_file,
-    source_set_key,
 )
 from training_pipeline.corpus.solc import DEFAULT_CACHE_DIR
 from training_pipeline.corpus.solc_resolver import (
@@ -435,12 +433,10 @@ __all__ = [
     "ProjectCompiler",
     "ProjectImports",
     "Remapping",
-    "SourceSetCache",
     "compile_sets",
     "compile_text",
     "find_layout",
     "find_solidity",
     "link_zero",
     "parse_remapping",
-    "source_set_key",
 ]

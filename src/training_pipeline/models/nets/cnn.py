@@ -13,9 +13,10 @@ class MaskDropout(nn.Module):
     """``nn.Dropout`` whose CPU mask takes four elements from each random 64-bit word.
 
     Hand-written because torch's CPU dropout draws one Mersenne-Twister number per element: on this CNN's
-    block activations (64 x 96 x 512) its forward and backward took 23 ms against 8 ms here, about a tenth of
-    a training step on 2 cores (``make bench ARGS="--only dropout"``). Same expectation (the survivors are
-    scaled by 1 / keep); ``p`` is rounded to a multiple of 1/65536. Off the CPU it is ``F.dropout``.
+    block activations (64 x 96 x 512) its forward and backward took 24-27 ms against 7 ms here, and a whole
+    training step was 1.12-1.25x slower on 2 cores (``make bench ARGS="--only dropout"``). Same expectation
+    (the survivors are scaled by 1 / keep); ``p`` is rounded to a multiple of 1/65536. Off the CPU it is
+    ``F.dropout``.
     """
 
     def __init__(self, p: float = 0.5) -> None:
