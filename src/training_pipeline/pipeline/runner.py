@@ -39,6 +39,7 @@ from rich.console import Console
 from rich.table import Table
 
 from training_pipeline.config import compose_task, override_value
+from training_pipeline.data.contracts import source_fingerprint
 from training_pipeline.data.stacked import read_stacked, write_stacked
 from training_pipeline.data.weak_labels.features import STATIC_VIEW
 from training_pipeline.errors import ConfigError
@@ -217,7 +218,8 @@ class Pipeline:
     def run_stage(self, name: str, overrides: list[str], extra: Any, step: int, total: int) -> StageResult:
         stage_dir = self.dir / "stages" / name
         cfg = compose_task("train.yaml", overrides, stage_dir, log_dir=self.dir / "logs")
-        wanted = config_hash(cfg, stage_dir, extra)
+        sources = source_fingerprint(cfg.get("data"))  # e.g. the packaged npm list: not in cfg itself
+        wanted = config_hash(cfg, stage_dir, {"upstream": extra, "sources": sources} if sources else extra)
         prefix = f"[{step}/{total}] {name}"
         manifest = None if _forced(self.cfg.force, name) else reusable(stage_dir, self.dir, wanted)
         if manifest is not None:
