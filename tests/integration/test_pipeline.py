@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import TINY_CORPUS, compose_config
 from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from training_pipeline.pipeline.runner import run_pipeline
 
@@ -368,6 +369,7 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     path = write_records(real, tmp_path / "real.jsonl")
     contract = ["data.sources=[corpus,file]", f"data.path={path}", "data.val_sources=[file]",
                 "model.max_audited_flag_rate=0.5"]  # fmt: skip
+    aggregator = ["model.max_audited_flag_rate=0.5", "data.budget_splits=[val,train]"]
     pdir = tmp_path / "real_mix"
     cfg = pipeline_cfg(
         pdir,
@@ -375,7 +377,7 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
         "real_data.enabled=true",
         "real_data.corpus={}",
         f"real_data.contract_overrides={_quoted(contract)}",
-        f"real_data.aggregator_overrides={_quoted(['model.max_audited_flag_rate=0.5'])}",
+        f"real_data.aggregator_overrides={_quoted(aggregator)}",
         "models.code_analyzer.enabled=false",
         "models.bytecode_detector.stack_variants=[o1-r200]",
     )
@@ -407,6 +409,11 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
     assert len(variant_files) == INNER
     agg = load_checkpoint(Aggregator, pdir / summary["artifacts"]["aggregator"])
     assert agg.hparams.max_audited_flag_rate == 0.5
+    resolved = OmegaConf.load(pdir / "stages" / "aggregator" / "config_resolved.yaml")
+    assert list(resolved.data.budget_splits) == [
+        "val",
+        "train",
+    ]  # the training split's audited rows count too
 
 
 def test_the_aggregators_thresholds_can_be_retuned(pipeline, tmp_path: Path, capsys) -> None:

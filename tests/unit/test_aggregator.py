@@ -294,6 +294,29 @@ def test_an_ensemble_predicts_with_the_mean_of_members_trained_on_their_own_loss
     assert torch.allclose(packaged.predict_risk(x, mask)["risk"], model.predict_risk(x, mask)["risk"])
 
 
+def test_budget_rows_are_the_training_splits_audited_rows(tmp_path: Path) -> None:
+    rows = synthetic_rows()
+    for r in rows:
+        if int(r["id"][1:]) % 3 == 0:
+            r |= {"labels": [], "unassessed": VULN}  # audited code, in every split
+    pipeline = str(write_pipeline(tmp_path, rows))
+    assert StackedPredictionData(pipeline_dir=pipeline).budget_rows() is None  # [val]: validation only
+    dm = StackedPredictionData(pipeline_dir=pipeline, budget_splits=["val", "train"])
+    extra = dm.budget_rows()
+    ids = [dm.records[i]["id"] for i in dm.splits["train"].index]
+    want = [i for i in ids if int(i[1:]) % 3 == 0]
+    assert len(extra["features"]) == len(extra["mask"]) == len(want) > 0
+    first = ids.index(want[0])
+    assert torch.equal(extra["mask"][0], torch.from_numpy(dm.splits["train"].mask[first]))
+    for bad in (["train"], ["val", "test"]):
+        with pytest.raises(ConfigError, match=r"expected \[val\] or \[val,train\]"):
+            StackedPredictionData(pipeline_dir=pipeline, budget_splits=bad)
+    with pytest.raises(ConfigError, match="rows it fitted"):
+        StackedPredictionData(
+            pipeline_dir=pipeline, budget_splits=["val", "train"], audited_negative_weight=1.0
+        )
+
+
 def test_audited_training_rows_become_negatives_of_every_class_at_their_weight(tmp_path: Path) -> None:
     """``audited_negative_weight``: training rows that assess no class (audited code) are negatives of every
     class at that weight; validation's audited rows stay masked (the false-alarm budget finds them so), and

@@ -214,3 +214,43 @@ def test_aggregator_thresholds_respect_the_audited_budget() -> None:
         assert (probs[: n // 2, k] >= model.thresholds[k]).all()  # the positives stay flagged
         if budget is None:
             assert flagged > 0.5
+
+
+class _BudgetRows:
+    """A datamodule's ``budget_rows``: the given class probabilities as features (the model reads them back
+    as logits), every row with its one view present."""
+
+    def __init__(self, probs: torch.Tensor | None) -> None:
+        self.probs = probs
+
+    def budget_rows(self) -> dict[str, torch.Tensor] | None:
+        if self.probs is None:
+            return None
+        return {"features": self.probs, "mask": torch.ones(len(self.probs), 1, dtype=torch.bool)}
+
+
+def test_the_budget_can_count_the_training_splits_audited_rows() -> None:
+    """``data.budget_splits=[val,train]``: validation holds no audited row here, so alone it leaves the
+    best-F1 threshold, which flags most of the training split's audited code; counting those rows too, the
+    1% budget raises the threshold above them, and the positives stay flagged."""
+    n, c = 100, len(VULN)
+    k = VULN.index("reentrancy")
+    labels = torch.zeros(n, c)
+    labels[: n // 2, k] = 1.0
+    probs = torch.full((n, c), 0.05)
+    probs[: n // 2, k] = 0.9  # positives
+    probs[n // 2 :, k] = 0.2  # assessed negatives
+    d = {"class_probs": probs, "labels": labels, "label_mask": torch.ones(n, c)}
+    d |= {"risk_logit": torch.zeros(n), "risk": labels.max(1).values}
+    audited = torch.full((200, c), 0.05)
+    audited[:, k] = torch.linspace(0.3, 0.85, 200)  # the training split's audited code
+    for rows, most, least in ((None, 1.0, 0.5), (audited, 0.01, 0.0)):
+        model = _aggregator(max_audited_flag_rate=0.01).eval()
+        model.gather = lambda stage: d
+        model.forward = lambda features, mask: {"class_logits": torch.logit(features)}
+        model.trainer = type("T", (), {"sanity_checking": False, "datamodule": _BudgetRows(rows)})()
+        model.log = model.log_dict = lambda *a, **kw: None
+        model.on_validation_epoch_end()
+        flagged = float((audited[:, k] >= model.thresholds[k]).float().mean())
+        assert least <= flagged <= most
+        assert (probs[: n // 2, k] >= model.thresholds[k]).all()  # the positives stay flagged

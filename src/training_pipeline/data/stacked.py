@@ -141,6 +141,22 @@ class StackedRows(Dataset):
         }
 
 
+BUDGET_SPLITS = ("val", "train")
+
+
+def check_budget_splits(splits: Sequence[str], audited_negative_weight: float | None) -> tuple[str, ...]:
+    """``data.budget_splits``: where the false-alarm budget counts audited rows, validation always."""
+    out = tuple(str(s) for s in splits or ())
+    if "val" not in out or any(s not in BUDGET_SPLITS for s in out):
+        raise ConfigError(f"data.budget_splits={list(out)}: expected [val] or [val,train]")
+    if "train" in out and audited_negative_weight is not None:
+        raise ConfigError(
+            "data.budget_splits=[val,train] with data.audited_negative_weight set: the class head learns the "
+            "training split's audited rows as negatives, so the budget would be measured on rows it fitted"
+        )
+    return out
+
+
 class StackedPredictionData(SplitDataModule):
     """The stacked base-model predictions of a pipeline run dir, with the expert risk target."""
 
@@ -153,9 +169,11 @@ class StackedPredictionData(SplitDataModule):
         num_workers: int = 0,
         eval_split: str = "test",
         audited_negative_weight: float | None = None,
+        budget_splits: Sequence[str] = ("val",),
     ) -> None:
         super().__init__()
         self.audited_negative_weight = check_audited_negative_weight(audited_negative_weight)
+        self.budget_splits = check_budget_splits(budget_splits, self.audited_negative_weight)
         if not pipeline_dir:
             raise ConfigError(
                 "data.pipeline_dir: the aggregator needs a pipeline run dir (scripts/train_all.py)"
@@ -237,6 +255,21 @@ class StackedPredictionData(SplitDataModule):
             int(audited.sum()),
             len(train),
         )
+
+    def budget_rows(self) -> dict[str, torch.Tensor] | None:
+        """The training split's audited rows (assessing no class, labelled with none) when ``budget_splits``
+        names ``train``: their features and view mask, for the false-alarm budget to count beside
+        validation's. Their base-model features are out of fold, and the class head never learned from them
+        (``audited_negative_weight`` is null then), so its flags on them are as honest as on validation rows.
+        None otherwise, or when there are none."""
+        self.setup()
+        if "train" not in self.budget_splits:
+            return None
+        train = self.splits["train"]
+        audited = (train.label_mask.sum(1) == 0) & (train.classes.sum(1) == 0)
+        if not audited.any():
+            return None
+        return {"features": torch.from_numpy(train.x[audited]), "mask": torch.from_numpy(train.mask[audited])}
 
     def model_kwargs(self) -> dict[str, Any]:
         """View names and features, classes, risk target and its positive weight."""

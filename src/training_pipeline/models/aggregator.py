@@ -252,6 +252,24 @@ class Aggregator(BaseModule):
             out[ok] = torch.sigmoid(self(batch["features"][ok], reduced[ok])["class_logits"])
         return out
 
+    def _with_budget_rows(self, d: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Validation rows plus the audited rows the datamodule adds to the false-alarm budget
+        (``data.budget_splits``): class probabilities (and without the optional views), no label and nothing
+        assessed, so they count in the budget and never in F1."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        extra = datamodule.budget_rows() if hasattr(datamodule, "budget_rows") else None
+        if extra is None:
+            return d
+        batch = {k: v.to(self.device) for k, v in extra.items()}
+        with torch.no_grad():
+            probs = torch.sigmoid(self(batch["features"], batch["mask"])["class_logits"])
+            rows = {"class_probs": probs}
+            if "class_probs_without" in d:
+                rows["class_probs_without"] = self._class_probs_without_optional(batch, probs)
+        none = torch.zeros_like(probs)
+        rows |= {"labels": none, "label_mask": none}
+        return {k: torch.cat([d[k], rows[k].to(d[k])]) for k in rows}
+
     def _tuned_thresholds(self, d: dict[str, torch.Tensor]) -> torch.Tensor:
         """Class thresholds under the false-alarm budget: with every view, and (``optional_views``) the
         stricter of that and the thresholds tuned with the optional views masked."""
@@ -306,7 +324,7 @@ class Aggregator(BaseModule):
             self.temperature.fill_(fit_temperature(d["risk_logit"], d["risk"]))
             self.isotonic_table.copy_(fit_isotonic(d["risk_logit"], d["risk"]).to(self.isotonic_table))
             self.chosen.fill_(self._choose(d))
-            self.thresholds.copy_(self._tuned_thresholds(d))
+            self.thresholds.copy_(self._tuned_thresholds(self._with_budget_rows(d)))
         values = self._metrics("val", d, self.calibrate(d["risk_logit"]))
         values["val/temperature"] = float(self.temperature)
         self.log("val/auroc", values.pop("val/auroc"), prog_bar=True)
