@@ -52,9 +52,11 @@ def test_real_data_goes_to_the_contract_models_only(tmp_path: Path) -> None:
     assert "data.corpus.short_fraction=0.4" not in plain
 
 
-def test_a_stage_reruns_when_its_npm_data_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # the packaged npm list is filled in at load time (not in the stage's config), and the loader's records
-    # can change for the same stores: both are in the stage's hash, so a rerun does not reuse a stale model
+def test_a_stage_reruns_when_its_npm_package_list_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the packaged npm list is filled in at load time, not in the stage's config: it is in the stage's hash,
+    # so a rerun after the list changes does not reuse a model trained on the old one
     from training_pipeline.config import compose_task
     from training_pipeline.data.contracts import source_fingerprint
     from training_pipeline.data.importers import real_code
@@ -62,10 +64,11 @@ def test_a_stage_reruns_when_its_npm_data_changes(tmp_path: Path, monkeypatch: p
     cfg = _pipeline_cfg(tmp_path)
     stage = compose_task("train.yaml", stage_overrides(cfg, "bytecode_detector"), tmp_path / "s")
     first = source_fingerprint(stage.data)
-    assert set(first) == {"real_code"} and first["real_code"]["loader"] == real_code.LOADER_VERSION
-    names = [p["name"] for p in first["real_code"]["config"]["packages"]]
-    assert "@chainlink/contracts" in names and "@aragon/os" in names
-    monkeypatch.setattr(real_code, "LOADER_VERSION", real_code.LOADER_VERSION + 1)
+    names = [p["name"] for p in first["real_code"]["packages"]]
+    assert set(first) == {"real_code"} and "@chainlink/contracts" in names and "@aragon/os" in names
+    packaged = real_code.default_config_block()
+    shorter = {**packaged, "packages": packaged["packages"][:-1]}
+    monkeypatch.setattr(real_code, "default_config_block", lambda: shorter)
     assert source_fingerprint(stage.data) != first
     behavior = compose_task("train.yaml", stage_overrides(cfg, "behavior_model"), tmp_path / "b")
     assert source_fingerprint(behavior.data) == {}  # nothing beyond its config: its hash is as before

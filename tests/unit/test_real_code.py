@@ -14,7 +14,6 @@ import pytest
 
 from training_pipeline.corpus.imports import ImportResolver, UnresolvedImportError, import_paths, unit_name
 from training_pipeline.corpus.solc_resolver import SolcResolver
-from training_pipeline.data.contracts import drop_clones_across_groups, group_clones
 from training_pipeline.data.importers import real_code
 from training_pipeline.data.importers.real_code import (
     PackageError,
@@ -305,48 +304,6 @@ def test_folds_are_dealt_to_clone_groups_and_balanced() -> None:
     assert {r["group"] for r in records[:2]} == {"npm:a@1", "npm:a@2"}  # records keep their own groups
     loads = [sum(r["fold"] == f for r in records) for f in range(3)]
     assert sorted(loads) == [10, 10, 20]  # the 20-contract merged group alone, the 20 small ones split evenly
-
-
-def test_a_package_can_group_by_its_top_folders(npm_root: Path, tmp_path: Path) -> None:
-    # contracts/old/Old.sol is in a folder of its own below the subfolder; Token.sol and Base.sol lie beside
-    # the folders: the release's group. The package's own group_by wins over the block's.
-    cfg = config(npm_root, {**APP, "group_by": "folder"}, group_by="file")
-    outcome = import_real_code(cfg, tmp_path / "data")
-    records, manifest = real_code.load_stored(next(iter(outcome.stored.values())))
-    groups = {r["contract_name"]: r["group"] for r in records}
-    assert groups == {
-        "Token": "npm:@fake/app@1.0.0",
-        "Base": "npm:@fake/app@1.0.0",
-        "Real": "npm:@fake/app@1.0.0:old",
-    }
-    assert manifest["config"]["group_by"] == "folder"
-    release = import_real_code(config(npm_root, APP), tmp_path / "data").stored
-    assert release != outcome.stored  # another grouping is another store
-    with pytest.raises(ConfigError, match=r"@fake/app@1\.0\.0 group_by='folders': expected one of"):
-        config(npm_root, {**APP, "group_by": "folders"})
-
-
-def test_copies_across_groups_are_dropped_so_groups_stay_apart() -> None:
-    # a vendored copy (here with another pragma) in a second release would merge the two releases into one
-    # group; dropped on load, each release keeps its own fold. A copy inside one group stays.
-    ownable = "contract Ownable { address owner; }\n"
-    records = [
-        {"group": "npm:a@1", "id": "a1", "source_code": "pragma solidity ^0.4.24;\n" + ownable},
-        {"group": "npm:a@1", "id": "a1-copy", "source_code": "pragma solidity ^0.4.24;\n" + ownable},
-        {"group": "npm:b@1", "id": "b1", "source_code": "pragma solidity ^0.5.0;\n" + ownable},
-        {"group": "npm:b@1", "id": "b2", "source_code": "contract Other { bool b; }\n"},
-    ]
-    records += [
-        {"group": f"npm:p{i}@1", "id": f"p{i}", "source_code": f"contract P{i} {{ int{8 * (i + 1)} p; }}"}
-        for i in range(4)
-    ]
-    kept = drop_clones_across_groups(records)
-    assert [r["id"] for r in kept] == ["a1", "a1-copy", "b2", "p0", "p1", "p2", "p3"]
-    merged = [dict(r) for r in kept]
-    assert group_clones(merged) == 0  # nothing left to merge
-    real_code.deal_folds(kept, n_folds=3, seed=0)
-    assert kept[0]["fold"] == kept[1]["fold"]
-    assert sorted(sum(r["fold"] == f for r in kept) for f in range(3)) == [2, 2, 3]
 
 
 def count_jobs(monkeypatch: pytest.MonkeyPatch, module, name: str) -> list[int]:

@@ -85,10 +85,10 @@ def check_source_config(name: str, cfg: dict | None) -> None:
 
 
 def source_fingerprint(data_cfg: Any) -> dict[str, Any]:
-    """What a config hash misses about ``data.sources``: per source whose module defines them, the config
-    block its loader fills in at load time (``resolved_config``: real_code's packaged package list) and the
-    version of the records it makes from stored data (``LOADER_VERSION``). ``{}`` for sources with neither,
-    so a pipeline stage reruns when its data would change and keeps its hash otherwise."""
+    """What a config hash misses about ``data.sources``: per source whose module defines it
+    (``resolved_config``), the config block its loader fills in at load time (real_code's packaged package
+    list, not in the stage's config). ``{}`` for the others, so a pipeline stage reruns when that block
+    changes and keeps its hash otherwise."""
     from training_pipeline.data.importers.store import plain
 
     data = plain(data_cfg) or {}
@@ -97,13 +97,8 @@ def source_fingerprint(data_cfg: Any) -> dict[str, Any]:
         if name not in SOURCES:
             continue
         module = importlib.import_module(SOURCES[name].split(":")[0])
-        entry = {}
         if hasattr(module, "resolved_config"):
-            entry["config"] = module.resolved_config(data.get(name))
-        if hasattr(module, "LOADER_VERSION"):
-            entry["loader"] = module.LOADER_VERSION
-        if entry:
-            out[name] = entry
+            out[name] = module.resolved_config(data.get(name))
     return out
 
 
@@ -146,25 +141,6 @@ def clone_keys(record: dict[str, Any]) -> list[str]:
             source = source[:start] + source[end:]
         keys.append("nopragma:" + normalized_source_hash(source))
     return keys
-
-
-def drop_clones_across_groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``records`` without those that are clones (``clone_keys``) of an earlier record of another group.
-
-    For unlabeled sources, where a copy adds no information: two releases that ship one file (a vendored
-    ``Ownable``, a ``Migrations`` contract) keep it once, and ``group_clones`` then has no reason to merge the
-    releases into one group. Clones inside one group are kept (they never straddle a split).
-    """
-    owner: dict[str, str] = {}
-    kept = []
-    for r in records:
-        keys = clone_keys(r)
-        if any(owner.get(k, r["group"]) != r["group"] for k in keys):
-            continue
-        for k in keys:
-            owner.setdefault(k, r["group"])
-        kept.append(r)
-    return kept
 
 
 def group_clones(records: list[dict[str, Any]]) -> int:

@@ -65,7 +65,7 @@ from training_pipeline.corpus.solc_resolver import (
     satisfies,
     version_tuple,
 )
-from training_pipeline.data.contracts import LoadedSource, drop_clones_across_groups, group_clones
+from training_pipeline.data.contracts import LoadedSource, group_clones
 from training_pipeline.data.importers.solidity import declarations
 from training_pipeline.data.importers.store import (
     build_once,
@@ -84,13 +84,12 @@ from training_pipeline.utils.splits import assign_folds_by_size
 log = logging.getLogger(__name__)
 
 IMPORTER_VERSION = 2  # bump when the records it produces change for the same input
-LOADER_VERSION = 2  # bump when load_real_code's records change for the same stores (2: copies dropped)
 ERAS = ("0.4", "0.5", "0.6", "0.7", "0.8")
 # Kept for evaluation outside the repository: never imported here, whatever the config says.
 REFUSED = re.compile(r"uniswap|gnosis|safe-global|^@safe/|^safe-|aave", re.IGNORECASE)
 _EXACT_VERSION = re.compile(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?")
 _PLACEHOLDER = re.compile(r"__.{38}")  # hex never holds "_": a link placeholder is 40 characters from "__"
-GROUP_BY = ("package", "package_version", "folder", "file")
+GROUP_BY = ("package", "package_version", "file")
 COMPILER_RULES = ("era", "newest")
 
 
@@ -114,14 +113,8 @@ class PackageSpec:
     subfolder: str | None = None  # e.g. contracts, src/v0.6; null = the whole package
     extra: Sequence[str] = ()  # name@version installed beside it: packages its imports need but it does not
     # declare as dependencies (Chainlink imports @openzeppelin/contracts from a devDependency)
-    group_by: str | None = None  # this package's grouping; null = data.real_code.group_by
 
     def __post_init__(self) -> None:
-        if self.group_by is not None and self.group_by not in GROUP_BY:
-            raise ConfigError(
-                f"data.real_code.packages: {self.spec} group_by={self.group_by!r}: expected one of "
-                + ", ".join(GROUP_BY)
-            )
         for name, version in [(self.name, self.version), *map(split_spec, self.extra)]:
             if REFUSED.search(name):
                 raise ConfigError(
@@ -152,7 +145,7 @@ class RealCodeConfig:
     install: bool = True  # false: never call npm; a package not installed is an error naming it
     npm: str = "npm"
     exclude: Sequence[str] = ("**/mocks/**", "**/test/**", "**/tests/**")
-    group_by: str = "package_version"  # package | package_version | folder | file (a package may set its own)
+    group_by: str = "package_version"  # package | package_version | file
     compiler: str = "era"  # era: newest release of the oldest minor the pragmas allow | newest: any minor
     n_workers: int = 2  # node compile processes; does not change the content
     install_workers: int = 4  # npm installs at once (they wait on the network, not on the cores)
@@ -310,16 +303,10 @@ def contract_files(folder: Path, subfolder: str | None, exclude: Sequence[str]) 
 
 
 def _group(spec: PackageSpec, rel: str, group_by: str) -> str:
-    """The record's group: the package, its release, the release's top folder (``folder``: the first folder
-    below ``subfolder``; files beside them are the release's group) or the file."""
     if group_by == "package":
         return f"npm:{spec.name}"
     if group_by == "file":
         return f"npm:{spec.spec}:{rel}"
-    if group_by == "folder":
-        below = Path(rel).relative_to(spec.subfolder) if spec.subfolder else Path(rel)
-        if len(below.parts) > 1:
-            return f"npm:{spec.spec}:{below.parts[0]}"
     return f"npm:{spec.spec}"
 
 
@@ -363,7 +350,7 @@ def _plan(
         {
             "package": [spec.name, spec.version, spec.subfolder, list(spec.extra)],
             "exclude": list(cfg.exclude),
-            "group_by": spec.group_by or cfg.group_by,
+            "group_by": cfg.group_by,
             "compiler": cfg.compiler,
             "files": hashes,
             "importer": IMPORTER_VERSION,
@@ -425,7 +412,7 @@ def _records(
             linked_records += n > 0
             record = {
                 "id": f"npm:{spec.spec}:{rel}:{name}",
-                "group": _group(spec, rel, spec.group_by or cfg.group_by),
+                "group": _group(spec, rel, cfg.group_by),
                 "family": spec.name,
                 "compiler_version": job.version,
                 "contract_name": name,
@@ -455,7 +442,7 @@ def _records(
         },
         "config": {
             "exclude": list(cfg.exclude),
-            "group_by": spec.group_by or cfg.group_by,
+            "group_by": cfg.group_by,
             "compiler": cfg.compiler,
             **variants_content(variants),
         },
@@ -637,16 +624,12 @@ def load_real_code(cfg: dict, data_dir: Path) -> LoadedSource:
         )
     records: list[dict[str, Any]] = []
     versions = []
-    for spec in config.specs:  # config order, however many were built now: which copy stays is stable
+    for spec in config.specs:  # config order however many were built now (the version hashes this order)
         rows, manifest = load_stored(outcome.stored[spec.spec])
         records += rows
         versions.append(manifest["content_hash"])
-    kept = drop_clones_across_groups(records)
-    if len(kept) < len(records):
-        dropped = len(records) - len(kept)
-        log.info("data.real_code: %d contracts dropped, copies of one in another group", dropped)
-    deal_folds(kept, config.n_folds, config.seed)
-    for r in kept:
+    deal_folds(records, config.n_folds, config.seed)
+    for r in records:
         r["unlabeled"] = True  # no human labels: every class unassessed (see the module docstring)
-    version = import_key({"packages": versions, "loader": LOADER_VERSION})
-    return LoadedSource(kept, "sha256:" + version)
+    version = versions[0] if len(versions) == 1 else import_key({"packages": versions})
+    return LoadedSource(records, "sha256:" + version)
