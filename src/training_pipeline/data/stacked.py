@@ -130,6 +130,11 @@ class StackedRows(Dataset):
     def __len__(self) -> int:
         return len(self.x)
 
+    def audited(self) -> np.ndarray:
+        """Rows that assess no class and are labelled with none: audited code (as loaded, before
+        ``audited_negative_weight`` turns them into weighted negatives)."""
+        return (self.label_mask.sum(1) == 0) & (self.classes.sum(1) == 0)
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         return {
             "features": torch.from_numpy(self.x[i]),
@@ -246,7 +251,7 @@ class StackedPredictionData(SplitDataModule):
     def _audited_negatives(self, train: StackedRows) -> None:
         """Training rows that assess no class (audited code; never labelled positive) become negatives of
         every class at ``audited_negative_weight`` (their ``label_mask``, which the class loss weighs by)."""
-        audited = (train.label_mask.sum(1) == 0) & (train.classes.sum(1) == 0)
+        audited = train.audited()
         train.label_mask[audited] = self.audited_negative_weight
         log.log(
             logging.INFO if audited.any() else logging.WARNING,
@@ -266,7 +271,7 @@ class StackedPredictionData(SplitDataModule):
         if "train" not in self.budget_splits:
             return None
         train = self.splits["train"]
-        audited = (train.label_mask.sum(1) == 0) & (train.classes.sum(1) == 0)
+        audited = train.audited()
         if not audited.any():
             return None
         return {"features": torch.from_numpy(train.x[audited]), "mask": torch.from_numpy(train.mask[audited])}
