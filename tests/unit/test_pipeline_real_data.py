@@ -77,9 +77,11 @@ def test_a_stage_reruns_when_its_npm_package_list_changes(
 def test_real_data_model_overrides_reach_one_model_and_its_own_overrides_win(tmp_path: Path) -> None:
     cfg = _pipeline_cfg(tmp_path)
     source, bytecode = stage_overrides(cfg, "code_analyzer"), stage_overrides(cfg, "bytecode_detector")
-    # the default: the npm code as negatives for the code analyzer only
-    assert "data.audited_negative_weight=1.0" in source
-    assert not any(o.startswith("data.audited_negative_weight") for o in bytecode)
+    # the default: the npm code as negatives of both contract models, the code analyzer with its own budget
+    assert "data.audited_negative_weight=1.0" in source and "data.audited_negative_weight=1.0" in bytecode
+    assert "model.max_audited_flag_rate=0.03" in source and "model.max_audited_flag_rate=0.03" not in bytecode
+    behavior = stage_overrides(cfg, "behavior_model")  # histories have no audited source: the key would fail
+    assert not any(o.startswith("data.audited_negative_weight") for o in behavior)
     # after the real-data sources (it needs them), before the model's own overrides (they win)
     assert source.index("data.sources=[corpus,cgt,real_code]") < source.index(
         "data.audited_negative_weight=1.0"
@@ -88,8 +90,9 @@ def test_real_data_model_overrides_reach_one_model_and_its_own_overrides_win(tmp
     ov = stage_overrides(own, "code_analyzer")
     assert ov.index("data.audited_negative_weight=1.0") < ov.index("data.audited_negative_weight=0.5")
     # off with the real data: the generated corpus has no audited source, so the key would be a config error
-    off = stage_overrides(_pipeline_cfg(tmp_path, "real_data.enabled=false"), "code_analyzer")
-    assert not any(o.startswith("data.audited_negative_weight") for o in off)
+    off = _pipeline_cfg(tmp_path, "real_data.enabled=false")
+    for model in ("code_analyzer", "bytecode_detector"):
+        assert not any(o.startswith("data.audited_negative_weight") for o in stage_overrides(off, model))
 
 
 @pytest.mark.parametrize(
