@@ -378,7 +378,6 @@ def test_real_data_in_the_mix_validates_on_real_rows_and_masks_what_they_do_not_
         "real_data.corpus={}",
         f"real_data.contract_overrides={_quoted(contract)}",
         f"real_data.aggregator_overrides={_quoted(aggregator)}",
-        "real_data.model_overrides.bytecode_detector=[]",  # negatives come from real_code, not a file
         "models.code_analyzer.enabled=false",
         "models.bytecode_detector.stack_variants=[o1-r200]",
     )

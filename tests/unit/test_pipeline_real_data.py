@@ -77,15 +77,17 @@ def test_a_stage_reruns_when_its_npm_package_list_changes(
 def test_real_data_model_overrides_reach_one_model_and_its_own_overrides_win(tmp_path: Path) -> None:
     cfg = _pipeline_cfg(tmp_path)
     source, bytecode = stage_overrides(cfg, "code_analyzer"), stage_overrides(cfg, "bytecode_detector")
-    # the default: the npm code as negatives of both contract models, the code analyzer with its own budget
+    # the default: the npm code as negatives of both contract models; the code analyzer has its own budget
     assert "data.audited_negative_weight=1.0" in source and "data.audited_negative_weight=1.0" in bytecode
     assert "model.max_audited_flag_rate=0.03" in source and "model.max_audited_flag_rate=0.03" not in bytecode
     behavior = stage_overrides(cfg, "behavior_model")  # histories have no audited source: the key would fail
     assert not any(o.startswith("data.audited_negative_weight") for o in behavior)
-    # after the real-data sources (it needs them), before the model's own overrides (they win)
+    # after the real-data sources (it needs them) and the shared budget, which the model's own one overrides
     assert source.index("data.sources=[corpus,cgt,real_code]") < source.index(
         "data.audited_negative_weight=1.0"
     )
+    assert source.index("model.max_audited_flag_rate=0.01") < source.index("model.max_audited_flag_rate=0.03")
+    # a model's own overrides come last, so they win over both
     own = _pipeline_cfg(tmp_path, 'models.code_analyzer.overrides=["data.audited_negative_weight=0.5"]')
     ov = stage_overrides(own, "code_analyzer")
     assert ov.index("data.audited_negative_weight=1.0") < ov.index("data.audited_negative_weight=0.5")
