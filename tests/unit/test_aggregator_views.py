@@ -208,7 +208,7 @@ def test_scanner_applies_the_guard_where_the_input_has_the_view(monkeypatch: pyt
     out = {"probs": {"reentrancy": 0.9}, "predicted": ["reentrancy"], "top_lines": None}
     fused = {"risk": 0.1, "risk_level": "low", "vulnerabilities": {"reentrancy": 0.4}}
     monkeypatch.setattr("training_pipeline.scan.report.fuse", lambda aggregator, outs: dict(fused))
-    item, outs, levels = ScanInput("x", bytecode="0x00"), {"bytecode": out}, {"low": 0.0}
+    item, outs, levels = ScanInput("x", bytecode="0x5b00"), {"bytecode": out}, {"low": 0.0}
     aggregator = SimpleNamespace(class_names=["reentrancy"], thresholds=torch.tensor([0.35]))
     guarded = build_report(item, [view], outs, aggregator, RiskTarget(), levels, "bytecode")
     plain = build_report(item, [view], outs, aggregator, RiskTarget(), levels)
@@ -217,6 +217,32 @@ def test_scanner_applies_the_guard_where_the_input_has_the_view(monkeypatch: pyt
     assert guarded["risk"] == guarded["views"]["bytecode"]["risk"] > 0.1
     assert guarded["guard"] == {"view": "bytecode", "aggregator_risk": 0.1}
     assert guarded["vulnerabilities"] == fused["vulnerabilities"]
+
+
+@pytest.mark.parametrize("guard", [None, "bytecode"])
+def test_a_stub_without_callable_code_is_never_flagged(monkeypatch: pytest.MonkeyPatch, guard) -> None:
+    """A constants-only contract compiles to a runtime that reverts every call (plus solc's metadata): the
+    models may score it, the report flags nothing and rates it 0, and says why; the same scores on code with a
+    function (a jump target) are flagged as before."""
+    spec = ModelSpec("bytecode", "contract_classes", "bytecode_detector", "bytecode", "bytecode", None, None)
+    view = BaseView(spec, "bytecode_detector", None, None)
+    out = {"probs": {"reentrancy": 0.9}, "predicted": ["reentrancy"], "top_lines": None}
+    fused = {"risk": 0.7, "risk_level": "high", "vulnerabilities": {"reentrancy": 0.8}}
+    monkeypatch.setattr("training_pipeline.scan.report.fuse", lambda aggregator, outs: dict(fused))
+    aggregator = SimpleNamespace(class_names=["reentrancy"], thresholds=torch.tensor([0.35]))
+    levels = {"low": 0.0, "high": 0.5}
+    stub = "0x6080604052600080fd00a165627a7a72305820" + "ab" * 32 + "0029"  # solc 0.4: revert, metadata
+    called = "0x6080604052600436106049575b600080fd00a165627a7a72305820" + "ab" * 32 + "0029"
+    reports = {
+        code: build_report(ScanInput("c", bytecode=code, notes=["given"]), [view], {"bytecode": out},
+                           aggregator, RiskTarget(), levels, guard)
+        for code in (stub, called)
+    }  # fmt: skip
+    inert, live = reports[stub], reports[called]
+    assert inert["flagged"] == [] and inert["risk"] == 0.0 and inert["risk_level"] == "low"
+    assert inert["notes"][0] == "given" and inert["notes"][1].startswith("no callable code")
+    assert inert["vulnerabilities"] == fused["vulnerabilities"]  # what the models said stays visible
+    assert live["flagged"] == ["reentrancy"] and live["risk"] > 0.5 and live["notes"] == ["given"]
 
 
 def test_run_dirs_from_before_crossfit_mean_scan_with_the_full_models(

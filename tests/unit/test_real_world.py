@@ -259,6 +259,27 @@ def test_aggregator_flags_are_the_reports_tuned_flags_not_half() -> None:
     assert scores["a"].flagged == ["arithmetic"] and scores["a"].risk == 0.6
 
 
+def test_a_stub_without_callable_code_is_scored_as_a_scan_reports_it() -> None:
+    """A base model's row: the same probabilities, but no flag and risk 0 for runtime code that cannot act
+    (``has_callable_code``), as the scan report rates it; a source-only input is never judged by bytecode."""
+    from training_pipeline.scan.benchmark import _model_scores
+    from training_pipeline.scan.bytecode import has_callable_code
+    from training_pipeline.scan.inputs import ScanInput
+
+    class FakeView:
+        def predict(self, items):
+            return [{"probs": {"reentrancy": 0.9}, "predicted": ["reentrancy"]} for _ in items]
+
+    stub, live = "0x6080604052600080fdfe", "0x608060405260043610603f575b00"
+    assert not has_callable_code(stub) and has_callable_code(live) and has_callable_code("0xzz")
+    items = [ScanInput("stub", bytecode=stub), ScanInput("live", bytecode=live), ScanInput("src", "a;")]
+    scores = _model_scores(FakeView(), items)
+    assert scores["stub"].flagged == [] and scores["stub"].risk == 0.0
+    assert scores["stub"].probs["reentrancy"] == 0.9
+    assert scores["live"].flagged == ["reentrancy"] and scores["live"].risk > 0
+    assert scores["src"].flagged == ["reentrancy"]
+
+
 def test_audited_held_out_set_is_the_runs_own_records(monkeypatch) -> None:
     # audited_split=test: the npm contracts of the run's held-out groups, as that run loaded them (here with
     # its two compile variants), never rebuilt from the benchmark's own data config

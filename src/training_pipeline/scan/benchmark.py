@@ -44,6 +44,7 @@ from training_pipeline.evaluation.real_world import (
 )
 from training_pipeline.pipeline.run_dirs import latest_pipeline, pipelines_root, read_manifest
 from training_pipeline.risk import RiskTarget
+from training_pipeline.scan.bytecode import has_callable_code
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, load_base_model, run_config_of
 from training_pipeline.scan.report import top_lines
@@ -259,6 +260,9 @@ def _model_scores(view: BaseView, items: Sequence[ScanInput]) -> Scores:
             continue
         probs = {c: float(out["probs"].get(c, 0.0)) for c in CLASSES}
         lines = top_lines(out.get("top_lines"), item.source_code or "", {"vulnerabilities": probs}, k=3)
+        if item.bytecode and not has_callable_code(item.bytecode):  # as a scan reports it (scan.report)
+            scores[item.name] = Prediction(probs, [], lines, 0.0)
+            continue
         scores[item.name] = Prediction(probs, list(out["predicted"]), lines, target.vulnerability_risk(probs))
     return scores
 

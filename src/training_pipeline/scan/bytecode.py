@@ -30,6 +30,13 @@ _DUP1, _DUP16, _SWAP1, _SWAP16 = 0x80, 0x8F, 0x90, 0x9F
 _READS_CALLDATA = frozenset({0x35, 0x36, 0x37})  # CALLDATALOAD, CALLDATASIZE, CALLDATACOPY
 _RETURN_WITHIN = 64  # instructions after the CODECOPY in which the constructor's RETURN must come
 _ABI_WORD = 32
+# What runtime code needs to do anything a vulnerability could abuse: a jump target (every function body and
+# dispatcher branch starts at one), a storage write, a log, a call, a contract creation or a self-destruct.
+_ACTS = frozenset({0x5B, 0x55, 0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xF0, 0xF1, 0xF2, 0xF4, 0xF5, 0xFA, 0xFF})
+NO_CALLABLE_CODE = (
+    "no callable code: the runtime bytecode has no jump target, storage write, log, call or contract "
+    "creation (every call reverts or stops), so no class is flagged and the risk is 0"
+)
 
 
 def link_placeholders(text: str) -> tuple[str, list[str]]:
@@ -60,6 +67,18 @@ def _instructions(code: bytes) -> Iterator[tuple[int, int, int | None]]:
         arg = int.from_bytes(code[pc + 1 : pc + 1 + size], "big") if size else (0 if op == _PUSH0 else None)
         yield pc, op, arg
         pc += 1 + size
+
+
+def has_callable_code(text: str) -> bool:
+    """False for runtime bytecode (hex) that cannot act: no instruction in ``_ACTS`` once the solc metadata is
+    stripped. Solidity compiles a contract without external functions (constants, internal helpers: a
+    ``KernelConstants``, an ``ACLSyntaxSugar``) to such a stub, and nothing in it can be exploited. True for
+    anything else, including text that is not hex (the views say what is wrong with it)."""
+    try:
+        code = strip_metadata(parse_hex(text))
+    except (InvalidBytecodeError, DataError):
+        return True
+    return any(op in _ACTS for _, op, _ in _instructions(code))
 
 
 def _runtime_copy(code: bytes) -> tuple[int, int, int] | None | bool:

@@ -11,6 +11,7 @@ from training_pipeline.data.stacked import single_view_risk
 from training_pipeline.data.weak_labels.features import STATIC_KIND, static_class_probs
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.risk import RiskTarget, risk_level
+from training_pipeline.scan.bytecode import NO_CALLABLE_CODE, has_callable_code
 from training_pipeline.scan.fusion import fuse, single_model_risk
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, StaticView
@@ -91,6 +92,10 @@ def build_report(
         report.update(single_model_risk(v.view, v.kind, views_report[v.view], levels))
         predicted = views_report[v.view]["predicted"] if "vulnerabilities" in report else []
         flagged = [c for c in report.get("vulnerabilities", {}) if c in predicted]
+    if item.bytecode and report.get("risk") is not None and not has_callable_code(item.bytecode):
+        flagged = []  # whatever the models make of a stub, nothing in it can be exploited
+        report.update({"risk": 0.0, "risk_level": risk_level(0.0, levels)})
+        report["notes"] = [*report.get("notes", []), NO_CALLABLE_CODE]
     report["flagged"] = flagged  # the classes at or above their tuned thresholds, likeliest first
     source_view = next(
         (v for v in present if isinstance(v, BaseView) and v.spec.needs == "source_code"), None
