@@ -76,7 +76,7 @@ def has_callable_code(text: str) -> bool:
     anything else, including text that is not hex (the views say what is wrong with it)."""
     try:
         code = strip_metadata(parse_hex(text))
-    except (InvalidBytecodeError, DataError):
+    except InvalidBytecodeError:  # parse_hex's only error (a DataError)
         return True
     return any(op in _ACTS for _, op, _ in _instructions(code))
 
