@@ -142,6 +142,14 @@ def test_crossfit_mean_test_rows_and_scanner_average_the_fold_models(pipeline, t
     scanner = Scanner.from_pipeline(pdir)
     assert scanner.models["aggregator_inputs"] == "crossfit_mean"
     assert all(len(v.folds) == INNER for v in scanner.views)
+    hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"
+    entry = scanner.scan(read_inputs([str(hexfile)]))[0]["views"]["bytecode"]
+    full = next(v.module for v in scanner.views if v.view == "bytecode")
+    thresholds = dict(zip(full.class_names, full.thresholds.tolist(), strict=True))
+    # the view's entry is the full model's own (its classes at its thresholds), the fold mean beside it
+    assert set(entry["predicted"]) == {c for c, p in entry["probs"].items() if p >= thresholds[c]}
+    assert set(entry["aggregator_probs"]) == set(entry["probs"])
+    assert entry["aggregator_probs"] != entry["probs"]
     old = tmp_path / "old"  # a run dir from before: no aggregator_inputs, no fold checkpoints
     shutil.copytree(pdir, old)
     info = json.loads((old / "pipeline.json").read_text())
@@ -151,7 +159,6 @@ def test_crossfit_mean_test_rows_and_scanner_average_the_fold_models(pipeline, t
     (old / "pipeline.json").write_text(json.dumps(info))
     legacy = Scanner.from_pipeline(old)
     assert legacy.models["aggregator_inputs"] == "full" and all(not v.folds for v in legacy.views)
-    hexfile = Path(__file__).resolve().parents[1] / "fixtures" / "evm" / "vault-0.8.26.hex"
     report = legacy.scan(read_inputs([str(hexfile)]))[0]
     assert 0.0 <= report["risk"] <= 1.0
 

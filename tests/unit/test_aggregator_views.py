@@ -82,8 +82,9 @@ def test_crossfit_mean_test_rows_average_the_fold_models(tmp_path: Path) -> None
     assert [r for r in rows if r["split"] != "test"] == [r for r in full_rows if r["split"] != "test"]
 
 
-def test_scanner_view_averages_its_fold_models() -> None:
-    """A scanner view with fold models reports their mean probabilities; the rest is the full model's."""
+def test_scanner_view_averages_its_fold_models_for_the_aggregator_only() -> None:
+    """A scanner view with fold models hands the aggregator their mean probabilities; the view's own output
+    (probabilities, predicted classes) stays the full model's, so the two never mix in one report entry."""
     known = {"full": 0.9, "fold_a": 0.2, "fold_b": 0.4}
 
     def fake_predict(module, featurizer, items, batch_size):
@@ -95,10 +96,45 @@ def test_scanner_view_averages_its_fold_models() -> None:
     view = BaseView(spec, "bytecode_detector", "full", None, folds=[("fold_a", None), ("fold_b", None)])
     out = view.predict([ScanInput("x", bytecode="0x00"), ScanInput("y")])
     assert out[1] is None
-    assert all(math.isclose(p, 0.3) for p in out[0]["probs"].values())
-    assert out[0]["predicted"] == ["full"]
+    assert all(math.isclose(p, 0.3) for p in out[0]["aggregator_probs"].values())
+    assert out[0]["probs"]["reentrancy"] == 0.9 and out[0]["predicted"] == ["full"]
     alone = BaseView(spec, "bytecode_detector", "full", None).predict([ScanInput("x", bytecode="0x00")])
-    assert alone[0]["probs"]["reentrancy"] == 0.9
+    assert alone[0]["probs"]["reentrancy"] == 0.9 and "aggregator_probs" not in alone[0]
+
+
+def test_fusion_and_the_guard_read_the_fold_mean_the_report_shows_both(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With fold models the aggregator and the guard read their mean (what the run validated and tested
+    on); the view's entry keeps the full model's risk and probabilities and adds the mean as
+    ``aggregator_probs``."""
+    spec = ModelSpec("bytecode", "contract_classes", "bytecode_detector", "bytecode", "bytecode", None, None)
+    view = BaseView(spec, "bytecode_detector", None, None)
+    out = {
+        "probs": {"reentrancy": 0.9}, "aggregator_probs": {"reentrancy": 0.3}, "predicted": ["reentrancy"],
+        "top_lines": None,
+    }  # fmt: skip
+    fed = []
+
+    def fake_fuse(aggregator, outs):
+        from training_pipeline.scan.fusion import aggregator_input
+
+        fed.append(aggregator_input(outs["bytecode"]))
+        return {"risk": 0.1, "risk_level": "low", "vulnerabilities": {"reentrancy": 0.2}}
+
+    monkeypatch.setattr("training_pipeline.scan.report.fuse", fake_fuse)
+    aggregator = SimpleNamespace(class_names=["reentrancy"], thresholds=torch.tensor([0.35]))
+    item, levels = ScanInput("x", bytecode="0x5b00"), {"low": 0.0}
+    report = build_report(item, [view], {"bytecode": out}, aggregator, RiskTarget(), levels, "bytecode")
+    own = build_report(item, [view], {"bytecode": {**out, "aggregator_probs": None}}, aggregator,
+                       RiskTarget(), levels, "bytecode")  # fmt: skip
+    assert fed == [{"reentrancy": 0.3}, {"reentrancy": 0.9}]
+    entry = report["views"]["bytecode"]
+    assert entry["probs"] == {"reentrancy": 0.9} and entry["predicted"] == ["reentrancy"]
+    assert entry["aggregator_probs"] == {"reentrancy": 0.3}
+    assert "aggregator_probs" not in own["views"]["bytecode"]
+    assert entry["risk"] == own["views"]["bytecode"]["risk"] == own["risk"]  # the full model's own risk
+    assert report["guard"]["view"] == "bytecode" and report["risk"] < entry["risk"]  # the guard: the mean's
 
 
 def _finding(check: str, impact: str) -> dict:

@@ -170,7 +170,7 @@ def test_json_report_carries_schema_version_tool_and_package_id(tmp_path: Path, 
     out = tmp_path / "report.json"
     assert main([HEXES[0], "--model", str(pkg.path), "--output", str(out)]) == 0
     payload = json.loads(out.read_text())
-    assert payload["schema_version"] == "1.0"
+    assert payload["schema_version"] == "1.1"
     assert payload["tool"] == {"name": "scathat", "version": __version__}
     assert payload["models"]["package_id"] == pkg.id
     assert [r["input"] for r in payload["reports"]] == [HEXES[0]] and payload["reports"][0]["flagged"] == []

@@ -12,6 +12,12 @@ from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.risk import risk_level
 
 
+def aggregator_input(out: Mapping[str, Any]) -> Mapping[str, float]:
+    """What the aggregator reads of a view's output: the fold models' mean (``crossfit_mean``) where the
+    view has one, else the view's own probabilities."""
+    return out.get("aggregator_probs") or out["probs"]
+
+
 def fuse(aggregator: Aggregator, outs: Mapping[str, dict[str, Any] | None]) -> dict[str, Any]:
     """Risk, level, calibrated class probabilities and per-view contributions (gate, risk delta)."""
     feats, mask = [], []
@@ -19,9 +25,10 @@ def fuse(aggregator: Aggregator, outs: Mapping[str, dict[str, Any] | None]) -> d
         names = aggregator.hparams.view_features[v]
         out = outs.get(v)
         mask.append(out is not None)
-        feats.extend(
-            [out["probs"].get(f, 0.0) for f in names] if out is not None else [float("nan")] * len(names)
-        )
+        if out is None:
+            feats.extend([float("nan")] * len(names))
+        else:
+            feats.extend(aggregator_input(out).get(f, 0.0) for f in names)
     x = torch.tensor([feats], dtype=torch.float32)
     m = torch.tensor([mask])
     pred = aggregator.predict_risk(x, m)

@@ -3,8 +3,9 @@ aggregator, loaded from a verified model package (what deployments use: ``load_p
 run dir or one base-model checkpoint (for development); optionally Slither (the static-analysis view).
 
 A run dir trained with ``aggregator_inputs: crossfit_mean`` feeds the aggregator, per view, the mean of the
-cross-fitted (fold) models' probabilities, as its test rows were; the full model still gives the view's
-explanations (predicted classes, the code analyzer's top lines, the behavior model's flagged transactions).
+cross-fitted (fold) models' probabilities (``aggregator_probs``), as its test rows were; what the view itself
+says (its probabilities, risk and predicted classes, the code analyzer's top lines, the behavior model's
+flagged transactions) stays the full model's, so a predicted class is always one at or above its threshold.
 
 What a model reads and how its output is scored follows from its class (``BASE_MODELS``), never from
 hyperparameter names.
@@ -116,7 +117,8 @@ class BaseView:
     batch_size: int = 32
     name: str | None = None  # the view's name where a pipeline names it differently
     folds: list[tuple[Any, Any]] = field(default_factory=list)
-    """(module, featurizer) of the cross-fitted models: their mean probabilities replace the module's."""
+    """(module, featurizer) of the cross-fitted models: their mean probabilities are what the aggregator
+    reads (``aggregator_probs``); the view's own output stays the module's."""
 
     @classmethod
     def of(
@@ -150,8 +152,8 @@ class BaseView:
         return getattr(item, self.spec.needs) is not None
 
     def predict(self, items: Sequence[ScanInput]) -> list[Output | None]:
-        """The model's output per input (with fold models: their mean probabilities, the rest the module's);
-        None for an input without the view it reads."""
+        """The module's output per input (with fold models, plus their mean probabilities as
+        ``aggregator_probs``); None for an input without the view it reads."""
         todo = [i for i, it in enumerate(items) if self.has_input(it)]
         out: list[Output | None] = [None] * len(items)
         if todo:
@@ -159,7 +161,8 @@ class BaseView:
             results = self.spec.predict(self.module, self.featurizer, chosen, self.batch_size)
             members = [self.spec.predict(m, f, chosen, self.batch_size) for m, f in self.folds]
             for row, (i, res) in enumerate(zip(todo, results, strict=True)):
-                out[i] = {**res, "probs": mean_probs([m[row]["probs"] for m in members])} if members else res
+                mean = {"aggregator_probs": mean_probs([m[row]["probs"] for m in members])} if members else {}
+                out[i] = {**res, **mean}
         return out
 
 

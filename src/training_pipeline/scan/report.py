@@ -12,11 +12,11 @@ from training_pipeline.data.weak_labels.features import STATIC_KIND, static_clas
 from training_pipeline.models.aggregator import Aggregator
 from training_pipeline.risk import RiskTarget, risk_level
 from training_pipeline.scan.bytecode import NO_CALLABLE_CODE, has_callable_code
-from training_pipeline.scan.fusion import fuse, single_model_risk
+from training_pipeline.scan.fusion import aggregator_input, fuse, single_model_risk
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, StaticView
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """Of the JSON report (``report_payload``): the minor part grows with added keys, the major one with changed
 or removed ones."""
 TOOL_NAME = "scathat"
@@ -37,7 +37,8 @@ def view_report(
     view: BaseView | StaticView, out: dict[str, Any] | None, target: RiskTarget
 ) -> dict[str, Any]:
     """What one base model (or Slither) said about an input (``out`` None: the input lacks the view it
-    reads)."""
+    reads): its own risk, predicted classes and probabilities; with fold models (``crossfit_mean``) also
+    ``aggregator_probs``, the mean the aggregator read instead (schema 1.1)."""
     if out is None:
         return {"present": False, "model": view.model_name, "reason": f"no {view.what} given"}
     probs = static_class_probs(out["probs"]) if view.kind == STATIC_KIND else out["probs"]
@@ -46,14 +47,21 @@ def view_report(
         "model": view.model_name,
         "risk": round(single_view_risk(target, view.kind, out["probs"]), 4),
         "predicted": out["predicted"],
-        "probs": {c: round(p, 4) for c, p in sorted(probs.items(), key=lambda kv: -kv[1])},
+        "probs": _rounded(probs),
     }
+    if out.get("aggregator_probs"):
+        report["aggregator_probs"] = _rounded(out["aggregator_probs"])
     if view.kind == "anomaly_classes":
         report["flagged_tx"] = out["flagged_tx"]
         report["transactions"] = out["transactions"]
     if view.kind == STATIC_KIND:
         report["findings"] = out["findings"]
     return report
+
+
+def _rounded(probs: Mapping[str, float]) -> dict[str, float]:
+    """Probabilities to four digits, likeliest first."""
+    return {c: round(p, 4) for c, p in sorted(probs.items(), key=lambda kv: -kv[1])}
 
 
 def build_report(
@@ -81,8 +89,9 @@ def build_report(
         return report
     if aggregator is not None:
         report.update(fuse(aggregator, outs))
-        if guard is not None and views_report.get(guard, {}).get("present"):
-            risk = views_report[guard]["risk"]
+        guarded = next((v for v in present if v.view == guard), None)
+        if guarded is not None:  # the risk of what the guard was validated on: the aggregator's input
+            risk = round(single_view_risk(target, guarded.kind, aggregator_input(outs[guard])), 4)
             report["guard"] = {"view": guard, "aggregator_risk": report["risk"]}
             report.update({"risk": risk, "risk_level": risk_level(risk, levels), "calibrated": False})
         thresholds = dict(zip(aggregator.class_names, aggregator.thresholds.tolist(), strict=True))
