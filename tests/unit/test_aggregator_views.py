@@ -24,6 +24,7 @@ from training_pipeline.pipeline.stack import ModelView, build_stacked
 from training_pipeline.pipeline.stages import StageResult
 from training_pipeline.pipeline.static import static_view
 from training_pipeline.risk import RiskTarget
+from training_pipeline.scan.fusion import aggregator_input
 from training_pipeline.scan.inputs import ScanInput
 from training_pipeline.scan.models import BaseView, ModelSpec, aggregator_inputs
 from training_pipeline.scan.report import build_report
@@ -117,8 +118,6 @@ def test_fusion_and_the_guard_read_the_fold_mean_the_report_shows_both(
     fed = []
 
     def fake_fuse(aggregator, outs):
-        from training_pipeline.scan.fusion import aggregator_input
-
         fed.append(aggregator_input(outs["bytecode"]))
         return {"risk": 0.1, "risk_level": "low", "vulnerabilities": {"reentrancy": 0.2}}
 
