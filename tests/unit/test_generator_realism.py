@@ -73,7 +73,7 @@ def test_config_defaults_match_the_yaml_and_change_the_key() -> None:
     conf = yaml.safe_load(CORPUS_YAML.read_text())
     cfg = CorpusConfig()
     assert (conf["short_fraction"], conf["legacy_fraction"]) == (cfg.short_fraction, cfg.legacy_fraction)
-    assert cfg.short_fraction == 0 and cfg.legacy_fraction == 0  # off by default (README: no real-world gain)
+    assert cfg.short_fraction == 0 and cfg.legacy_fraction == 0  # off: no real-world gain (docs/data.md)
     assert corpus_key(CorpusConfig(short_fraction=0.4, legacy_fraction=0.6)) != corpus_key(cfg)
 
 

@@ -47,7 +47,7 @@ def warn_static_masked(
     """A warning when an aggregator that learnt Slither's findings (train-all static_analysis) scans without
     them: the view is masked. One whose thresholds were tuned with it present only (before
     ``optional_views``) then flags more audited code; one tuned both ways keeps its false-alarm budget but
-    misses what Slither's findings add (README)."""
+    misses what Slither's findings add (docs/results.md)."""
     if not learnt or scanning:
         return
     optional = aggregator is not None and STATIC_VIEW in {

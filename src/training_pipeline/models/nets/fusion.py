@@ -97,7 +97,7 @@ class FusionEnsemble(nn.Module):
     """``members`` independently initialized ``GatedFusionNet``s: the mean of their risk logits, class logits
     and gates (the same output as one network). Each member is trained on its own loss (``Aggregator``), so
     this is an ensemble, not one wider network. Measured on the real-world benchmark it did not steady the
-    held-out audited share across seeds and cost some precision (README, Results), so it is off by default."""
+    held-out audited share across seeds and cost some precision (docs/results.md), so it is off by default."""
 
     def __init__(self, members: Sequence[GatedFusionNet]) -> None:
         super().__init__()
