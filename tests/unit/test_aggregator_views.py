@@ -17,10 +17,17 @@ from rich.console import Console
 from training_pipeline import taxonomy
 from training_pipeline.data.stacked import StackedPredictionData, write_stacked
 from training_pipeline.data.weak_labels.cache import FindingsCache
-from training_pipeline.data.weak_labels.features import STATIC_KIND, STATIC_VIEW, static_feature_names
+from training_pipeline.data.weak_labels.features import (
+    STATIC_KIND,
+    STATIC_VIEW,
+    mapped_detectors,
+    static_feature_names,
+)
+from training_pipeline.data.weak_labels.mapping import DetectorMapping
 from training_pipeline.data.weak_labels.slither import source_sha256
+from training_pipeline.errors import DataError
 from training_pipeline.pipeline.compare import compare, guard_choice, guarded_risk
-from training_pipeline.pipeline.stack import ModelView, build_stacked
+from training_pipeline.pipeline.stack import ModelView, _static_names, build_stacked
 from training_pipeline.pipeline.stages import StageResult
 from training_pipeline.pipeline.static import static_view
 from training_pipeline.risk import RiskTarget
@@ -186,6 +193,41 @@ def test_static_view_features_and_mask_from_cached_findings(tmp_path: Path) -> N
     dm.setup()
     assert dm.splits["all"].mask[:, 1].tolist() == [True, True, False, False]
     assert np.isnan(dm.splits["all"].x[2, len(VULN) :]).all()
+
+
+def test_static_view_per_detector_features_say_which_detector_fired(tmp_path: Path) -> None:
+    cache = FindingsCache(tmp_path)
+    sources = {"origin": "contract A {}", "send": "contract B {}"}
+    found = {
+        "origin": [_finding("tx-origin", "Medium"), _finding("timestamp", "Low")],
+        "send": [
+            _finding("arbitrary-send-eth", "High"),
+            {**_finding("suicidal", "High"), "confidence": "Nope"},
+        ],
+    }
+    for rid, findings in found.items():
+        cache.put({"sha256": source_sha256(sources[rid]), "status": "ok", "findings": findings})
+    quiet = Console(file=open("/dev/null", "w"))  # noqa: SIM115
+    cfg = {"enabled": True, "fill": False, "cache_dir": str(tmp_path)}
+    summary = static_view(cfg, sources, quiet)
+    feats = static_view({**cfg, "detectors": True}, sources, quiet)
+    detectors = mapped_detectors(DetectorMapping.from_config())
+    assert {"tx-origin", "arbitrary-send-eth", "suicidal", "timestamp"} <= set(detectors)
+    for rid in sources:  # the per-class summary is the same either way, and without the option it is all
+        assert list(summary[rid]) == static_feature_names()
+        assert list(feats[rid]) == static_feature_names(detectors)
+        assert {k: feats[rid][k] for k in summary[rid]} == summary[rid]
+    origin, send = feats["origin"], feats["send"]
+    # both say "access control" in the summary; only the detector features tell the two apart
+    assert origin["access_control:present"] == send["access_control:present"] == 1.0
+    assert origin["detector:tx-origin"] == 1.0 and origin["detector:arbitrary-send-eth"] == 0.0
+    assert send["detector:arbitrary-send-eth"] == 1.0 and send["detector:tx-origin"] == 0.0
+    assert origin["detector:timestamp"] == 1.0 and send["detector:timestamp"] == 0.0
+    assert send["detector:suicidal"] == 0.0  # a finding under the confidence threshold counts for nothing
+    assert _static_names(feats) == static_feature_names(detectors)
+    assert _static_names({**summary, "masked": None}) == static_feature_names()
+    with pytest.raises(DataError, match="different feature sets"):
+        _static_names({"a": summary["origin"], "b": feats["origin"]})
 
 
 def test_static_view_is_left_out_when_nothing_is_cached(tmp_path: Path) -> None:

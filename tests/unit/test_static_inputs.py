@@ -76,6 +76,8 @@ def test_static_view_reads_given_inputs_from_the_cache_only(tmp_path: Path, monk
     out = view.predict(items)
     assert out[0]["predicted"] == ["time_manipulation"]
     assert out[0]["probs"]["time_manipulation:present"] == 1.0
+    # a scan gives every feature, the per-detector ones too: an aggregator reads the ones it learnt
+    assert out[0]["probs"]["detector:timestamp"] == 1.0 and out[0]["probs"]["detector:tx-origin"] == 0.0
     assert out[1] is None and out[2] is None
     assert StaticView(view.cache, fill=False).predict(items[:1]) == [None]  # the rewrite was never analysed
 

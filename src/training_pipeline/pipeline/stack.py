@@ -26,6 +26,7 @@ from training_pipeline.data.weak_labels.features import (
     STATIC_VIEW,
     static_feature_names,
 )
+from training_pipeline.errors import DataError
 from training_pipeline.pipeline.stages import StageResult
 from training_pipeline.pipeline.views import read_view_predictions
 
@@ -80,6 +81,14 @@ def crossfit_mean(
                 f"{name}: fold model {k} predicted other contracts than the test split: {odd[:3]}"
             )
     return {rid: {**e, "probs": mean_probs([m[rid]["probs"] for m in members])} for rid, e in full.items()}
+
+
+def _static_names(static: Mapping[str, dict[str, float] | None]) -> list[str]:
+    """The static-analysis view's feature names: those every analysed contract has (one set for all)."""
+    names = {tuple(f) for f in static.values() if f is not None}
+    if len(names) > 1:
+        raise DataError(f"static analysis: contracts with different feature sets ({len(names)})")
+    return list(next(iter(names))) if names else static_feature_names()
 
 
 def build_stacked(
@@ -167,7 +176,7 @@ def build_stacked(
                 "view": STATIC_VIEW,
                 "model": STATIC_MODEL,
                 "kind": STATIC_KIND,
-                "features": static_feature_names(),
+                "features": _static_names(static),
             }
         )
         missing[STATIC_VIEW] = {

@@ -17,14 +17,14 @@ from rich.console import Console
 
 from training_pipeline.data.contracts import config_records
 from training_pipeline.data.weak_labels.cache import FindingsCache
-from training_pipeline.data.weak_labels.features import static_features
+from training_pipeline.data.weak_labels.features import mapped_detectors, static_features
 from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
 from training_pipeline.data.weak_labels.runner import cache_key, label_sources, progress_printer
 from training_pipeline.data.weak_labels.slither import SlitherNotInstalledError
 from training_pipeline.data.weak_labels.sources import analysis_inputs
 from training_pipeline.errors import ConfigError
 
-STATIC_KEYS = {"enabled", "fill", "workers", "timeout_s", "cache_dir"}
+STATIC_KEYS = {"enabled", "fill", "workers", "timeout_s", "cache_dir", "detectors"}
 
 
 def stage_analysis_inputs(stage_configs: Sequence[Path], ids: Collection[str]) -> dict[str, Any]:
@@ -45,7 +45,8 @@ def stage_analysis_inputs(stage_configs: Sequence[Path], ids: Collection[str]) -
 def static_view(
     cfg: Mapping[str, Any], sources: Mapping[str, Any], console: Console
 ) -> dict[str, dict[str, float] | None] | None:
-    """Features per contract id (None: masked); None (the view left out) when nothing could be analysed."""
+    """Features per contract id (None: masked); None (the view left out) when nothing could be analysed.
+    ``cfg.detectors``: one feature per detector too (``features.static_features``)."""
     unknown = set(cfg) - STATIC_KEYS
     if unknown:
         raise ConfigError(
@@ -72,8 +73,9 @@ def static_view(
                 f"static analysis: [yellow]could not run Slither[/yellow] ({exc}); the cache as it is"
             )
     mapping = DetectorMapping.from_config()
+    detectors = mapped_detectors(mapping) if cfg.get("detectors", False) else []
     preds = [record_predictions(cache.get(cache_key(i)), mapping) for i in inputs]
-    out = {rid: static_features(p) for rid, p in zip(ids, preds, strict=True)}
+    out = {rid: static_features(p, detectors) for rid, p in zip(ids, preds, strict=True)}
     covered = sum(f is not None for f in out.values())
     console.print(f"static analysis: Slither findings for {covered}/{len(out)} contracts (the rest masked)")
     if not covered:

@@ -31,6 +31,7 @@ from training_pipeline.data.weak_labels.features import (
     STATIC_KIND,
     STATIC_MODEL,
     STATIC_VIEW,
+    mapped_detectors,
     static_features,
 )
 from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
@@ -203,7 +204,8 @@ class StaticView:
             if pred is None:
                 continue
             out[i] = {
-                "probs": static_features(pred),
+                # every feature, the per-detector ones too: the aggregator reads those it learnt
+                "probs": static_features(pred, mapped_detectors(self.mapping)),
                 "predicted": pred.labels,
                 "findings": {
                     c: {"count": p.count, "max_impact": p.max_impact, "checks": p.checks, "lines": p.lines}
