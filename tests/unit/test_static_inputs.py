@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from rich.console import Console
 
 from training_pipeline.data.weak_labels import sources
 from training_pipeline.data.weak_labels.cache import FindingsCache
+from training_pipeline.data.weak_labels.features import static_feature_names
 from training_pipeline.data.weak_labels.slither import source_sha256
 from training_pipeline.pipeline import static
 from training_pipeline.scan import benchmark
 from training_pipeline.scan.inputs import ScanInput
-from training_pipeline.scan.models import StaticView
+from training_pipeline.scan.models import StaticView, load_static_view
 from training_pipeline.scan.scanner import Scanner
 
 ORIGINAL = "contract A { // @vulnerable_at_lines: 3\n function f() public { now; } }"
@@ -76,10 +78,24 @@ def test_static_view_reads_given_inputs_from_the_cache_only(tmp_path: Path, monk
     out = view.predict(items)
     assert out[0]["predicted"] == ["time_manipulation"]
     assert out[0]["probs"]["time_manipulation:present"] == 1.0
-    # a scan gives every feature, the per-detector ones too: an aggregator reads the ones it learnt
-    assert out[0]["probs"]["detector:timestamp"] == 1.0 and out[0]["probs"]["detector:tx-origin"] == 0.0
+    assert not any(k.startswith("detector:") for k in out[0]["probs"])  # only what its aggregator learnt
     assert out[1] is None and out[2] is None
     assert StaticView(view.cache, fill=False).predict(items[:1]) == [None]  # the rewrite was never analysed
+
+
+def test_static_view_gives_the_per_detector_features_its_aggregator_learnt(tmp_path: Path) -> None:
+    names = [*static_feature_names(), "detector:timestamp", "detector:tx-origin"]
+    views = {"bytecode": ["reentrancy"], "static": names}
+    learnt = SimpleNamespace(hparams=SimpleNamespace(view_features=views))
+    plain = SimpleNamespace(hparams=SimpleNamespace(view_features={"static": static_feature_names()}))
+    info = {"artifacts": {"static_analysis": {"cache_dir": str(tmp_path)}}}
+    view = load_static_view(info, learnt)
+    assert view.detectors == ["timestamp", "tx-origin"] and load_static_view(info, plain).detectors == []
+    _timestamp_cache(tmp_path, ORIGINAL)
+    view.fill = False
+    (out,) = view.predict([ScanInput("a", source_code=ORIGINAL)])
+    assert list(out["probs"]) == names  # exactly the aggregator's features, in its order
+    assert out["probs"]["detector:timestamp"] == 1.0 and out["probs"]["detector:tx-origin"] == 0.0
 
 
 def test_pipeline_static_view_covers_every_contract_stage(tmp_path: Path, monkeypatch, cgt_dir, fake_trees):

@@ -339,7 +339,7 @@ def static_scanner(
     manifest = read_manifest(pipeline)
     if not (manifest.get("artifacts") or {}).get("static_analysis"):
         return None
-    static = load_static_view(manifest)
+    static = load_static_view(manifest, scanner.aggregator)
     static.inputs, static.fill = set_analysis_inputs(sets, records, data), False
     models = {**scanner.models, "static_analysis": True}
     return Scanner([*scanner.views, static], scanner.aggregator, scanner.origin, models, scanner.guard)

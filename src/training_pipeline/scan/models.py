@@ -31,7 +31,7 @@ from training_pipeline.data.weak_labels.features import (
     STATIC_KIND,
     STATIC_MODEL,
     STATIC_VIEW,
-    mapped_detectors,
+    learnt_detectors,
     static_features,
 )
 from training_pipeline.data.weak_labels.mapping import DetectorMapping, record_predictions
@@ -174,10 +174,12 @@ class StaticView:
 
     ``inputs``: input name -> what Slither analyses instead of the scanned text (``analysis_inputs``: a
     dataset's original text, an npm contract in its package tree; the real-world benchmark); ``fill=False``
-    reads the cache only (nothing is analysed; an input without a cached analysis has the view masked)."""
+    reads the cache only (nothing is analysed; an input without a cached analysis has the view masked).
+    ``detectors``: the per-detector features its aggregator learnt (``static_analysis.detectors``), if any."""
 
     cache: FindingsCache
     mapping: DetectorMapping = field(default_factory=DetectorMapping.from_config)
+    detectors: Sequence[str] = ()
     workers: int = 2
     timeout_s: float = 60.0
     inputs: Mapping[str, Any] = field(default_factory=dict)
@@ -204,8 +206,7 @@ class StaticView:
             if pred is None:
                 continue
             out[i] = {
-                # every feature, the per-detector ones too: the aggregator reads those it learnt
-                "probs": static_features(pred, mapped_detectors(self.mapping)),
+                "probs": static_features(pred, self.detectors),
                 "predicted": pred.labels,
                 "findings": {
                     c: {"count": p.count, "max_impact": p.max_impact, "checks": p.checks, "lines": p.lines}
@@ -281,11 +282,15 @@ def load_package_models(pkg: Package) -> tuple[list[BaseView], Aggregator | None
     return views, aggregator
 
 
-def load_static_view(info: Mapping[str, Any] | None = None) -> StaticView:
+def load_static_view(
+    info: Mapping[str, Any] | None = None, aggregator: Aggregator | None = None
+) -> StaticView:
     """Slither with the findings cache the run dir's pipeline used (``info``: its pipeline.json), else the
-    default weak-label cache; a UserError when Slither is not installed."""
+    default weak-label cache, giving the features ``aggregator`` learnt; a UserError when Slither is not
+    installed."""
     static = ((info or {}).get("artifacts") or {}).get("static_analysis") or {}
-    return StaticView(FindingsCache(static.get("cache_dir")))
+    learnt = (aggregator.hparams.view_features or {}).get(STATIC_VIEW, []) if aggregator is not None else []
+    return StaticView(FindingsCache(static.get("cache_dir")), detectors=learnt_detectors(learnt))
 
 
 def _data_config(run_config: Path) -> dict[str, Any]:

@@ -106,7 +106,7 @@ class Scanner:
         base, aggregator = load_pipeline_models(root, info, inputs)
         views += base
         if static_analysis:
-            views.append(load_static_view(info))
+            views.append(load_static_view(info, aggregator))
         warn_static_masked(bool(info["artifacts"].get("static_analysis")), static_analysis, root, aggregator)
         guard = (info["artifacts"].get("guard") or {}).get("chosen", "aggregator")
         models |= {"aggregator_inputs": inputs, "guard": guard, "static_analysis": static_analysis}
@@ -139,7 +139,7 @@ class Scanner:
         base, aggregator = load_package_models(pkg)
         views += base
         if static_analysis:
-            views.append(load_static_view())
+            views.append(load_static_view(aggregator=aggregator))
         warn_static_masked(bool(pkg.meta.get("static_analysis")), static_analysis, pkg.path, aggregator)
         guard = pkg.meta.get("guard", "aggregator")
         models = {

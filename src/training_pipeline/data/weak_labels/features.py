@@ -27,6 +27,11 @@ def mapped_detectors(mapping: DetectorMapping) -> list[str]:
     return sorted(check for check, cls in mapping.classes.items() if cls is not None)
 
 
+def learnt_detectors(feature_names: Sequence[str]) -> list[str]:
+    """The detectors among a static view's feature names (``static_feature_names``), in their order."""
+    return [n[len(DETECTOR_PREFIX) :] for n in feature_names if n.startswith(DETECTOR_PREFIX)]
+
+
 def static_feature_names(detectors: Sequence[str] = ()) -> list[str]:
     """``<class>:present``, ``<class>:count``, ``<class>:impact`` for every taxonomy class, in that order,
     then ``detector:<check>`` for each of ``detectors``."""
