@@ -72,11 +72,14 @@ ui: $(UI_STAMP) ## MLflow UI on 127.0.0.1:5000: training runs, train-all parent/
 	@mkdir -p outputs/mlflow
 	$(UI_VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow/mlflow.db --host 127.0.0.1 $(ARGS)
 
+# Tests run on one worker per core, at most 4 (pytest-xdist; TEST_WORKERS=0: in this process, one at a time).
+TEST_WORKERS ?= auto
+XDIST := -n $(TEST_WORKERS) --maxprocesses=4
 test: setup ## Run the whole test suite
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: setup ## Run the suite without the slow tests
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest $(XDIST) -m "not slow" $(ARGS)
 
 bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, CPU dropout, serving, scanning vs Slither
 	$(PY) scripts/benchmark.py $(ARGS)
