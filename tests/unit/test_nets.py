@@ -1,11 +1,12 @@
-"""Network pieces: the CNN's cheaper CPU dropout keeps nn.Dropout's contract."""
+"""Network pieces: the CNN's cheaper CPU dropout keeps nn.Dropout's contract; a contract's CNN features do not
+depend on the other contracts of its batch."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from training_pipeline.models.nets.cnn import MaskDropout
+from training_pipeline.models.nets.cnn import BytecodeCNN, MaskDropout, masked_group_norm
 
 
 def test_mask_dropout_drops_p_and_keeps_the_expectation() -> None:
@@ -44,3 +45,36 @@ def test_mask_dropout_edges(p: float) -> None:
 def test_mask_dropout_rejects_a_bad_probability() -> None:
     with pytest.raises(ValueError, match="1.5"):
         MaskDropout(1.5)
+
+
+@pytest.mark.parametrize("downsample", [1, 4])
+def test_cnn_features_of_a_contract_do_not_depend_on_its_batch(downsample: int) -> None:
+    """Padded beside a longer contract (pad id 0), a short contract gets the features it gets alone: the
+    blocks' norm counts real positions only and their convs read zeros past its end either way."""
+    torch.manual_seed(0)
+    net = BytecodeCNN(vocab_size=20, embed_dim=8, channels=6, depth=3, downsample=downsample).eval()
+    short = torch.randint(1, 20, (1, 37))
+    batch = torch.zeros(2, 300, dtype=torch.long)
+    batch[0, :37] = short[0]
+    batch[1] = torch.randint(1, 20, (300,))
+    with torch.no_grad():
+        alone, together = net(short)[0], net(batch)
+    assert torch.allclose(together[0], alone, atol=1e-5)
+    assert not torch.allclose(together[1], alone, atol=1e-2)
+
+
+def test_masked_group_norm_is_group_norm_without_padding() -> None:
+    torch.manual_seed(0)
+    norm = torch.nn.GroupNorm(1, 6)
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 6, 11)
+    assert torch.allclose(masked_group_norm(x, torch.ones(3, 1, 11), norm), norm(x), atol=1e-5)
+    mask = torch.ones(3, 1, 11)
+    mask[0, :, 7:] = 0  # the first row's last four positions are padding: its statistics ignore them
+    padded = masked_group_norm(x * mask, mask, norm)
+    assert torch.allclose(padded[0, :, :7], norm(x[:1, :, :7])[0], atol=1e-5)
+    assert torch.allclose(padded[1:], norm(x[1:]), atol=1e-5)
+    with pytest.raises(ValueError, match="one group only"):
+        masked_group_norm(x, mask, torch.nn.GroupNorm(2, 6))

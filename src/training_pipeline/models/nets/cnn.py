@@ -41,8 +41,28 @@ class MaskDropout(nn.Module):
         return f"p={self.p}"
 
 
+def masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (one group: statistics over channels and positions) over the positions ``mask`` keeps.
+
+    ``nn.GroupNorm`` also counts the padding of a batch, so a contract's features would depend on how long
+    the others in its batch are (a 21-opcode contract's class probabilities moved by up to 0.39 when padded
+    to 4,096). Without padding this is exactly ``norm(x)``."""
+    if norm.num_groups != 1:
+        raise ValueError(f"masked_group_norm: one group only, got {norm.num_groups}")
+    if bool(mask.all()):
+        return norm(x)
+    count = (mask.sum(dim=(1, 2), keepdim=True) * x.shape[1]).clamp(min=1)
+    mean = (x * mask).sum(dim=(1, 2), keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / count
+    y = (x - mean) * torch.rsqrt(var + norm.eps)
+    return y * norm.weight[None, :, None] + norm.bias[None, :, None]
+
+
 class ResidualDilatedBlock(nn.Module):
-    """Pre-norm conv block: norm → GELU → dilated conv → dropout → conv, plus the skip connection."""
+    """Pre-norm conv block: norm → GELU → dilated conv → dropout → conv, plus the skip connection.
+
+    Padding stays out: the norm's statistics count real positions only, and the dilated conv reads zeros
+    past a contract's end whether or not another, longer contract shares its batch."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
         super().__init__()
@@ -57,7 +77,9 @@ class ResidualDilatedBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return (x + self.body(x)) * mask
+        norm, act, conv, dropout, act2, proj = self.body  # a Sequential: the checkpoints' parameter names
+        h = act(masked_group_norm(x, mask, norm)) * mask
+        return (x + proj(act2(dropout(conv(h))))) * mask
 
 
 class BytecodeCNN(nn.Module):
