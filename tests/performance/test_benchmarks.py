@@ -39,6 +39,8 @@ def test_dropout_benchmark_times_both_dropouts_alike() -> None:
     ratio = drop["nn_dropout_fwd_bwd_ms"] / drop["mask_dropout_fwd_bwd_ms"]  # of the rounded times
     assert drop["dropout_speedup"] == pytest.approx(ratio, rel=0.02)
     assert all(drop[f"{n}_cnn_step_ms"] > 0 for n in ("nn_dropout", "mask_dropout"))
+    cost = drop["masked_norm_fwd_bwd_ms"] / drop["group_norm_fwd_bwd_ms"]  # the padding-masked norm beside it
+    assert drop["masked_norm_cost"] == pytest.approx(cost, rel=0.02)
 
 
 def test_serving_benchmark_measures_the_service_beside_in_process_scans() -> None:

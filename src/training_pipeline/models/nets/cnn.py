@@ -42,20 +42,25 @@ class MaskDropout(nn.Module):
 
 
 def masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
-    """``norm`` (one group: statistics over channels and positions) over the positions ``mask`` keeps.
+    """``norm`` (one group: statistics over channels and positions) over the positions ``mask`` keeps; ``x``
+    must be zero elsewhere (as it is throughout ``BytecodeCNN``).
 
     ``nn.GroupNorm`` also counts the padding of a batch, so a contract's features would depend on how long
     the others in its batch are (a 21-opcode contract's class probabilities moved by up to 0.39 when padded
-    to 4,096). Without padding this is exactly ``norm(x)``."""
+    to 4,096). Without padding this is exactly ``norm(x)``. The statistics come from two sums (float32) and
+    the affine map is one ``addcmul``, as fast as ``nn.GroupNorm`` (``make bench ARGS="--only dropout"``);
+    the plain masked form (the mean, then the centred square) made a training epoch 53-57 s against 37-42."""
     if norm.num_groups != 1:
         raise ValueError(f"masked_group_norm: one group only, got {norm.num_groups}")
     if bool(mask.all()):
         return norm(x)
+    xf = x.float()
     count = (mask.sum(dim=(1, 2), keepdim=True) * x.shape[1]).clamp(min=1)
-    mean = (x * mask).sum(dim=(1, 2), keepdim=True) / count
-    var = (((x - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / count
-    y = (x - mean) * torch.rsqrt(var + norm.eps)
-    return y * norm.weight[None, :, None] + norm.bias[None, :, None]
+    mean = xf.sum(dim=(1, 2), keepdim=True) / count
+    var = ((xf * xf).sum(dim=(1, 2), keepdim=True) / count - mean * mean).clamp(min=0)
+    scale = norm.weight.float()[None, :, None] * torch.rsqrt(var + norm.eps)
+    shift = norm.bias.float()[None, :, None] - mean * scale
+    return torch.addcmul(shift, xf, scale).to(x.dtype)
 
 
 class ResidualDilatedBlock(nn.Module):
