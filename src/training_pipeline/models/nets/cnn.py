@@ -47,9 +47,9 @@ def masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.GroupNorm) -
 
     ``nn.GroupNorm`` also counts the padding of a batch, so a contract's features would depend on how long
     the others in its batch are (a 21-opcode contract's class probabilities moved by up to 0.39 when padded
-    to 4,096). Without padding this is exactly ``norm(x)``. The statistics come from two sums (float32) and
-    the affine map is one ``addcmul``, as fast as ``nn.GroupNorm`` (``make bench ARGS="--only dropout"``);
-    the plain masked form (the mean, then the centred square) made a training epoch 53-57 s against 37-42."""
+    to 4,096). Without padding this is exactly ``norm(x)``. Forward and backward it takes four to eight times
+    ``nn.GroupNorm``'s time (``make bench ARGS="--only dropout"``: ``masked_norm_cost``), so the blocks use it
+    where it matters, in eval mode."""
     if norm.num_groups != 1:
         raise ValueError(f"masked_group_norm: one group only, got {norm.num_groups}")
     if bool(mask.all()):
@@ -66,8 +66,11 @@ def masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: nn.GroupNorm) -
 class ResidualDilatedBlock(nn.Module):
     """Pre-norm conv block: norm → GELU → dilated conv → dropout → conv, plus the skip connection.
 
-    Padding stays out: the norm's statistics count real positions only, and the dilated conv reads zeros
-    past a contract's end whether or not another, longer contract shares its batch."""
+    In eval mode (validation, test, stacked predictions, scans) padding stays out: the norm's statistics count
+    real positions only (``masked_group_norm``), and the dilated conv reads zeros past a contract's end, so a
+    contract scores the same alone or beside longer ones. Training batches are length-bucketed, so little of
+    them is padding: there the fused ``nn.GroupNorm`` (4-8x cheaper; with the masked norm a make-train
+    epoch took 53-57 s against 37-42) counts it."""
 
     def __init__(self, channels: int, kernel_size: int, dilation: int, dropout: float) -> None:
         super().__init__()
@@ -83,7 +86,7 @@ class ResidualDilatedBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         norm, act, conv, dropout, act2, proj = self.body  # a Sequential: the checkpoints' parameter names
-        h = act(masked_group_norm(x, mask, norm)) * mask
+        h = act(norm(x) if self.training else masked_group_norm(x, mask, norm)) * mask
         return (x + proj(act2(dropout(conv(h))))) * mask
 
 
