@@ -1,7 +1,7 @@
 """The CNN's CPU dropout (``MaskDropout``) against ``nn.Dropout``, in one process: forward and backward on one
 residual block's activations, and a whole training step of the bytecode detector's CNN with each. Beside
-them, the blocks' padding-masked norm (``masked_group_norm``) against ``nn.GroupNorm`` on the same activations
-padded as a length-bucketed training batch is (each row cut 0-12% short).
+them, the blocks' padding-masked norm (``masked_group_norm``) against ``nn.GroupNorm``, on the same
+activations padded as in a length-bucketed training batch (each row 0-12% shorter than the longest).
 
 The sizes are the default model's (96 channels, 4 blocks, kernel 5) on a batch of 64 contracts of 2,048
 opcodes (512 positions after the stem's pooling); each time is the median of several repeats after a warm-up.
