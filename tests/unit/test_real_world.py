@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -14,6 +16,7 @@ from training_pipeline.evaluation.real_world import (
     Contract,
     Prediction,
     audited_metrics,
+    by_era,
     era_of,
     labelled_metrics,
     shared_traits,
@@ -30,6 +33,7 @@ from training_pipeline.scan.benchmark import (
     measure,
     resolve_models,
     split_records,
+    write_scores,
 )
 from training_pipeline.utils.checks import config_dataclass
 
@@ -159,6 +163,33 @@ def test_measure_and_markdown_have_every_row_and_set(sets) -> None:
     assert "| bytecode_detector | o0 | 0% | — |" in md
 
 
+def test_by_era_shows_a_model_that_reads_a_contracts_age(sets, tmp_path) -> None:
+    """Scores that follow the era, not the flaw: the summary and its table show it, and scores.jsonl keeps
+    every scored contract of every row."""
+    labelled, audited = sets
+    old = pred(["reentrancy"], reentrancy=0.8)
+    scores = {"a": old, "b": old, "c": pred([], reentrancy=0.2), "x": pred([], reentrancy=0.1)}
+    summary = by_era(labelled, scores)
+    assert summary == {
+        "0.4": {"contracts": 2, "flagged_share": 1.0, "median_top_prob": pytest.approx(0.8)},
+        "0.8": {"contracts": 1, "flagged_share": 0.0, "median_top_prob": pytest.approx(0.2)},
+    }
+    many = BenchSet("cgt_test", [contract(f"o{i}", [], era="0.4") for i in range(5)] + labelled.contracts)
+    rows = [Row("bytecode_detector", "o0", {**scores, **{f"o{i}": old for i in range(5)}})]
+    results = measure(rows, [many, audited], k=1)
+    assert results[0]["sets"]["real_code"]["by_era"]["0.8"]["contracts"] == 1  # y is not scored
+    md = markdown(results, [many, audited], {"models": {}})
+    assert "| model | condition | cgt_test 0.4 (7) |" in md  # eras with fewer than 5 contracts left out
+    assert "| bytecode_detector | o0 | 0.80 (100%) |" in md
+    write_scores(tmp_path / "scores.jsonl", rows, [many, audited])
+    lines = [json.loads(line) for line in (tmp_path / "scores.jsonl").read_text().splitlines()]
+    assert len(lines) == 9 and not list(tmp_path.glob("*.tmp"))
+    first = next(line for line in lines if line["id"] == "a")
+    assert first["era"] == "0.4" and first["labels"] == ["reentrancy"] and first["flagged"] == ["reentrancy"]
+    assert first["probs"]["reentrancy"] == 0.8
+    assert {line["set"] for line in lines} == {"cgt_test", "real_code"}
+
+
 def test_config_errors_and_composition(tmp_path) -> None:
     with pytest.raises(ConfigError, match="real_world.sets"):
         config_dataclass(RealWorldConfig, {"sets": ["cgt_test", "mainnet"]}, "real_world")
@@ -210,6 +241,11 @@ def test_auto_split_follows_the_first_models_run(tmp_path) -> None:
         (run / "config_resolved.yaml").write_text(f"data:\n  sources: {sources}\n")
         cfg = resolve_auto(RealWorldConfig(), {"bytecode_detector": run / "checkpoints" / "best.ckpt"})
         assert cfg.split_from == str(run / "checkpoints" / "best.ckpt") and cfg.audited_split == expected
+        # split_from named as a run dir (as its config comment says) reads the same config: the audited set
+        # is that run's held-out groups, never all of the code it trained and validated on
+        named = RealWorldConfig(split_from=str(run))
+        by_dir = resolve_auto(named, {"bytecode_detector": tmp_path / "x.ckpt"})
+        assert by_dir.split_from == str(run) and by_dir.audited_split == expected
 
 
 def test_pipeline_models_are_the_train_all_runs_full_stages(tmp_path) -> None:

@@ -188,6 +188,24 @@ def audited_metrics(bset: BenchSet, scores: Scores, target: RiskTarget) -> dict[
     }
 
 
+def by_era(bset: BenchSet, scores: Scores) -> dict[str, dict[str, Any]]:
+    """Per compiler era of a set's scored contracts: how many, the share flagged and the median highest class
+    probability. A model that reads a contract's age instead of its flaws shows here first: the same
+    probability level for a set's flawed and its sound contracts of one era, and far apart across eras."""
+    eras: dict[str, list[Prediction]] = {}
+    for c in bset.contracts:
+        if c.id in scores:
+            eras.setdefault(c.era, []).append(scores[c.id])
+    return {
+        era: {
+            "contracts": len(preds),
+            "flagged_share": float(np.mean([bool(p.flagged) for p in preds])),
+            "median_top_prob": float(np.median([max(p.probs.values()) for p in preds])),
+        }
+        for era, preds in sorted(eras.items())
+    }
+
+
 def vulnerable_vs_audited_auroc(labelled: BenchSet, audited: BenchSet, scores: Scores) -> float | None:
     """AUROC of the highest class probability: known-vulnerable contracts against audited ones."""
     pos = [max(scores[c.id].probs.values()) for c in labelled.contracts if c.vulnerable and c.id in scores]

@@ -1,5 +1,6 @@
 """The real-world benchmark: every model, the aggregator and Slither on the same real contracts, scanned as a
-user would scan them, under each compile condition; one report (``report.md`` / ``report.json``).
+user would scan them, under each compile condition; one report (``report.md`` / ``report.json``), and every
+row's per-contract probabilities and flags (``scores.jsonl``).
 
     python src/eval.py experiment=real_world            # the newest run of each model, the newest train-all
     python src/eval.py experiment=real_world real_world.models.bytecode_detector=<run>/checkpoints/best.ckpt
@@ -35,6 +36,7 @@ from training_pipeline.evaluation.real_world import (
     Prediction,
     Scores,
     audited_metrics,
+    by_era,
     contract_of,
     fmt,
     labelled_metrics,
@@ -411,6 +413,7 @@ def measure(rows: Sequence[Row], sets: Sequence[BenchSet], k: int) -> list[dict[
                 if audited is not None:
                     m["auroc_vs_audited"] = vulnerable_vs_audited_auroc(bset, audited, row.scores)
                 entry["sets"][bset.name] = m
+            entry["sets"][bset.name]["by_era"] = by_era(bset, row.scores)
         errors = worst_errors(sets, row.scores, k)
         population = [c for s in sets for c in s.contracts if c.id in row.scores]
         entry["errors"] = {
@@ -459,6 +462,7 @@ def markdown(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet], inf
         lines.append("| " + " | ".join(cells) + " |")
     for s in audited:
         lines += by_family_table(results, s)
+    lines += by_era_table(results, sets)
     covered = set(info.get("slither_classes") or [])
     for s in labelled:
         lines += ["", f"## Per class on {s.name}: F1 (recall)", ""]
@@ -510,6 +514,57 @@ def by_family_table(results: Sequence[Mapping[str, Any]], audited: BenchSet) -> 
     return lines
 
 
+def by_era_table(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet]) -> list[str]:
+    """Markdown lines: per set and compiler era, each row's median highest class probability and share
+    flagged; the eras with at least 5 contracts."""
+    columns = [
+        (s.name, era, n)
+        for s in sets
+        for era, n in sorted(Counter(c.era for c in s.contracts).items())
+        if n >= 5
+    ]
+    if not results or not columns:
+        return []
+    lines = ["", "## By compiler era: median top probability (share flagged)", ""]
+    lines += ["| model | condition | " + " | ".join(f"{name} {era} ({n})" for name, era, n in columns) + " |"]
+    lines += ["|" + "---|" * (len(columns) + 2)]
+    for r in results:
+        cells = []
+        for name, era, _ in columns:
+            e = r["sets"][name].get("by_era", {}).get(era)
+            cells.append(f"{e['median_top_prob']:.2f} ({e['flagged_share']:.0%})" if e else "—")
+        lines.append(f"| {r['model']} | {r['condition']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_scores(path: Path, rows: Sequence[Row], sets: Sequence[BenchSet]) -> None:
+    """``scores.jsonl``: one line per row and scored contract (set, era, family, truth, probabilities,
+    flags), for analyses the report does not make. Written whole or not at all."""
+    lines = []
+    for row in rows:
+        for bset in sets:
+            for c in bset.contracts:
+                p = row.scores.get(c.id)
+                if p is None:
+                    continue
+                entry = {
+                    "model": row.name,
+                    "condition": row.condition,
+                    "set": bset.name,
+                    "id": c.id,
+                    "era": c.era,
+                    "family": c.family,
+                    "labels": c.labels,
+                    "assessed": c.assessed,
+                    "probs": {k: round(v, 5) for k, v in p.probs.items()},
+                    "flagged": list(p.flagged),
+                }
+                lines.append(json.dumps(entry) + "\n")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(lines))
+    tmp.replace(path)
+
+
 def resolve_auto(cfg: RealWorldConfig, models: Mapping[str, Path]) -> RealWorldConfig:
     """``split_from: auto`` → the first model's training run (none without a model); ``audited_split:
     auto`` → test when that run's sources include real_code, else all."""
@@ -544,6 +599,7 @@ def run_real_world(cfg: DictConfig) -> Path:
         "results": results,
     }
     write_json(out_dir / "report.json", report)
+    write_scores(out_dir / "scores.jsonl", rows, sets)
     (out_dir / "report.md").write_text(markdown(results, sets, info))
     log.info("Real-world report: %s", out_dir / "report.md")
     return out_dir

@@ -299,8 +299,10 @@ def _data_config(run_config: Path) -> dict[str, Any]:
 
 # -- from one checkpoint -------------------------------------------------------------------------------------
 def run_config_of(ckpt: Path) -> Path | None:
-    """The resolved config of the run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), if there is one."""
-    for run_dir in (ckpt.parent.parent, ckpt.parent):
+    """The resolved config of the run that wrote ``ckpt`` (``<run>/checkpoints/x.ckpt``), or of the run dir
+    ``ckpt`` names, if there is one."""
+    own = (ckpt,) if ckpt.is_dir() else ()
+    for run_dir in (*own, ckpt.parent.parent, ckpt.parent):
         resolved = run_dir / "config_resolved.yaml"
         if resolved.is_file():
             return resolved
