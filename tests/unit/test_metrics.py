@@ -7,8 +7,11 @@ import torch
 
 from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import (
+    check_threshold_beta,
     class_flag_budgets,
     evaluate_multilabel,
+    f1_per_class,
+    fbeta_per_class,
     flag_summary,
     flatten,
     tune_thresholds,
@@ -23,6 +26,31 @@ def test_tune_thresholds_finds_the_separating_cut() -> None:
     assert 0.2 < t[0] <= 0.35
     assert 0.7 < t[1] <= 0.85
     assert t[2] == 0.5  # no positives: the default stays
+
+
+def test_fbeta_weighs_recall_and_beta_two_lowers_the_threshold() -> None:
+    # 6 positives at 0.30-0.80 and 4 of 6 negatives at 0.40-0.55: F1 cuts at 0.6 (it gives up the two low
+    # positives), F2 keeps them at the cost of four false alarms; a budget still binds either way
+    pos = torch.tensor([0.30, 0.35, 0.60, 0.65, 0.70, 0.80])
+    neg = torch.tensor([0.05, 0.10, 0.40, 0.45, 0.50, 0.55])
+    probs = torch.cat([pos, neg]).unsqueeze(1).repeat(1, 2)  # two classes alike: torchmetrics wants two
+    targets = torch.cat([torch.ones(6), torch.zeros(6)]).unsqueeze(1).repeat(1, 2)
+    preds = probs >= 0.3
+    assert torch.equal(fbeta_per_class(preds, targets, beta=1.0), f1_per_class(preds, targets))
+    # tp 6, fp 4, fn 0: F2 = 5*6 / (5*6 + 4*0 + 4)
+    assert float(fbeta_per_class(preds, targets, beta=2.0)[0]) == pytest.approx(30 / 34)
+    f1_cut = float(tune_thresholds(probs, targets, min_count=1)[0])
+    f2_cut = float(tune_thresholds(probs, targets, min_count=1, beta=2.0)[0])
+    assert 0.55 < f1_cut <= 0.6 + 1e-6 and 0.10 < f2_cut <= 0.3 + 1e-6  # F2 ties from 0.15 to 0.3
+    audited = torch.full((10, 2), 0.32)  # audited rows at 0.32: a 10% budget forbids cutting below them
+    with_audited = torch.cat([probs, audited])
+    mask = torch.cat([torch.ones(12, 2), torch.zeros(10, 2)])
+    rows = torch.cat([targets, torch.zeros(10, 2)])
+    bound = tune_thresholds(with_audited, rows, mask=mask, min_count=1, max_flag_rate=0.1, beta=2.0)
+    assert 0.32 < float(bound[0]) <= 0.35 + 1e-6
+    for bad in (0, -1.0, True, "2"):
+        with pytest.raises(ConfigError, match="model.threshold_beta"):
+            check_threshold_beta(bad)
 
 
 def test_tune_thresholds_keeps_the_default_without_enough_positives_and_negatives() -> None:

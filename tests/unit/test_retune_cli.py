@@ -17,3 +17,15 @@ def test_flag_rate_takes_a_share_none_or_one_per_class(capsys) -> None:
         with pytest.raises(SystemExit):
             rate(bad)
         assert "--max-flag-rate" in capsys.readouterr().err
+
+
+def test_beta_is_a_positive_number_or_the_models_own(capsys) -> None:
+    def beta(*extra: str):
+        return parser().parse_args(["run", "--out", "x", *extra]).beta
+
+    assert beta() is None  # the checkpoint keeps its own
+    assert beta("--beta", "2") == 2.0
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(SystemExit):
+            beta("--beta", bad)
+        assert "--beta" in capsys.readouterr().err

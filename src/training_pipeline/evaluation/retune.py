@@ -6,6 +6,8 @@ retrain with that budget would give. The result is a new run dir (the original i
 
     python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/share10 \\
         --max-flagged-share 0.1 --max-flag-rate none
+    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/f2 --beta 2 \\
+        --max-flag-rate 0.01     # F2 instead of F1, under make train's own 1% budget
     python src/eval.py experiment=real_world \\
         real_world.models.bytecode_detector=outputs/retune/share10/checkpoints/best.ckpt
 
@@ -29,7 +31,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from training_pipeline.errors import ConfigError, DataError
-from training_pipeline.metrics.classification import class_flag_budgets, flag_summary
+from training_pipeline.metrics.classification import check_threshold_beta, class_flag_budgets, flag_summary
 from training_pipeline.models.checkpoint import load_checkpoint
 from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
 
@@ -79,7 +81,20 @@ def parser() -> argparse.ArgumentParser:
         help="per class (default none); one per class: default=0.02,time_manipulation=0.1",
     )
     p.add_argument("--max-flagged-share", type=_budget, default=None, help="for any class (default none)")
+    p.add_argument(
+        "--beta",
+        type=_beta,
+        default=None,
+        help="thresholds maximize F-beta (default: the model's own, 1 = F1; 2 favours recall)",
+    )
     return p
+
+
+def _beta(text: str) -> float:
+    try:
+        return check_threshold_beta(float(text))
+    except (ValueError, ConfigError):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0") from None
 
 
 def retune(
@@ -160,6 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "max_audited_flag_rate": args.max_flag_rate,
         "max_audited_flagged_share": args.max_flagged_share,
     }
+    if args.beta is not None:
+        budgets["threshold_beta"] = args.beta
     try:
         result = retune(args.run_dir, args.out, budgets, args.checkpoint)
     except user_errors() as exc:

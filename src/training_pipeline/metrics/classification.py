@@ -14,6 +14,7 @@ threshold tuning then count a class only over the contracts where it was assesse
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torchmetrics import MetricCollection
@@ -107,6 +108,7 @@ def tune_thresholds(
     min_count: int = MIN_TUNING_COUNT,
     max_flag_rate: float | torch.Tensor | None = None,
     max_flagged_share: float | None = None,
+    beta: float = 1.0,
 ) -> torch.Tensor:
     """Per-class threshold maximizing F1 on (validation) data over assessed entries (``mask``); ``default``
     for classes with fewer than ``min_count`` assessed positives or assessed negatives. Without negatives F1
@@ -120,9 +122,12 @@ def tune_thresholds(
 
     ``max_flagged_share``: a budget on the share of those rows flagged for *any* class, spent where it buys
     the most F1 (``spend_flag_budget``) instead of the same rate for every class.
+
+    ``beta``: maximize F-beta instead (``fbeta_per_class``); above 1 a missed flaw costs more than a false
+    alarm, so thresholds fall until the budgets stop them. Checked by ``check_threshold_beta``.
     """
     grid = THRESHOLD_GRID.to(probs.device)
-    f1 = torch.stack([f1_per_class(probs >= t, targets, mask) for t in grid])  # (T, C)
+    f1 = torch.stack([fbeta_per_class(probs >= t, targets, mask, beta) for t in grid])  # (T, C)
     assessed = torch.ones_like(targets) if mask is None else mask
     audited = assessed.sum(1) == 0
     within = torch.ones_like(f1, dtype=torch.bool)
@@ -215,6 +220,15 @@ def f1_per_class(
 ) -> torch.Tensor:
     """(C,) F1 = 2 TP / (2 TP + FP + FN) of binarized ``preds`` over assessed entries (0 where a class has no
     TP, FP nor FN)."""
+    return fbeta_per_class(preds, targets, mask, 1.0)
+
+
+def fbeta_per_class(
+    preds: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None, beta: float = 1.0
+) -> torch.Tensor:
+    """(C,) F-beta = (1 + b²) TP / ((1 + b²) TP + b² FN + FP) of binarized ``preds`` over assessed entries
+    (0 where a class has no TP, FP nor FN); beta 1 is F1, beta 2 weighs recall four times as much as
+    precision."""
     if not len(preds):
         return torch.zeros(preds.shape[1], device=preds.device)
     target, ignore = masked_targets(targets, mask)
@@ -223,7 +237,15 @@ def f1_per_class(
         preds.long(), target, preds.shape[1], average=None, ignore_index=ignore
     ).float()
     tp, fp, fn = stats[:, 0], stats[:, 1], stats[:, 3]
-    return 2 * tp / (2 * tp + fp + fn).clamp(min=1)
+    b2 = beta * beta
+    return (1 + b2) * tp / ((1 + b2) * tp + b2 * fn + fp).clamp(min=1)
+
+
+def check_threshold_beta(beta: Any) -> float:
+    """``model.threshold_beta``: a number > 0 (1: thresholds maximize F1)."""
+    if isinstance(beta, bool) or not isinstance(beta, int | float) or not beta > 0:
+        raise ConfigError(f"model.threshold_beta={beta!r}: expected a number > 0 (1 = F1)")
+    return float(beta)
 
 
 def flatten(prefix: str, values: dict[str, torch.Tensor], class_names: list[str]) -> dict[str, float]:

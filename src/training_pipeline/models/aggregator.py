@@ -47,6 +47,7 @@ from training_pipeline.metrics.calibration import (
 )
 from training_pipeline.metrics.classification import (
     FlagBudget,
+    check_threshold_beta,
     class_flag_budgets,
     evaluate_multilabel,
     tune_thresholds,
@@ -79,12 +80,14 @@ class Aggregator(BaseModule):
         n_bins: int = 10,
         max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
+        threshold_beta: float = 1.0,
         optional_views: Sequence[str] = (),
         risk_levels: Mapping[str, float] | None = None,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler)
+        check_threshold_beta(threshold_beta)
         if calibration not in METHODS:
             raise ConfigError(f"model.calibration={calibration!r}: expected one of {METHODS}")
         if not 0.0 <= modality_dropout < 1.0:
@@ -276,6 +279,7 @@ class Aggregator(BaseModule):
         budget = {
             "max_flag_rate": class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
             "max_flagged_share": self.hparams.get("max_audited_flagged_share"),
+            "beta": self.hparams.get("threshold_beta", 1.0),  # a checkpoint from before it: F1
         }
         labels, mask = d["labels"], d.get("label_mask")
         tuned = tune_thresholds(d["class_probs"], labels, mask=mask, **budget)

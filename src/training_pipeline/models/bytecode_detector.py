@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from training_pipeline.errors import ConfigError
-from training_pipeline.metrics.classification import FlagBudget
+from training_pipeline.metrics.classification import FlagBudget, check_threshold_beta
 from training_pipeline.models.base import OPTIM_KEYS
 from training_pipeline.models.bytecode_pretrain import load_encoder_weights
 from training_pipeline.models.contract_classifier import ContractClassifier
@@ -49,12 +49,14 @@ class BytecodeDetector(ContractClassifier):
         family_loss_weight: float = 0.3,
         max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
+        threshold_beta: float = 1.0,
         encoder_ckpt: str | None = None,
         variant_consistency: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler)
+        check_threshold_beta(threshold_beta)
         if (
             isinstance(variant_consistency, bool)
             or not isinstance(variant_consistency, int | float)

@@ -19,7 +19,7 @@ from torch import nn
 
 from training_pipeline.data.bpe import SourceTokenizer
 from training_pipeline.errors import ConfigError
-from training_pipeline.metrics.classification import FlagBudget
+from training_pipeline.metrics.classification import FlagBudget, check_threshold_beta
 from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
 from training_pipeline.models.contract_classifier import ContractClassifier, label_mask_of
@@ -198,6 +198,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         family_loss_weight: float = 0.1,
         max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
+        threshold_beta: float = 1.0,
         localize: bool = True,
         localization_top_k: int = 5,
         line_reduce: str = "sum",
@@ -205,6 +206,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         scheduler: Callable[..., Any] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler)
+        check_threshold_beta(threshold_beta)
         if token_pooling not in TOKEN_POOLINGS:
             raise ConfigError(f"model.token_pooling={token_pooling!r}: expected one of {TOKEN_POOLINGS}")
         if line_reduce not in ("sum", "max"):

@@ -164,6 +164,7 @@ class ContractClassifier(BaseModule):
             mask=mask,
             max_flag_rate=class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
             max_flagged_share=self.hparams.get("max_audited_flagged_share"),
+            beta=self.hparams.get("threshold_beta", 1.0),  # a checkpoint from before it: F1
         )
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))
