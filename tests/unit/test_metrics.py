@@ -170,3 +170,42 @@ def test_macro_metrics_skip_classes_absent_from_the_split_but_micro_counts_their
     assert out["test/f1_macro"] == pytest.approx(1.0)  # a and b are perfect; c is not averaged in
     assert "test/f1/c" not in out and out["test/f1/a"] == pytest.approx(1.0)
     assert out["test/f1_micro"] == pytest.approx(2 * 2 / (2 * 2 + 1))  # the false alarm on c counts
+
+
+def test_a_models_threshold_beta_reaches_its_tuning(monkeypatch) -> None:
+    """``model.threshold_beta`` is checked when the model is built and is what its validation hook tunes
+    thresholds with (a checkpoint saved before the option tunes F1)."""
+    from training_pipeline import taxonomy
+    from training_pipeline.models import contract_classifier
+    from training_pipeline.models.bytecode_detector import BytecodeDetector
+
+    def build(**kw):
+        classes, families = list(taxonomy.VULNERABILITY_CLASSES), list(taxonomy.FAMILIES)
+        return BytecodeDetector(16, classes, families, embed_dim=8, channels=8, depth=1, **kw)
+
+    with pytest.raises(ConfigError, match="model.threshold_beta=0"):
+        build(threshold_beta=0)
+
+    class Trainer:  # what the hook reads of the trainer
+        sanity_checking = False
+
+    seen = []
+
+    def recorder(probs, targets, **kw):
+        seen.append(kw["beta"])
+        return torch.full((probs.shape[1],), 0.4)
+
+    monkeypatch.setattr(contract_classifier, "tune_thresholds", recorder)
+    for kw, expected in (({"threshold_beta": 2.0}, 2.0), ({}, 1.0)):
+        model = build(**kw)
+        if not kw:
+            del model.hparams["threshold_beta"]  # as in a checkpoint from before the option
+        n = len(model.class_names)
+        targets = (torch.rand(6, n) > 0.5).float()
+        batch = {"probs": torch.rand(6, n), "targets": targets, "mask": torch.ones(6, n)}
+        monkeypatch.setattr(model, "gather", lambda split, b=batch: b)
+        monkeypatch.setattr(model, "log", lambda *a, **k: None)
+        monkeypatch.setattr(model, "log_dict", lambda *a, **k: None)
+        model._trainer = Trainer()
+        model.on_validation_epoch_end()
+        assert seen[-1] == expected and torch.allclose(model.thresholds, torch.full((n,), 0.4))
