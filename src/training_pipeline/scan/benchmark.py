@@ -30,6 +30,7 @@ from training_pipeline.config import project_root
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
 from training_pipeline.data.contracts import config_records, label_mask, source_loader
 from training_pipeline.errors import ConfigError, DataError, UserError
+from training_pipeline.evaluation.predictions import write_jsonl
 from training_pipeline.evaluation.real_world import (
     CLASSES,
     BenchSet,
@@ -540,29 +541,27 @@ def by_era_table(results: Sequence[Mapping[str, Any]], sets: Sequence[BenchSet])
 def write_scores(path: Path, rows: Sequence[Row], sets: Sequence[BenchSet]) -> None:
     """``scores.jsonl``: one line per row and scored contract (set, era, family, truth, probabilities,
     flags), for analyses the report does not make. Written whole or not at all."""
-    lines = []
-    for row in rows:
-        for bset in sets:
-            for c in bset.contracts:
-                p = row.scores.get(c.id)
-                if p is None:
-                    continue
-                entry = {
-                    "model": row.name,
-                    "condition": row.condition,
-                    "set": bset.name,
-                    "id": c.id,
-                    "era": c.era,
-                    "family": c.family,
-                    "labels": c.labels,
-                    "assessed": c.assessed,
-                    "probs": {k: round(v, 5) for k, v in p.probs.items()},
-                    "flagged": list(p.flagged),
-                }
-                lines.append(json.dumps(entry) + "\n")
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(lines))
-    tmp.replace(path)
+    write_jsonl(
+        path,
+        (
+            {
+                "model": row.name,
+                "condition": row.condition,
+                "set": bset.name,
+                "id": c.id,
+                "era": c.era,
+                "family": c.family,
+                "labels": c.labels,
+                "assessed": c.assessed,
+                "probs": {k: round(v, 5) for k, v in row.scores[c.id].probs.items()},
+                "flagged": list(row.scores[c.id].flagged),
+            }
+            for row in rows
+            for bset in sets
+            for c in bset.contracts
+            if c.id in row.scores
+        ),
+    )
 
 
 def resolve_auto(cfg: RealWorldConfig, models: Mapping[str, Path]) -> RealWorldConfig:
