@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 from training_pipeline.cli import eval_main, train_all_main, train_main
-from training_pipeline.scan.cli import main as scan_main
 
 COMMANDS = {"train": train_main, "eval": eval_main, "train-all": train_all_main}
 
@@ -19,6 +18,8 @@ def main() -> None:
         raise SystemExit(2)
     command, args = sys.argv[1], sys.argv[2:]
     if command == "scan":
+        from training_pipeline.scan.cli import main as scan_main  # torch: only for a scan
+
         raise SystemExit(scan_main(args))
     COMMANDS[command](args)
 

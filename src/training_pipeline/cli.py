@@ -3,7 +3,9 @@
 ``src/train.py``, ``src/eval.py``, ``scripts/train_all.py``, the console scripts (``scathat-train``,
 ``scathat-eval``, ``scathat-train-all``) and ``python -m training_pipeline <command>`` all end here.
 Before Hydra starts, the command line is composed once: a misspelled key or config option is one ``error:``
-line naming it (with the closest match) and exit status 2, not Hydra's multi-line message.
+line naming it (with the closest match) and exit status 2, not Hydra's multi-line message. The tasks (torch,
+Lightning) are imported only once the command line composes: a typo fails in well under a second, not after
+the several seconds Lightning takes to import.
 """
 
 from __future__ import annotations
@@ -21,9 +23,6 @@ from hydra.errors import MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 from training_pipeline.config import CONF_DIR, compose_config
-from training_pipeline.pipeline.runner import run_pipeline
-from training_pipeline.scan.benchmark import run_real_world
-from training_pipeline.tasks import evaluate, metric_value, train
 from training_pipeline.utils.rich_tree import print_config_tree
 from training_pipeline.utils.run import one_line, quiet_known_warnings, task_wrapper
 
@@ -115,6 +114,8 @@ def _prepare(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train.yaml")
 @task_wrapper
 def _train_app(cfg: DictConfig) -> float | None:
+    from training_pipeline.tasks import metric_value, train  # heavy: after the command line is checked
+
     _prepare(cfg)
     metrics, _ = train(cfg)
     return metric_value(metrics, cfg.get("optimized_metric"))
@@ -125,14 +126,20 @@ def _train_app(cfg: DictConfig) -> float | None:
 def _eval_app(cfg: DictConfig) -> None:
     _prepare(cfg)
     if cfg.get("real_world") is not None:
+        from training_pipeline.scan.benchmark import run_real_world
+
         run_real_world(cfg)
     else:
+        from training_pipeline.tasks import evaluate
+
         evaluate(cfg)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="pipeline.yaml")
 @task_wrapper
 def _train_all_app(cfg: DictConfig) -> None:
+    from training_pipeline.pipeline.runner import run_pipeline
+
     if cfg.extras.get("ignore_warnings"):
         quiet_known_warnings()
     run_pipeline(cfg)

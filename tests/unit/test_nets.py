@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from training_pipeline.errors import ConfigError
 from training_pipeline.models.nets.cnn import BytecodeCNN, MaskDropout, masked_group_norm
 
 
@@ -47,12 +48,14 @@ def test_mask_dropout_rejects_a_bad_probability() -> None:
         MaskDropout(1.5)
 
 
-@pytest.mark.parametrize("downsample", [1, 4])
-def test_cnn_features_of_a_contract_do_not_depend_on_its_batch(downsample: int) -> None:
+@pytest.mark.parametrize(("downsample", "pooling"), [(1, "max_mean"), (4, "max_mean"), (4, "max")])
+def test_cnn_features_of_a_contract_do_not_depend_on_its_batch(downsample: int, pooling: str) -> None:
     """Padded beside a longer contract (pad id 0), a short contract gets the features it gets alone: the
     blocks' norm counts real positions only and their convs read zeros past its end either way."""
     torch.manual_seed(0)
-    net = BytecodeCNN(vocab_size=20, embed_dim=8, channels=6, depth=3, downsample=downsample).eval()
+    net = BytecodeCNN(
+        vocab_size=20, embed_dim=8, channels=6, depth=3, downsample=downsample, pooling=pooling
+    ).eval()
     short = torch.randint(1, 20, (1, 37))
     batch = torch.zeros(2, 300, dtype=torch.long)
     batch[0, :37] = short[0]
@@ -61,6 +64,31 @@ def test_cnn_features_of_a_contract_do_not_depend_on_its_batch(downsample: int) 
         alone, together = net(short)[0], net(batch)
     assert torch.allclose(together[0], alone, atol=1e-5)
     assert not torch.allclose(together[1], alone, atol=1e-2)
+
+
+def test_cnn_max_pooling_is_the_max_half_of_max_mean() -> None:
+    """``pooling="max"`` keeps the max half of the ``max_mean`` features (the same weights give the same
+    pre-norm maxima) and drops the mean half: one vector of ``channels``."""
+    torch.manual_seed(0)
+    both = BytecodeCNN(vocab_size=20, embed_dim=8, channels=6, depth=2).eval()
+    only_max = BytecodeCNN(vocab_size=20, embed_dim=8, channels=6, depth=2, pooling="max").eval()
+    state = {k: v for k, v in both.state_dict().items() if not k.startswith("norm.")}
+    only_max.load_state_dict(state, strict=False)
+    assert (only_max.out_dim, both.out_dim) == (6, 12)
+    ids = torch.randint(1, 20, (3, 50))
+    captured = {}
+    for name, net in (("max_mean", both), ("max", only_max)):
+        hook = net.norm.register_forward_hook(lambda _m, inp, _o, n=name: captured.__setitem__(n, inp[0]))
+        with torch.no_grad():
+            out = net(ids)
+        hook.remove()
+        assert out.shape == (3, net.out_dim)
+    assert torch.allclose(captured["max"], captured["max_mean"][:, :6])
+
+
+def test_cnn_rejects_an_unknown_pooling() -> None:
+    with pytest.raises(ConfigError, match="model.pooling='avg'"):
+        BytecodeCNN(vocab_size=20, pooling="avg")
 
 
 def test_masked_group_norm_is_group_norm_without_padding() -> None:

@@ -146,6 +146,9 @@ def test_detector_starts_from_the_pretrained_encoder(pretrain_ckpt, tmp_path: Pa
 
     with pytest.raises(ConfigError, match=r"channels=16 \(checkpoint: 8\)"):
         detector(dm, encoder_ckpt=str(path), channels=16)
+    # the pooling sizes the encoder's norm; a checkpoint from before the key was pooled max and mean
+    with pytest.raises(ConfigError, match=r"pooling=max \(checkpoint: max_mean\)"):
+        detector(dm, encoder_ckpt=str(path), pooling="max")
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(DataError, match="bad.ckpt: cannot load checkpoint"):

@@ -44,6 +44,7 @@ class BytecodeDetector(ContractClassifier):
         dilation_base: int = 2,
         dropout: float = 0.1,
         downsample: int = 4,
+        pooling: str = "max_mean",
         loss: str = "bce",
         focal_gamma: float = 2.0,
         family_loss_weight: float = 0.3,
@@ -65,7 +66,15 @@ class BytecodeDetector(ContractClassifier):
             raise ConfigError(f"model.variant_consistency={variant_consistency!r}: expected a number >= 0")
         self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.net = BytecodeCNN(
-            vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
+            vocab_size,
+            embed_dim,
+            channels,
+            depth,
+            kernel_size,
+            dilation_base,
+            dropout,
+            downsample,
+            pooling=pooling,
         )
         if encoder_ckpt:  # a bytecode_pretrain checkpoint's encoder as the starting point
             load_encoder_weights(self.net, encoder_ckpt, self.hparams)

@@ -30,8 +30,10 @@ ENCODER_KEYS = (
     "kernel_size",
     "dilation_base",
     "downsample",
+    "pooling",
     "tokenizer_state",
 )
+ENCODER_DEFAULTS = {"pooling": "max_mean"}  # keys newer than some checkpoints: what those were built with
 
 
 def nt_xent(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -72,6 +74,7 @@ class BytecodePretrain(BaseModule):
         dilation_base: int = 2,
         dropout: float = 0.1,
         downsample: int = 4,
+        pooling: str = "max_mean",
         projection_dim: int = 64,
         temperature: float = 0.1,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,
@@ -82,7 +85,15 @@ class BytecodePretrain(BaseModule):
             raise ConfigError(f"model.temperature={temperature}: expected > 0")
         self.save_hyperparameters(ignore=OPTIM_KEYS)
         self.net = BytecodeCNN(
-            vocab_size, embed_dim, channels, depth, kernel_size, dilation_base, dropout, downsample
+            vocab_size,
+            embed_dim,
+            channels,
+            depth,
+            kernel_size,
+            dilation_base,
+            dropout,
+            downsample,
+            pooling=pooling,
         )
         self.projection = nn.Sequential(
             nn.Linear(self.net.out_dim, self.net.out_dim),
@@ -125,9 +136,13 @@ def load_encoder_weights(net: BytecodeCNN, path: str | Path, hparams: Mapping[st
         raise ConfigError(f"{path}: no such bytecode encoder checkpoint (model.encoder_ckpt)")
     pretrained = load_checkpoint(BytecodePretrain, path)
     saved = pretrained.hparams
-    if diff := [k for k in ENCODER_KEYS if saved.get(k) != hparams.get(k)]:
+
+    def value(params: Mapping[str, Any], key: str) -> Any:
+        return params.get(key, ENCODER_DEFAULTS.get(key))
+
+    if diff := [k for k in ENCODER_KEYS if value(saved, k) != value(hparams, k)]:
         shown = ", ".join(
-            f"{k}={hparams.get(k)} (checkpoint: {saved.get(k)})" for k in diff if k != "tokenizer_state"
+            f"{k}={value(hparams, k)} (checkpoint: {value(saved, k)})" for k in diff if k != "tokenizer_state"
         )
         hint = "data.tokenizer differs from the pretraining's" if "tokenizer_state" in diff else ""
         raise ConfigError(

@@ -6,6 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training_pipeline.errors import ConfigError
+
+SEQUENCE_POOLINGS = ("max_mean", "max")
 _INT64 = torch.iinfo(torch.int64)
 
 
@@ -92,7 +95,9 @@ class ResidualDilatedBlock(nn.Module):
 
 class BytecodeCNN(nn.Module):
     """Embeds opcode ids, convolves, max-pools by ``downsample``, then runs ``depth`` residual blocks with
-    dilations 1, b, b², …, and pools max and mean over the sequence.
+    dilations 1, b, b², …, and pools over the sequence: max and mean (``pooling="max_mean"``) or max only
+    (``"max"``: no mean half, which falls as more code surrounds a pattern; the blocks' norm still reads
+    the whole contract).
 
     The stem sees every opcode; pooling keeps the strongest local detections (a CALL, an SSTORE) while
     cutting the cost of the blocks by ``downsample``. The receptive field grows exponentially with depth,
@@ -110,21 +115,24 @@ class BytecodeCNN(nn.Module):
         dropout: float = 0.1,
         downsample: int = 4,
         pad_id: int = 0,
+        pooling: str = "max_mean",
     ) -> None:
         super().__init__()
         if kernel_size % 2 == 0:
             raise ValueError(f"kernel_size={kernel_size}: must be odd to keep the sequence length")
-        self.pad_id, self.downsample = pad_id, downsample
+        if pooling not in SEQUENCE_POOLINGS:
+            raise ConfigError(f"model.pooling={pooling!r}: expected one of {SEQUENCE_POOLINGS}")
+        self.pad_id, self.downsample, self.pooling = pad_id, downsample, pooling
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=pad_id)
         self.stem = nn.Conv1d(embed_dim, channels, kernel_size, padding=kernel_size // 2)
         self.blocks = nn.ModuleList(
             ResidualDilatedBlock(channels, kernel_size, dilation_base**i, dropout) for i in range(depth)
         )
-        self.norm = nn.LayerNorm(2 * channels)
-        self.out_dim = 2 * channels
+        self.out_dim = channels if pooling == "max" else 2 * channels
+        self.norm = nn.LayerNorm(self.out_dim)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """(batch, length) ids → (batch, 2·channels) pooled features."""
+        """(batch, length) ids → (batch, ``out_dim``) pooled features."""
         mask = (input_ids != self.pad_id).unsqueeze(1).to(self.embed.weight.dtype)  # (B, 1, L)
         x = self.stem(self.embed(input_ids).transpose(1, 2)) * mask
         if self.downsample > 1:
@@ -136,5 +144,7 @@ class BytecodeCNN(nn.Module):
             x = block(x, mask)
         neg = torch.finfo(x.dtype).min
         pooled_max = x.masked_fill(mask == 0, neg).amax(dim=2)
+        if self.pooling == "max":
+            return self.norm(pooled_max)
         pooled_mean = x.sum(dim=2) / mask.sum(dim=2).clamp(min=1)
         return self.norm(torch.cat([pooled_max, pooled_mean], dim=1))
