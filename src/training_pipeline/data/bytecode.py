@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from training_pipeline.data.contracts import SPLITS, ColumnDataset, ContractDataModule, label_columns
 from training_pipeline.data.evm import EvmTokenizer
@@ -27,6 +28,47 @@ class TokenizerConfig:
 
     push_buckets: int | None = None
     strip_metadata: bool = True
+
+
+@dataclass(frozen=True)
+class SpliceConfig:
+    """``data.splice``: train on flawed code inside real code, the way SolidiFI builds its contracts.
+
+    Generated contracts are short and whole; a real flaw sits in a long contract among code that has none
+    (SolidiFI injects its bugs into real token contracts: median 5,428 opcodes, 76% longer than the
+    detector's 4,096). Enabled, each access to a training row of a ``guests`` source is, with probability
+    ``rate``, the row's opcodes inserted at a random point of a window of a random ``hosts`` training
+    contract (audited code: no known flaw), the window as long as ``max_length`` leaves room for. The row
+    keeps its own labels and mask, flawed or safe alike, so length alone says nothing about the label.
+    """
+
+    enabled: bool = False
+    rate: float = 0.5
+    guests: tuple[str, ...] = ("corpus",)
+    hosts: tuple[str, ...] = ("real_code",)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.rate, bool) or not isinstance(self.rate, int | float) or not 0 <= self.rate <= 1:
+            raise ConfigError(f"data.splice.rate={self.rate!r}: expected a number in [0, 1]")
+        for key in ("guests", "hosts"):
+            value = getattr(self, key)
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value) or not value:
+                raise ConfigError(f"data.splice.{key}={value!r}: expected a non-empty list of source names")
+            object.__setattr__(self, key, tuple(value))
+
+
+def splice(guest: np.ndarray, host: np.ndarray, max_length: int, start: float, cut: float) -> np.ndarray:
+    """``guest`` inserted into a window of ``host``: the whole host when both fit in ``max_length``, else a
+    window of the room the guest leaves. ``start`` and ``cut`` (in [0, 1)) place the window in the host and
+    the guest in the window, as fractions, so one draw places a contract's compile variants alike. A guest
+    that fills the budget (or an empty host) comes back unchanged."""
+    room = min(len(host), max_length - len(guest))
+    if room <= 0:
+        return guest
+    first = int(start * (len(host) - room + 1))
+    window = host[first : first + room]
+    at = int(cut * (room + 1))
+    return np.concatenate([window[:at], guest, window[at:]])
 
 
 class TokenizedContracts(ColumnDataset):
@@ -61,6 +103,48 @@ class SampledVariants(TokenizedContracts):
             item["input_ids"] = item["pair_ids"] = variants[0]
         else:
             item["input_ids"], item["pair_ids"] = self.rng.sample(variants, 2)
+        return item
+
+
+class SplicedContracts(Dataset):
+    """A training dataset whose ``guest`` rows are, at each access with probability ``rate``, spliced into a
+    random host's opcodes (``splice``; ``SpliceConfig``). ``hosts`` holds each host's compile variants; a
+    variant pair (``pair_ids``) is spliced into the same host at the same relative point."""
+
+    def __init__(
+        self,
+        base: TokenizedContracts,
+        guest: np.ndarray,
+        hosts: list[list[np.ndarray]],
+        rate: float,
+        max_length: int,
+        seed: int = 0,
+    ) -> None:
+        self.base, self.guest, self.hosts = base, guest, hosts
+        self.rate, self.max_length, self.rng = rate, max_length, random.Random(seed)
+        self.columns = base.columns
+
+    @property
+    def index(self) -> Any:
+        return self.base.index
+
+    def lengths(self) -> list[int]:
+        return self.base.lengths()
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.base[i]
+        if not self.guest[i] or self.rng.random() >= self.rate:
+            return item
+        host = self.rng.choice(self.hosts)
+        start, cut = self.rng.random(), self.rng.random()
+        # a variant pair: two of the host's compile settings where it has them, both at the same place
+        first, second = self.rng.sample(host, 2) if len(host) > 1 else (host[0], host[0])
+        item["input_ids"] = splice(item["input_ids"], first, self.max_length, start, cut)
+        if "pair_ids" in item:
+            item["pair_ids"] = splice(item["pair_ids"], second, self.max_length, start, cut)
         return item
 
 
@@ -110,6 +194,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         variant: str | None = None,
         train_variants: bool | str = False,
         val_variants: bool = False,
+        splice: dict | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +210,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         self.tokenizer_cfg = config_dataclass(TokenizerConfig, tokenizer, "data.tokenizer")
         self.featurizer = BytecodeFeaturizer(EvmTokenizer(**vars(self.tokenizer_cfg)), max_length, truncation)
         self.length_buckets = length_buckets
+        self.splice_cfg = config_dataclass(SpliceConfig, splice, "data.splice")
 
     @property
     def tokenizer(self) -> EvmTokenizer:
@@ -248,6 +334,37 @@ class ContractBytecodeDataModule(ContractDataModule):
                 n,
                 len(self.splits["train"]),
             )
+        if self.splice_cfg.enabled:
+            self.splits["train"] = self._spliced(self.splits["train"], records, ids)
+
+    def _spliced(
+        self, train: TokenizedContracts, records: list[dict[str, Any]], ids: list[np.ndarray]
+    ) -> SplicedContracts:
+        """The training split with ``data.splice``: its guest rows spliced into its host contracts."""
+        cfg, origins = self.splice_cfg, [records[i]["origin"] for i in train.columns["index"]]
+        guest = np.array([o in cfg.guests for o in origins], dtype=bool)
+        hosts = [
+            self._all_variants(records[i], ids[i])
+            for i, o in zip(train.columns["index"], origins, strict=True)
+            if o in cfg.hosts
+        ]
+        for key, found in (("guests", int(guest.sum())), ("hosts", len(hosts))):
+            if not found:
+                raise ConfigError(
+                    f"data.splice.{key}={list(getattr(cfg, key))}: no training contract of these sources "
+                    f"(data.sources: {list(self.sources)})"
+                )
+        log.info(
+            "Splice: %d training rows of %s spliced into one of %d %s contracts with probability %g",
+            int(guest.sum()),
+            list(cfg.guests),
+            len(hosts),
+            list(cfg.hosts),
+            cfg.rate,
+        )
+        return SplicedContracts(
+            train, guest, hosts, cfg.rate, self.featurizer.max_length, self.split_cfg.seed
+        )
 
     def _all_variants(self, record: dict[str, Any], ids: np.ndarray) -> list[np.ndarray]:
         """``ids`` (its ``bytecode``) and the opcode ids of each other distinct compile variant."""
