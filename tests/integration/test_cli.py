@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import FAST_OVERRIDES, TINY_CORPUS, run_cli
+from conftest import FAST_OVERRIDES, ROOT, TINY_CORPUS, run_cli
 
 TINY = [f"data.corpus.n_contracts={TINY_CORPUS}", *FAST_OVERRIDES]
 
@@ -71,6 +74,24 @@ def test_unknown_config_key(tmp_path, data_dir) -> None:
     assert "Traceback" not in r.stderr
     assert "max_epoch" in r.stderr
     assert not run_dirs(tmp_path)  # Hydra refuses before any run dir exists
+
+
+def test_the_command_line_is_checked_before_torch_is_imported() -> None:
+    """The entrypoints import the tasks (torch, Lightning: seconds) only once the command line composes, so a
+    typo fails at once; ``python -m training_pipeline`` likewise."""
+    code = (
+        "import sys, training_pipeline.cli, training_pipeline.__main__; "
+        "from training_pipeline.cli import check_command_line; "
+        "problem = check_command_line('train.yaml', ['trainer.max_epoch=1']); "
+        "print(problem); print(sorted(m for m in ('torch', 'lightning') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}  # this checkout's package, installed or not
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env=env
+    ).stdout
+    problem, imported = out.strip().splitlines()[-2:]
+    assert "trainer.max_epoch: no such config key (did you mean trainer.max_epochs?)" in problem
+    assert imported == "[]"
 
 
 def test_misspelled_key_in_a_config_group(tmp_path, data_dir) -> None:

@@ -35,8 +35,8 @@ class SpliceConfig:
     """``data.splice``: train on flawed code inside real code, the way SolidiFI builds its contracts.
 
     Generated contracts are short and whole; a real flaw sits in a long contract among code that has none
-    (SolidiFI injects its bugs into real token contracts: median 5,428 opcodes, 76% longer than the
-    detector's 4,096). Enabled, each access to a training row of a ``guests`` source is, with probability
+    (SolidiFI injects its bugs into real token contracts: a median of 5,428 opcodes, and 76% of them exceed
+    the detector's 4,096). Enabled, each access to a training row of a ``guests`` source is, with probability
     ``rate``, the row's opcodes inserted at a random point of a window of a random ``hosts`` training
     contract (audited code: no known flaw), the window as long as ``max_length`` leaves room for. The row
     keeps its own labels and mask, flawed or safe alike, so length alone says nothing about the label.
