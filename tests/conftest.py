@@ -88,6 +88,22 @@ def cfg_train(tmp_path: Path, data_dir: Path) -> DictConfig:
     GlobalHydra.instance().clear()
 
 
+def file_bytecode_module(tmp_path: Path, records: Path, batch_size: int = 8, **kw):
+    """A set-up bytecode datamodule over one JSON-lines file of records (3 folds)."""
+    from training_pipeline.data.bytecode import ContractBytecodeDataModule
+
+    dm = ContractBytecodeDataModule(
+        data_dir=str(tmp_path / "data"),
+        sources=["file"],
+        path=str(records),
+        split={"n_folds": 3},
+        batch_size=batch_size,
+        **kw,
+    )
+    dm.setup()
+    return dm
+
+
 def run_cli(script: str, *args: str, tmp_path: Path, data_dir: Path | None = None, timeout: int = 300):
     """Run an entrypoint as a user would (a new process); outputs and data stay under tmp_path."""
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags (-m) must precede the overrides

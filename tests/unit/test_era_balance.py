@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import file_bytecode_module
 
 from training_pipeline import taxonomy
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
@@ -90,16 +91,7 @@ def write_records(path: Path) -> Path:
 
 
 def module(tmp_path: Path, **kw) -> ContractBytecodeDataModule:
-    dm = ContractBytecodeDataModule(
-        data_dir=str(tmp_path / "data"),
-        sources=["file"],
-        path=str(write_records(tmp_path / "c.jsonl")),
-        split={"n_folds": 3},
-        batch_size=8,
-        **kw,
-    )
-    dm.setup()
-    return dm
+    return file_bytecode_module(tmp_path, write_records(tmp_path / "c.jsonl"), **kw)
 
 
 def weights_of(dm: ContractBytecodeDataModule, split: str) -> dict[str, tuple[float, float, float]]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import file_bytecode_module
 
 from training_pipeline import taxonomy
 from training_pipeline.data.bytecode import ContractBytecodeDataModule
@@ -78,16 +79,7 @@ def weak_cfg(cache: Path, **kw: Any) -> dict[str, Any]:
 
 
 def module(tmp_path: Path, records: Path, **kw: Any) -> ContractBytecodeDataModule:
-    dm = ContractBytecodeDataModule(
-        data_dir=str(tmp_path / "data"),
-        sources=["file"],
-        path=str(records),
-        split={"n_folds": 3},
-        batch_size=4,
-        **kw,
-    )
-    dm.setup()
-    return dm
+    return file_bytecode_module(tmp_path, records, batch_size=4, **kw)
 
 
 def rows_of(dm: ContractBytecodeDataModule, split: str) -> dict[str, dict[str, list[float]]]:

@@ -65,17 +65,7 @@ class BytecodeDetector(ContractClassifier):
         ):
             raise ConfigError(f"model.variant_consistency={variant_consistency!r}: expected a number >= 0")
         self.save_hyperparameters(ignore=OPTIM_KEYS)
-        self.net = BytecodeCNN(
-            vocab_size,
-            embed_dim,
-            channels,
-            depth,
-            kernel_size,
-            dilation_base,
-            dropout,
-            downsample,
-            pooling=pooling,
-        )
+        self.net = BytecodeCNN.from_hparams(self.hparams)
         if encoder_ckpt:  # a bytecode_pretrain checkpoint's encoder as the starting point
             load_encoder_weights(self.net, encoder_ckpt, self.hparams)
             self.hparams.encoder_ckpt = None  # the weights travel in this model's checkpoints: no reload

@@ -19,20 +19,10 @@ from torch import nn
 from training_pipeline.errors import ConfigError
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
 from training_pipeline.models.checkpoint import load_checkpoint
-from training_pipeline.models.nets.cnn import BytecodeCNN
+from training_pipeline.models.nets.cnn import CNN_ARGS, BytecodeCNN
 
 # hparams that decide the encoder's weights' shapes and inputs: a detector must match them to take them over
-ENCODER_KEYS = (
-    "vocab_size",
-    "embed_dim",
-    "channels",
-    "depth",
-    "kernel_size",
-    "dilation_base",
-    "downsample",
-    "pooling",
-    "tokenizer_state",
-)
+ENCODER_KEYS = (*(k for k in CNN_ARGS if k != "dropout"), "tokenizer_state")
 ENCODER_DEFAULTS = {"pooling": "max_mean"}  # keys newer than some checkpoints: what those were built with
 
 
@@ -84,17 +74,7 @@ class BytecodePretrain(BaseModule):
         if not temperature > 0:
             raise ConfigError(f"model.temperature={temperature}: expected > 0")
         self.save_hyperparameters(ignore=OPTIM_KEYS)
-        self.net = BytecodeCNN(
-            vocab_size,
-            embed_dim,
-            channels,
-            depth,
-            kernel_size,
-            dilation_base,
-            dropout,
-            downsample,
-            pooling=pooling,
-        )
+        self.net = BytecodeCNN.from_hparams(self.hparams)
         self.projection = nn.Sequential(
             nn.Linear(self.net.out_dim, self.net.out_dim),
             nn.GELU(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -9,6 +11,18 @@ from torch import nn
 from training_pipeline.errors import ConfigError
 
 SEQUENCE_POOLINGS = ("max_mean", "max")
+# the constructor arguments a model's hparams hold under the same names (``BytecodeCNN.from_hparams``)
+CNN_ARGS = (
+    "vocab_size",
+    "embed_dim",
+    "channels",
+    "depth",
+    "kernel_size",
+    "dilation_base",
+    "dropout",
+    "downsample",
+    "pooling",
+)
 _INT64 = torch.iinfo(torch.int64)
 
 
@@ -130,6 +144,11 @@ class BytecodeCNN(nn.Module):
         )
         self.out_dim = channels if pooling == "max" else 2 * channels
         self.norm = nn.LayerNorm(self.out_dim)
+
+    @classmethod
+    def from_hparams(cls, hparams: Any) -> BytecodeCNN:
+        """The CNN a model's saved hyperparameters describe (``CNN_ARGS``)."""
+        return cls(**{k: hparams[k] for k in CNN_ARGS})
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(batch, length) ids → (batch, ``out_dim``) pooled features."""
