@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 
 from training_pipeline.data.contracts import SPLITS, ColumnDataset, ContractDataModule, label_columns
 from training_pipeline.data.evm import EvmTokenizer
-from training_pipeline.data.featurizers import BytecodeFeaturizer, pad_sequences
+from training_pipeline.data.featurizers import BytecodeFeaturizer, pad_sequences, truncate
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.utils.checks import config_dataclass
 
@@ -179,6 +179,10 @@ class ContractBytecodeDataModule(ContractDataModule):
     ``val_variants: true`` puts each validation contract in once per distinct compile variant it has, so
     checkpoints are selected and thresholds (and their false-alarm budget) tuned over every compile setting
     a scan may meet, not over one of them.
+
+    Lengths: training rows are cut to ``max_length`` opcodes (the cost of a step); validation, test,
+    predict and every scan of the trained model read up to ``eval_max_length`` (None: ``max_length``), so
+    a long contract's middle, which ``head_tail`` cuts away, is still scored where it counts.
     """
 
     needs = "bytecode"
@@ -189,6 +193,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         *args: Any,
         tokenizer: dict | None = None,
         max_length: int = 8192,
+        eval_max_length: int | None = None,
         truncation: str = "head_tail",
         length_buckets: bool = True,
         variant: str | None = None,
@@ -207,8 +212,19 @@ class ContractBytecodeDataModule(ContractDataModule):
         if not isinstance(val_variants, bool):
             raise ConfigError(f"data.val_variants={val_variants!r}: expected true or false")
         self.variant, self.train_variants, self.val_variants = variant, train_variants, val_variants
+        for key, value in (("max_length", max_length), ("eval_max_length", eval_max_length)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"data.{key}={value!r}: expected a positive number of opcodes")
+        if eval_max_length is not None and eval_max_length < max_length:
+            raise ConfigError(
+                f"data.eval_max_length={eval_max_length}: shorter than data.max_length={max_length} "
+                "(evaluation would see less of a contract than training)"
+            )
+        self.max_length = max_length  # training rows; the featurizer's length is evaluation's
         self.tokenizer_cfg = config_dataclass(TokenizerConfig, tokenizer, "data.tokenizer")
-        self.featurizer = BytecodeFeaturizer(EvmTokenizer(**vars(self.tokenizer_cfg)), max_length, truncation)
+        self.featurizer = BytecodeFeaturizer(
+            EvmTokenizer(**vars(self.tokenizer_cfg)), eval_max_length or max_length, truncation
+        )
         self.length_buckets = length_buckets
         self.splice_cfg = config_dataclass(SpliceConfig, splice, "data.splice")
 
@@ -287,27 +303,35 @@ class ContractBytecodeDataModule(ContractDataModule):
             return {"compile_variant": self.variant}
         return {}
 
+    def _train_cut(self, ids: np.ndarray) -> np.ndarray:
+        """A training row's ids from evaluation-length ids: cut to ``max_length`` (the same cut as encoding
+        at ``max_length``: head_tail's head and tail are parts of the longer cut's)."""
+        return truncate(ids, self.max_length, self.featurizer.truncation)
+
     def featurize(self, records: list[dict[str, Any]]) -> None:
-        """Opcode ids of every record, split into the datasets of ``self.splits`` (train: ``bytecode``; the
-        other splits: ``eval_bytecode``)."""
-        ids = [self.featurizer.encode(r["bytecode"], source=f"record {r['id']!r}") for r in records]
+        """Opcode ids of every record, split into the datasets of ``self.splits`` (train: ``bytecode`` cut to
+        ``max_length``; the other splits: ``eval_bytecode`` up to ``eval_max_length``)."""
+        full = [self.featurizer.encode(r["bytecode"], source=f"record {r['id']!r}") for r in records]
+        ids = [self._train_cut(x) for x in full]
         eval_ids: dict[int, np.ndarray] = {}
 
         def view(split: str, i: int) -> np.ndarray:
-            if split == "train" or self.variant is None:
+            if split == "train":
                 return ids[i]
+            if self.variant is None:
+                return full[i]
             if i not in eval_ids:
                 code = self.eval_bytecode(records[i])
                 same = code == records[i]["bytecode"]
                 eval_ids[i] = (
-                    ids[i] if same else self.featurizer.encode(code, source=f"record {records[i]['id']!r}")
+                    full[i] if same else self.featurizer.encode(code, source=f"record {records[i]['id']!r}")
                 )
             return eval_ids[i]
 
         for split in (*SPLITS, "all"):
             columns = self.split_labels(split)
             if split == "train" and self.train_variants in DRAWN_VARIANTS:
-                input_ids = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
+                input_ids = [self._all_variants(records[i], ids[i], train=True) for i in columns["index"]]
                 self.splits[split] = SampledVariants(
                     seed=self.split_cfg.seed,
                     pair=self.train_variants == "pair",
@@ -315,7 +339,7 @@ class ContractBytecodeDataModule(ContractDataModule):
                     **columns,
                 )
             elif split == "val" and self.val_variants:
-                per = [self._all_variants(records[i], ids[i]) for i in columns["index"]]
+                per = [self._all_variants(records[i], full[i]) for i in columns["index"]]
                 counts = np.array([len(v) for v in per], dtype=np.int64)
                 rows = {k: np.repeat(np.asarray(v), counts, axis=0) for k, v in columns.items()}
                 self.splits[split] = TokenizedContracts(input_ids=[x for v in per for x in v], **rows)
@@ -344,7 +368,7 @@ class ContractBytecodeDataModule(ContractDataModule):
         cfg, origins = self.splice_cfg, [records[i]["origin"] for i in train.columns["index"]]
         guest = np.array([o in cfg.guests for o in origins], dtype=bool)
         hosts = [
-            self._all_variants(records[i], ids[i])
+            self._all_variants(records[i], ids[i], train=True)
             for i, o in zip(train.columns["index"], origins, strict=True)
             if o in cfg.hosts
         ]
@@ -362,17 +386,17 @@ class ContractBytecodeDataModule(ContractDataModule):
             list(cfg.hosts),
             cfg.rate,
         )
-        return SplicedContracts(
-            train, guest, hosts, cfg.rate, self.featurizer.max_length, self.split_cfg.seed
-        )
+        return SplicedContracts(train, guest, hosts, cfg.rate, self.max_length, self.split_cfg.seed)
 
-    def _all_variants(self, record: dict[str, Any], ids: np.ndarray) -> list[np.ndarray]:
-        """``ids`` (its ``bytecode``) and the opcode ids of each other distinct compile variant."""
+    def _all_variants(self, record: dict[str, Any], ids: np.ndarray, train: bool = False) -> list[np.ndarray]:
+        """``ids`` (its ``bytecode``) and the opcode ids of each other distinct compile variant (cut to
+        ``max_length`` for ``train``, else up to ``eval_max_length``)."""
         out, seen = [ids], {record["bytecode"]}
         for code in record_variants(record).values():
             if code not in seen:
                 seen.add(code)
-                out.append(self.featurizer.encode(code, source=f"record {record['id']!r}"))
+                x = self.featurizer.encode(code, source=f"record {record['id']!r}")
+                out.append(self._train_cut(x) if train else x)
         return out
 
     # -- what the model needs to know -----------------------------------------------------------------

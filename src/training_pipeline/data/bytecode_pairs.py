@@ -84,8 +84,8 @@ class ContractBytecodePairsDataModule(ContractBytecodeDataModule):
         self.val_pair = val_pair
 
     def featurize(self, records: list[dict[str, Any]]) -> None:
-        """Opcode ids of the variants each split pairs up (train: every variant; else ``val_pair``), each
-        variant encoded once."""
+        """Opcode ids of the variants each split pairs up (train: every variant, cut to ``max_length``; else
+        ``val_pair``, up to ``eval_max_length``), each variant encoded once."""
         encoded: dict[tuple[int, str], np.ndarray] = {}
 
         def encode(i: int, key: str) -> np.ndarray:
@@ -101,7 +101,8 @@ class ContractBytecodePairsDataModule(ContractBytecodeDataModule):
                 codes = record_variants(records[i])
                 keys = sorted(codes) if split == "train" else [k for k in self.val_pair if k in codes]
                 if len(keys) >= 2:
-                    variants.append([encode(i, k) for k in keys])
+                    cut = self._train_cut if split == "train" else (lambda x: x)
+                    variants.append([cut(encode(i, k)) for k in keys])
                     index.append(i)
             wanted = "two compile variants" if split == "train" else f"variants {self.val_pair}"
             log.info(

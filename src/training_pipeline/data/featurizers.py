@@ -41,8 +41,12 @@ def _check_choice(name: str, value: str, choices: Sequence[str]) -> None:
 
 
 def _cut_options(data_cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """The options of a data config that say how long sequences are cut (absent: the featurizer's default)."""
-    return {k: data_cfg[k] for k in ("max_length", "truncation") if k in data_cfg}
+    """The options of a data config that say how long sequences are cut when a trained model reads them
+    (absent: the featurizer's default): ``eval_max_length`` where set, since a scan is never training."""
+    out = {k: data_cfg[k] for k in ("max_length", "truncation") if k in data_cfg}
+    if data_cfg.get("eval_max_length") is not None:
+        out["max_length"] = data_cfg["eval_max_length"]
+    return out
 
 
 def _cut_state(featurizer: Any) -> dict[str, Any]:
