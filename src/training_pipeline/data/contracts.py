@@ -32,6 +32,7 @@ from training_pipeline import taxonomy
 from training_pipeline.corpus.augment import AugmentConfig, augment_records
 from training_pipeline.corpus.build import CorpusConfig, build_corpus, load_corpus, load_manifest
 from training_pipeline.data.clean import normalized_source_hash
+from training_pipeline.data.inject import InjectConfig, inject_records
 from training_pipeline.data.records import read_records
 from training_pipeline.data.weak_labels.cache import FindingsCache, cached_record_predictions
 from training_pipeline.data.weak_labels.mapping import DetectorMapping, load_config
@@ -508,6 +509,7 @@ class ContractDataModule(SplitDataModule):
         split: dict | None = None,
         fold: int = 0,
         augment: dict | None = None,
+        inject: dict | None = None,
         source_weights: dict | None = None,
         weak_labels: dict | None = None,
         audited_negative_weight: float | None = None,
@@ -542,6 +544,12 @@ class ContractDataModule(SplitDataModule):
             check_source_config(name, self.source_cfgs[name])
         self.split_cfg = config_dataclass(SplitConfig, split, "data.split")
         self.augment_cfg = config_dataclass(AugmentConfig, augment, "data.augment")
+        self.inject_cfg = config_dataclass(InjectConfig, inject, "data.inject")
+        if self.inject_cfg.enabled:
+            for key in ("guests", "hosts"):
+                missing = sorted(set(getattr(self.inject_cfg, key)) - set(sources))
+                if missing:
+                    raise ConfigError(f"data.inject.{key}: {missing} are not among data.sources={sources}")
         self.source_weights = check_source_weights(source_weights)
         self.weak_cfg = config_dataclass(WeakLabelConfig, weak_labels, "data.weak_labels")
         self.weak_targets: SlitherTargets | None = None
@@ -667,6 +675,9 @@ class ContractDataModule(SplitDataModule):
             extra = augment_records(train, self.augment_cfg, self.data_dir)
             records, names = records + extra, names + ["train"] * len(extra)
             log.info("Augmentation: %d variants of %d training contracts", len(extra), len(train))
+        if self.inject_cfg.enabled:
+            extra = self._injected([r for r, s in zip(records, names, strict=True) if s == "train"])
+            records, names = records + extra, names + ["train"] * len(extra)
         extra = self.extra_train_records(records, names)
         if extra:
             records, names = records + extra, names + ["train"] * len(extra)
@@ -692,6 +703,22 @@ class ContractDataModule(SplitDataModule):
                 f"split(s) {unassessed} have no assessed label (data.sources={list(self.sources)}): "
                 "unlabeled sources such as real_code need a labelled source beside them to train or test"
             )
+
+    def _injected(self, train: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``data.inject``: guests compiled into hosts (``data/inject.py``), under the compile settings of the
+        first host source (its ``compile_variants``; none: optimizer off)."""
+        cfg = self.inject_cfg
+        host = cfg.hosts[0]
+        block = self.source_cfgs.get(host) or {}
+        npm_root = None
+        if "real_code" in cfg.hosts:
+            from training_pipeline.data.importers.real_code import RealCodeConfig, with_default_packages
+
+            resolved = with_default_packages(self.source_cfgs["real_code"])
+            npm_root = config_dataclass(RealCodeConfig, resolved, "data.real_code").npm_root(self.data_dir)
+            block = resolved if host == "real_code" else block
+        variants = list(block.get("compile_variants") or [{"optimize": False}])
+        return inject_records(train, cfg, self.data_dir, variants, npm_root=npm_root)
 
     def extra_train_records(self, records: list[dict[str, Any]], names: list[str]) -> list[dict[str, Any]]:
         """More training rows a subclass derives from the split records (none here); each keeps its

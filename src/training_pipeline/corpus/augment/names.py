@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from training_pipeline.corpus.augment.scope import _RESERVED, Scan
+from training_pipeline.corpus.augment.scope import RESERVED, Scan
 from training_pipeline.utils.solidity import Tok
 
 _NOUNS = (
@@ -40,7 +40,7 @@ def _fresh_name(kind: str, rng: random.Random, taken: set[str]) -> str:
                 name = "s_" + name
         if attempt > 20:
             name += str(rng.randrange(10, 100))
-        if name not in taken and name not in _RESERVED:
+        if name not in taken and name not in RESERVED:
             taken.add(name)
             return name
     raise RuntimeError("no fresh identifier found")  # pragma: no cover - 100 tries over ~600 names

@@ -27,7 +27,7 @@ _BUILTINS = set(
     encodeWithSelector encodeWithSignature encodeCall decode selector min max name creationCode runtimeCode
     interfaceId concat wrap unwrap blobhash blobbasefee""".split()
 )
-_RESERVED = KEYWORDS | _BUILTINS
+RESERVED = KEYWORDS | _BUILTINS  # keywords and the names Solidity owns (msg, address members...): kept
 _STATEMENT_WORDS = {"return", "emit", "delete", "new", "else", "do", "throw", "revert", "case", "is", "using"}
 _STANDARD_EVENTS = {"Transfer", "Approval", "ApprovalForAll", "TransferSingle", "TransferBatch", "URI"}
 
@@ -76,7 +76,8 @@ def _matching(toks: Sequence[Tok], i: int) -> int:
     return len(toks)
 
 
-def _next_code(toks: Sequence[Tok], i: int) -> int:
+def next_code(toks: Sequence[Tok], i: int) -> int:
+    """Index of the first code token at or after ``i`` (``len(toks)`` when none)."""
     while i < len(toks) and not toks[i].code:
         i += 1
     return i
@@ -88,7 +89,7 @@ def contract_infos(toks: Sequence[Tok]) -> list[ContractInfo]:
     while i < len(toks):
         t = toks[i]
         if t.kind == "ident" and t.text in ("contract", "library", "interface"):
-            j = _next_code(toks, i + 1)
+            j = next_code(toks, i + 1)
             if j < len(toks) and toks[j].kind == "ident":
                 name, bases, k = toks[j].text, [], j + 1
                 while k < len(toks) and toks[k].text != "{":
@@ -131,7 +132,7 @@ def _members(toks: Sequence[Tok], open_: int, close: int) -> list[Member]:
     if j < close and toks[j].kind == "nl":
         i = j + 1
     while True:
-        first = _next_code(toks, i)
+        first = next_code(toks, i)
         if first >= close:
             break
         kind = (
@@ -155,7 +156,7 @@ def _members(toks: Sequence[Tok], open_: int, close: int) -> list[Member]:
             end += 1
         if end < close and toks[end].kind == "nl":
             end += 1
-        name_at = _next_code(toks, first + 1)
+        name_at = next_code(toks, first + 1)
         name = (
             toks[name_at].text
             if kind != "var" and name_at < close and toks[name_at].kind == "ident"
@@ -233,7 +234,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
 
     for c in contracts:
         for m in c.members:
-            first = _next_code(toks, m.start)
+            first = next_code(toks, m.start)
             header_end = first
             while header_end < m.end and toks[header_end].text not in ("{", ";"):
                 if toks[header_end].text in ("(", "["):
@@ -269,7 +270,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
                     name = toks[before[-1]].text
                     if "public" in words or c.kind == "interface":
                         blocked.add(name)
-                    elif c.kind == "contract" and not is_type_word(name) and name not in _RESERVED:
+                    elif c.kind == "contract" and not is_type_word(name) and name not in RESERVED:
                         allow(name, "var")
                     else:
                         blocked.add(name)
@@ -296,7 +297,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
         if t.kind != "ident":
             continue
         prev = prev_code(toks, i)
-        nxt = _next_code(toks, i + 1)
+        nxt = next_code(toks, i + 1)
         if prev is not None and toks[prev].text == ".":
             blocked.add(t.text)
         if nxt < len(toks) and toks[nxt].text == ":":
@@ -304,7 +305,7 @@ def scan(toks: Sequence[Tok]) -> Scan:
     for start, end in _assembly_spans(toks):
         blocked.update(t.text for t in toks[start:end] if t.kind == "ident")
     return Scan(
-        {n: k for n, k in eligible.items() if n not in blocked and n not in _RESERVED},
+        {n: k for n, k in eligible.items() if n not in blocked and n not in RESERVED},
         blocked,
         idents,
         renamable,
@@ -316,9 +317,9 @@ def _locals(toks: Sequence[Tok], open_: int, close: int, allow, blocked: set[str
     """Local variable declarations in a body: ``Type [location] name`` followed by = ; , or )."""
     for k in range(open_ + 1, close):
         t = toks[k]
-        if t.kind != "ident" or t.text in _RESERVED or is_type_word(t.text):
+        if t.kind != "ident" or t.text in RESERVED or is_type_word(t.text):
             continue
-        nxt = _next_code(toks, k + 1)
+        nxt = next_code(toks, k + 1)
         if nxt >= close or toks[nxt].text not in ("=", ";", ",", ")"):
             continue
         prev = prev_code(toks, k)
@@ -328,7 +329,7 @@ def _locals(toks: Sequence[Tok], open_: int, close: int, allow, blocked: set[str
         if p.kind == "ident" and (
             is_type_word(p.text)
             or p.text in _LOCATIONS
-            or (p.text not in _RESERVED and p.text not in _STATEMENT_WORDS)
+            or (p.text not in RESERVED and p.text not in _STATEMENT_WORDS)
         ):
             allow(t.text, "local")
         elif p.text == "]" or (p.text == ")" and _is_mapping_close(toks, prev)):
