@@ -64,10 +64,6 @@ class InjectConfig:
             raise ConfigError(f"data.inject.per_host={self.per_host!r}: expected a whole number >= 1")
 
 
-def era(version: str | None) -> str:
-    return ".".join(str(version or "").split(".")[:2])
-
-
 def contract_of(record: dict[str, Any]) -> str | None:
     """The record's contract: ``contract_name``, else the main contract of its source."""
     return record.get("contract_name") or (
@@ -189,11 +185,12 @@ def source_set(record: dict[str, Any], npm_root: Path | None) -> tuple[dict[str,
     audited code (``npm:<name>@<version>:<file>:<contract>``), else its ``source_code`` alone."""
     rid = str(record["id"])
     if rid.startswith("npm:") and npm_root is not None:
+        from training_pipeline.data.importers.real_code import PackageSpec, package_dir, split_spec
+
         rest = rid[len("npm:") :].rsplit(":", 1)[0]
         spec, rel = rest.split(":", 1)
-        name, _, version = spec.rpartition("@")
-        slug = f"{name.lstrip('@').replace('/', '__')}@{version}"
-        folder = npm_root / slug / "node_modules" / name
+        name, version = split_spec(spec)
+        folder = package_dir(PackageSpec(name, version), npm_root)
         modules = folder.parents[1] if name.startswith("@") else folder.parent
         found = ImportResolver(boundary=modules.parent).closure(folder / rel)
         return dict(found.sources), found.entry
@@ -216,6 +213,10 @@ def inject_records(
     Each host record of ``cfg.hosts`` takes ``cfg.per_host`` guests of ``cfg.guests`` drawn (seeded) among
     those of its compiler era; each pair compiles under every compile setting of ``variants``
     (``[{optimize, runs}]``; the first gives ``bytecode``), and a pair that fails under any is dropped."""
+    from training_pipeline.data.importers.real_code import (
+        era,
+    )  # real_code imports data.contracts, which imports us
+
     stats = stats if stats is not None else InjectStats()
     by_era: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
