@@ -81,7 +81,7 @@ test: setup ## Run the whole test suite
 test-fast: setup ## Run the suite without the slow tests
 	$(PY) -m pytest $(XDIST) -m "not slow" $(ARGS)
 
-bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, CPU dropout, serving, scanning vs Slither
+bench: setup ## Benchmarks: tokenizer vs pyevmasm, corpus build, Lightning vs plain PyTorch, CPU dropout, sorted eval batches, serving, scanning vs Slither
 	$(PY) scripts/benchmark.py $(ARGS)
 
 lint: setup ## Lint and check formatting with ruff

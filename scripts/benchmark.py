@@ -24,6 +24,7 @@ SECTIONS = (
     "corpus",
     "training",
     "dropout",
+    "eval_batches",
     "code_analyzer",
     "behavior",
     "serving",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import TINY_CORPUS
 
-from training_pipeline.benchmarks import corpus, dropout, serving, tokenizer, training
+from training_pipeline.benchmarks import corpus, dropout, eval_batches, serving, tokenizer, training
 
 
 def test_tokenizer_benchmark_compares_with_pyevmasm() -> None:
@@ -78,3 +78,13 @@ def test_scan_benchmark_reads_a_folder_cold_then_from_the_compile_cache(tmp_path
     for row in (cold, warm, byte):
         assert row["seconds"] >= 0 and row["contracts_per_s"] > 0
     assert out["slither"] is None and out["reason"] and out["ours_over_slither"]["bytecode"] is None
+
+
+def test_eval_batches_benchmark_scores_alike_with_less_padding() -> None:
+    out = eval_batches.run(quick=True)["eval_batches"]
+    assert out["max_abs_diff"] < 1e-4  # the same features for every contract in either order
+    assert out["sorted_padded_positions"] < out["dataset_order_padded_positions"]
+    assert out["sorted_padded_positions"] >= out["opcodes"]  # a batch pads to its longest, never less
+    ratio = out["dataset_order_padded_positions"] / out["sorted_padded_positions"]
+    assert out["padding_ratio"] == pytest.approx(ratio, rel=0.02)
+    assert out["dataset_order_s"] > 0 and out["sorted_s"] > 0

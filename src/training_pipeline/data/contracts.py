@@ -432,6 +432,23 @@ class LengthBucketSampler(Sampler[list[int]]):
         return (len(self.lengths) + self.batch_size - 1) // self.batch_size
 
 
+class SortedBatchSampler(Sampler[list[int]]):
+    """Evaluation batches of similar length, shortest first: every row once, in the same order each time.
+    Only for models whose rows score the same alone or in any batch (padding masked): it changes the padding
+    computed, not a probability. Whole contracts of 200 to 24,576 opcodes in dataset order pad most batches
+    to their longest member."""
+
+    def __init__(self, lengths: Sequence[int], batch_size: int) -> None:
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        self.batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
 def make_loader(
     data: Dataset,
     batch_size: int,
@@ -441,8 +458,10 @@ def make_loader(
     train: bool = False,
     length_buckets: bool = False,
     distributed: bool = False,
+    sort_eval: bool = False,
 ) -> DataLoader:
-    """A loader; training batches group similar lengths (``data.lengths()``) unless running distributed."""
+    """A loader; training batches group similar lengths (``data.lengths()``) unless running distributed, and
+    with ``sort_eval`` so do evaluation batches (``SortedBatchSampler``)."""
     common = {
         "collate_fn": collate_fn,
         "num_workers": num_workers,
@@ -451,6 +470,8 @@ def make_loader(
     }
     if train and length_buckets and not distributed:
         return DataLoader(data, batch_sampler=LengthBucketSampler(data.lengths(), batch_size), **common)
+    if not train and sort_eval and not distributed:
+        return DataLoader(data, batch_sampler=SortedBatchSampler(data.lengths(), batch_size), **common)
     return DataLoader(data, batch_size=batch_size, shuffle=train, **common)
 
 
@@ -870,4 +891,5 @@ class ContractDataModule(SplitDataModule):
             train=train,
             length_buckets=self.length_buckets,
             distributed=self.trainer is not None and self.trainer.world_size > 1,
+            sort_eval=self.length_buckets,  # the bytecode detector: a contract scores the same in any batch
         )

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from training_pipeline.data.contracts import SortedBatchSampler
 from training_pipeline.data.featurizers import BytecodeFeaturizer, SourceFeaturizer, TransactionFeaturizer
 from training_pipeline.data.source import WindowBudgetSampler
 from training_pipeline.data.tx_csv import import_history
@@ -29,20 +30,19 @@ def _chunks(n: int, size: int) -> list[list[int]]:
 def predict_bytecode(
     model: Any, featurizer: BytecodeFeaturizer, items: Sequence[ScanInput], batch_size: int
 ) -> list[Output]:
-    """The bytecode detector's multi-label probabilities and predicted classes per contract."""
+    """The bytecode detector's multi-label probabilities and predicted classes per contract, in the order of
+    ``items``; batched by length (a contract scores the same in any batch, the padding computed shrinks)."""
     ids = [featurizer.encode(it.bytecode, source=it.name) for it in items]
-    names, out = list(model.class_names), []
-    for rows in _chunks(len(ids), batch_size):
+    names, out = list(model.class_names), [{}] * len(ids)
+    for rows in SortedBatchSampler([len(x) for x in ids], batch_size):
         with torch.no_grad():
             probs = model.predict_proba(featurizer.batch([ids[i] for i in rows])["input_ids"])
-        for p in probs:
-            out.append(
-                {
-                    "probs": _probs(names, p),
-                    "predicted": [c for c, q, t in zip(names, p, model.thresholds, strict=True) if q >= t],
-                    "top_lines": None,
-                }
-            )
+        for i, p in zip(rows, probs, strict=True):
+            out[i] = {
+                "probs": _probs(names, p),
+                "predicted": [c for c, q, t in zip(names, p, model.thresholds, strict=True) if q >= t],
+                "top_lines": None,
+            }
     return out
 
 
