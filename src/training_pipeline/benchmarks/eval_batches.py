@@ -4,8 +4,8 @@ scores the same contracts in both orders, and the padded positions each computes
 
 The contracts' lengths are drawn log-uniformly between 200 and 24,576 opcodes (``make train`` reads real
 contracts whole at evaluation: EIP-170's limit), in random order, as a validation split holds them; the time
-is the median of several passes after a warm-up. The probabilities of both orders are compared too: a
-contract scores the same in any batch.
+is the median of two passes after a warm-up. The pooled features of both orders are compared too: a contract
+scores the same in any batch.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ def predict_bytecode(
     """The bytecode detector's multi-label probabilities and predicted classes per contract, in the order of
     ``items``; batched by length (a contract scores the same in any batch, the padding computed shrinks)."""
     ids = [featurizer.encode(it.bytecode, source=it.name) for it in items]
-    names, out = list(model.class_names), [{}] * len(ids)
+    names, out = list(model.class_names), [{} for _ in ids]
     for rows in SortedBatchSampler([len(x) for x in ids], batch_size):
         with torch.no_grad():
             probs = model.predict_proba(featurizer.batch([ids[i] for i in rows])["input_ids"])
