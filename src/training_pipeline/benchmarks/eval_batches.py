@@ -15,21 +15,16 @@ import random
 import statistics
 import time
 
+import numpy as np
 import torch
 
 from training_pipeline.data.contracts import SortedBatchSampler
+from training_pipeline.data.featurizers import pad_sequences
 from training_pipeline.models.nets.cnn import BytecodeCNN
 
 
-def _batches(order: list[list[int]], contracts: list[torch.Tensor]) -> list[torch.Tensor]:
-    out = []
-    for idx in order:
-        width = max(len(contracts[i]) for i in idx)
-        batch = torch.zeros(len(idx), width, dtype=torch.long)  # pad id 0
-        for row, i in enumerate(idx):
-            batch[row, : len(contracts[i])] = contracts[i]
-        out.append(batch)
-    return out
+def _batches(order: list[list[int]], contracts: list[np.ndarray]) -> list[torch.Tensor]:
+    return [pad_sequences([contracts[i] for i in idx]) for idx in order]  # pad id 0, as the collate pads
 
 
 def _score(net: BytecodeCNN, batches: list[torch.Tensor], order: list[list[int]]) -> dict[int, torch.Tensor]:
@@ -47,7 +42,8 @@ def run(quick: bool = False) -> dict:
     rng = random.Random(0)
     lengths = [int(math.exp(rng.uniform(math.log(200), math.log(longest)))) for _ in range(n)]
     torch.manual_seed(0)
-    contracts = [torch.randint(1, 150, (k,)) for k in lengths]
+    ids = np.random.default_rng(0)
+    contracts = [ids.integers(1, 150, k) for k in lengths]
     net = BytecodeCNN(vocab_size=150, embed_dim=32, channels=96, depth=4, kernel_size=5, pooling="max").eval()
     orders = {
         "dataset_order": [list(range(i, min(i + batch_size, n))) for i in range(0, n, batch_size)],
