@@ -211,7 +211,7 @@ def label_mask(record: dict[str, Any]) -> list[float]:
 
 def label_columns(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Multi-hot labels, their assessed mask and per-entry loss weights (same shape; the weights default to
-    the mask), family index and record index, as tensors."""
+    the mask), family index, record index and (when the rows carry it) compiler era code, as tensors."""
     labels = torch.from_numpy(np.stack([b["labels"] for b in batch]))
     mask = (
         torch.from_numpy(np.stack([b["label_mask"] for b in batch]))
@@ -227,7 +227,7 @@ def label_columns(batch: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         "loss_weight": weight,
         "family": torch.tensor([b["family"] for b in batch], dtype=torch.long),
         "index": torch.tensor([b["index"] for b in batch], dtype=torch.long),
-    }
+    } | ({"era": torch.tensor([b["era"] for b in batch], dtype=torch.long)} if "era" in batch[0] else {})
 
 
 def _is_number(value: Any) -> bool:
@@ -297,6 +297,13 @@ def compiler_era(record: Mapping[str, Any]) -> str:
         return "unknown"
     major, minor = int(parts[0]), int(parts[1])
     return "0.4" if (major, minor) < (0, 4) else f"{major}.{minor}"
+
+
+def era_code(era: str) -> int:
+    """A compiler era (``compiler_era``'s ``0.5``, or a config's ``"0.5"``) as a number that sorts as the
+    eras do (0.5 → 5, 1.2 → 102); ``unknown`` (or anything else) → -1."""
+    major, _, minor = str(era).partition(".")
+    return 100 * int(major) + int(minor) if major.isdigit() and minor.isdigit() else -1
 
 
 def era_balance_factors(
@@ -843,7 +850,7 @@ class ContractDataModule(SplitDataModule):
     def split_labels(self, split: str) -> dict[str, np.ndarray]:
         """A split's label columns: ``labels`` and ``loss_weight`` (train: ``training_targets``; elsewhere
         the human labels and their mask), ``label_mask`` (human labels: what metrics use), ``family``,
-        ``index``."""
+        ``index``, ``era`` (``era_code`` of the record's compiler: era-group thresholds read it)."""
         idx = self.indices(split)
         mask = self.mask_matrix(split)
         labels, weight = self.train_targets if split == "train" else (self.label_matrix(split), mask)
@@ -853,6 +860,7 @@ class ContractDataModule(SplitDataModule):
             "loss_weight": weight,
             "family": self.family_index()[idx],
             "index": idx,
+            "era": np.array([era_code(compiler_era(self.records[i])) for i in idx], dtype=np.int64),
         }
 
     def family_index(self) -> np.ndarray:

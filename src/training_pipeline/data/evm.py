@@ -170,6 +170,25 @@ def strip_metadata(code: bytes) -> bytes:
 _strip = strip_metadata  # disassemble's parameter of the same name hides the function there
 
 
+def metadata_solc_version(code: bytes) -> str | None:
+    """The compiler release in solc's metadata tail (``0.5.17``; solc writes it since 0.5.9), or None: no
+    metadata, an older solc, or a nightly build (its version is text, not three bytes)."""
+    if len(code) < 3:
+        return None
+    size = int.from_bytes(code[-2:], "big")
+    cbor = code[-2 - size : -2]
+    if size == 0 or size + 2 > len(code) or not _is_solc_metadata(cbor):
+        return None
+    i = 1
+    for _ in range(cbor[0] - 0xA0):
+        key_end = _cbor_item_end(cbor, i)
+        end = _cbor_item_end(cbor, key_end)
+        if cbor[i + 1 : key_end] == b"solc" and cbor[key_end] == 0x43:  # a byte string of 3: the release
+            return ".".join(str(b) for b in cbor[key_end + 1 : end])
+        i = end
+    return None
+
+
 # -- disassembly ------------------------------------------------------------------------------------------
 def _scan(code: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Opcode byte of every instruction, and the byte offsets of the PUSH1..PUSH32 instructions."""

@@ -8,6 +8,8 @@ retrain with that budget would give. The result is a new run dir (the original i
         --max-flagged-share 0.1 --max-flag-rate none
     python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/f2 --beta 2 \\
         --max-flag-rate 0.01     # F2 instead of F1, under make train's own 1% budget
+    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/eras \\
+        --threshold-eras 0.5 --max-flag-rate 0.01   # + thresholds of their own for code of 0.5 or newer
     python src/eval.py experiment=real_world \\
         real_world.models.bytecode_detector=outputs/retune/share10/checkpoints/best.ckpt
 
@@ -33,6 +35,7 @@ from omegaconf import OmegaConf
 from training_pipeline.errors import ConfigError, DataError
 from training_pipeline.metrics.classification import check_threshold_beta, class_flag_budgets, flag_summary
 from training_pipeline.models.checkpoint import load_checkpoint
+from training_pipeline.models.contract_classifier import check_threshold_eras, row_thresholds
 from training_pipeline.utils.run import one_line, quiet_known_warnings, user_errors
 
 log = logging.getLogger(__name__)
@@ -87,7 +90,26 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="thresholds maximize F-beta (default: the model's own, 1 = F1; 2 favours recall)",
     )
+    p.add_argument(
+        "--threshold-eras",
+        type=_eras,
+        default=argparse.SUPPRESS,
+        help="thresholds of their own for code of these compiler eras and newer, e.g. 0.5 (none: one set); "
+        "default: the model's own",
+    )
     return p
+
+
+def _eras(text: str) -> list[str] | None:
+    """``--threshold-eras``: ``0.5`` or ``0.5,0.8`` (era groups), or none."""
+    if text.lower() in ("none", "null"):
+        return None
+    eras = [e.strip() for e in text.split(",")]
+    try:
+        check_threshold_eras(eras)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected ascending compiler eras, e.g. 0.5") from None
+    return eras
 
 
 def _beta(text: str) -> float:
@@ -114,8 +136,13 @@ def retune(
     model = load_checkpoint(cfg.model._target_, ckpt)
     if not hasattr(model, "thresholds") or "max_audited_flag_rate" not in model.hparams:
         raise ConfigError(f"{ckpt}: {type(model).__name__} has no tuned class thresholds to re-tune")
+    old = _tables(model)
     before = model.thresholds.clone()
     class_flag_budgets(budgets.get("max_audited_flag_rate"), model.class_names)  # a class it lacks: one line
+    if "threshold_eras" in budgets:
+        if not hasattr(model, "init_era_thresholds"):
+            raise ConfigError(f"{ckpt}: {type(model).__name__} has no era-group thresholds")
+        model.init_era_thresholds(budgets["threshold_eras"])
     model.hparams.update(budgets)
     datamodule = instantiate(cfg.data, _convert_="all")
     if getattr(model.hparams, "tokenizer_state", None):
@@ -127,7 +154,7 @@ def retune(
         enable_model_summary=False, inference_mode=False,  # no_grad as in fit: the aggregator's
     )  # fmt: skip                                         # temperature fit needs autograd
     trainer.validate(model, datamodule=datamodule, verbose=False)  # on_validation_epoch_end re-tunes
-    validation = _validation_effect(model.gathered.get("val") or {}, before, model.thresholds)
+    validation = _validation_effect(model.gathered.get("val") or {}, old, _tables(model))
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "checkpoints").mkdir(parents=True)
@@ -143,26 +170,46 @@ def retune(
             shutil.copy2(src, tmp / name)
     tmp.rename(out)  # all or nothing: a failure above leaves no half-written run dir at --out
     names = list(model.class_names)
-    return {
+    result = {
         "before": dict(zip(names, [round(float(t), 3) for t in before], strict=True)),
         "after": dict(zip(names, [round(float(t), 3) for t in model.thresholds], strict=True)),
         "validation": validation,
     }
+    if getattr(model, "era_thresholds", None) is not None:
+        result["after_by_era"] = {
+            f">= {era}": dict(zip(names, [round(float(t), 3) for t in row], strict=True))
+            for era, row in zip(model.hparams.threshold_eras, model.era_thresholds, strict=True)
+        }
+    return result
+
+
+Tables = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+def _tables(model: Any) -> Tables:
+    """A model's thresholds, era-group thresholds and era bounds (copies; None without era groups)."""
+    by_era, bounds = getattr(model, "era_thresholds", None), getattr(model, "era_bounds", None)
+    return (
+        model.thresholds.clone(),
+        None if by_era is None else by_era.clone(),
+        None if bounds is None else bounds.clone(),
+    )
 
 
 def _validation_effect(
-    val: dict[str, torch.Tensor], before: torch.Tensor, after: torch.Tensor
+    val: dict[str, torch.Tensor], before: Tables, after: Tables
 ) -> dict[str, dict[str, float | int]]:
-    """``flag_summary`` of the validation rows at the old and the new thresholds ({} without rows). The
-    contract models keep ``probs``/``targets``/``mask``; the aggregator ``class_probs``, ``labels`` and
-    ``label_mask``."""
+    """``flag_summary`` of the validation rows at the old and the new thresholds, each row at its era group's
+    ({} without rows). The contract models keep ``probs``/``targets``/``mask``/``era``; the aggregator
+    ``class_probs``, ``labels`` and ``label_mask``."""
     keys = ("class_probs", "labels", "label_mask") if "class_probs" in val else ("probs", "targets", "mask")
     probs, targets, mask = (val.get(k) for k in keys)
     if probs is None or targets is None:
         return {}
+    era = val.get("era")
     return {
-        "before": flag_summary(probs, targets, before.to(probs), mask),
-        "after": flag_summary(probs, targets, after.to(probs), mask),
+        name: flag_summary(probs, targets, row_thresholds(*tables, era, len(probs)).to(probs), mask)
+        for name, tables in (("before", before), ("after", after))
     }
 
 
@@ -177,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.beta is not None:
         budgets["threshold_beta"] = args.beta
+    if hasattr(args, "threshold_eras"):
+        budgets["threshold_eras"] = args.threshold_eras
     try:
         result = retune(args.run_dir, args.out, budgets, args.checkpoint)
     except user_errors() as exc:
@@ -185,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.out}: thresholds re-tuned with {budgets}")
     for name, old in result["before"].items():
         print(f"  {name:28s} {old:.2f} -> {result['after'][name]:.2f}")
+    for group, values in result.get("after_by_era", {}).items():
+        print(f"code of compiler {group}:")
+        for name, value in values.items():
+            print(f"  {name:28s} {value:.2f}")
     if result["validation"]:
         was, now = result["validation"]["before"], result["validation"]["after"]
         print(f"on validation ({now['rows']} labelled contracts, {now['audited_rows']} audited):")

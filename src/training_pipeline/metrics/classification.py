@@ -132,14 +132,9 @@ def tune_thresholds(
     audited = assessed.sum(1) == 0
     within = torch.ones_like(f1, dtype=torch.bool)
     if max_flag_rate is not None and audited.any():
-        rates = torch.stack([(probs[audited] >= t).float().mean(0) for t in grid])  # (T, C)
-        limit = max_flag_rate.to(rates) if isinstance(max_flag_rate, torch.Tensor) else max_flag_rate
-        within = rates <= limit
-        within[-1] |= ~within.any(0)  # nothing within budget: the grid's top
+        within = _within_budget(probs[audited], max_flag_rate)
     best = grid[torch.where(within, f1, torch.full_like(f1, -1.0)).argmax(0)]
-    positives = (targets * assessed).sum(0)
-    negatives = ((1 - targets) * assessed).sum(0)
-    enough = (positives >= min_count) & (negatives >= min_count)
+    enough = _enough_to_tune(targets, assessed, min_count)
     # an untuned class: the default, or the lowest threshold within budget if that is higher
     lowest_within = grid[within.float().argmax(0)]
     fallback = torch.maximum(torch.full_like(best, default), lowest_within)
@@ -147,6 +142,71 @@ def tune_thresholds(
     if max_flagged_share is not None and audited.any():
         tuned = spend_flag_budget(probs[audited], f1, enough, tuned, max_flagged_share)
     return tuned
+
+
+def _within_budget(audited_probs: torch.Tensor, max_flag_rate: float | torch.Tensor) -> torch.Tensor:
+    """(T, C): whether each grid threshold flags at most the budget's share of the audited rows, per class;
+    a class that no threshold keeps within budget gets the grid's top."""
+    grid = THRESHOLD_GRID.to(audited_probs.device)
+    rates = torch.stack([(audited_probs >= t).float().mean(0) for t in grid])  # (T, C)
+    limit = max_flag_rate.to(rates) if isinstance(max_flag_rate, torch.Tensor) else max_flag_rate
+    within = rates <= limit
+    within[-1] |= ~within.any(0)
+    return within
+
+
+def _enough_to_tune(targets: torch.Tensor, assessed: torch.Tensor, min_count: int) -> torch.Tensor:
+    """(C,): classes with at least ``min_count`` assessed positives and as many assessed negatives."""
+    positives = (targets * assessed).sum(0)
+    negatives = ((1 - targets) * assessed).sum(0)
+    return (positives >= min_count) & (negatives >= min_count)
+
+
+def era_groups(eras: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """Each row's era group: 0 below ``bounds[0]`` (and for an unknown era, code -1), g for eras at or above
+    ``bounds[g - 1]`` and below ``bounds[g]`` (``bounds``: ascending ``data.contracts.era_code`` values)."""
+    return torch.bucketize(eras, bounds.to(eras.device), right=True)
+
+
+def tune_era_thresholds(
+    probs: torch.Tensor,
+    targets: torch.Tensor,
+    eras: torch.Tensor,
+    bounds: torch.Tensor,
+    base: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    min_count: int = MIN_TUNING_COUNT,
+    max_flag_rate: float | torch.Tensor | None = None,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """(G, C) thresholds for code of the compiler eras at or above each of ``bounds`` (``era_groups``);
+    ``base`` (C,), tuned on every row (``tune_thresholds``), stays for older and unknown eras.
+
+    Real labelled contracts are nearly all of one era (CGT: 95% compiled by 0.4), and a model's probabilities
+    differ in level between eras. A group's class is tuned like ``tune_thresholds`` on the group's own rows
+    where they hold ``min_count`` assessed positives and negatives; where they do not (F1 cannot be measured
+    there), it takes the lowest threshold that keeps the false-alarm budget on the group's audited rows,
+    never above ``base``: the most flaws the budget allows, with no more false alarms than the budget on
+    that era's audited code. A group without audited rows, or without a budget, keeps ``base``."""
+    out = base.expand(len(bounds), -1).clone()
+    if max_flag_rate is None:
+        return out
+    assessed = torch.ones_like(targets) if mask is None else mask
+    audited = assessed.sum(1) == 0
+    groups = era_groups(eras, bounds)
+    grid = THRESHOLD_GRID.to(probs.device)
+    for g in range(1, len(bounds) + 1):
+        rows = groups == g
+        if not (rows & audited).any():
+            continue
+        lowest = grid[_within_budget(probs[rows & audited], max_flag_rate).float().argmax(0)]
+        own = tune_thresholds(
+            probs[rows], targets[rows], mask=assessed[rows], min_count=min_count,
+            max_flag_rate=max_flag_rate, beta=beta,
+        )  # fmt: skip
+        enough = _enough_to_tune(targets[rows], assessed[rows], min_count)
+        out[g - 1] = torch.where(enough, own, torch.minimum(base, lowest))
+    return out
 
 
 def spend_flag_budget(

@@ -22,7 +22,7 @@ from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import FlagBudget, check_threshold_beta
 from training_pipeline.metrics.localization import TOP_KS, hit_rates, line_scores, rank_lines
 from training_pipeline.models.base import OPTIM_KEYS, BaseModule
-from training_pipeline.models.contract_classifier import ContractClassifier, label_mask_of
+from training_pipeline.models.contract_classifier import ContractClassifier
 from training_pipeline.models.nets.transformer import (
     TOKEN_POOLINGS,
     WindowPooling,
@@ -199,6 +199,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         max_audited_flag_rate: FlagBudget = None,
         max_audited_flagged_share: float | None = None,
         threshold_beta: float = 1.0,
+        threshold_eras: list[str] | None = None,
         localize: bool = True,
         localization_top_k: int = 5,
         line_reduce: str = "sum",
@@ -279,11 +280,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         if not self.hparams.localize:
             return super().predict_step(batch, batch_idx)
         batch, logits, located = self._localized(batch)
-        probs = torch.sigmoid(logits[0])
-        out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
-        if "labels" in batch:
-            out |= {"targets": batch["labels"].float(), "mask": label_mask_of(batch)}
-        return out | {"top_lines": located}
+        return self.predict_outputs(batch, torch.sigmoid(logits[0])) | {"top_lines": located}
 
     def _localized(self, batch: dict[str, Any]) -> tuple[dict[str, Any], tuple, list[dict]]:
         """(batch, detached logits, ranked lines per contract); gradients on even in inference mode."""

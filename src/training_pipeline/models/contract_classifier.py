@@ -12,17 +12,20 @@ and the code analyzer are such subclasses, so they log the same metric names.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy
 
+from training_pipeline.data.contracts import era_code
 from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import (
     class_flag_budgets,
+    era_groups,
     evaluate_multilabel,
+    tune_era_thresholds,
     tune_thresholds,
 )
 from training_pipeline.models.base import BaseModule
@@ -39,6 +42,34 @@ SCALAR_METRICS = (
     "family_acc",
     "loss",
 )
+
+
+def check_threshold_eras(eras: Sequence[Any] | None) -> list[int]:
+    """``model.threshold_eras`` (``["0.5"]``) as ascending ``era_code`` values; a ConfigError naming it."""
+    if not eras:
+        return []
+    listed = isinstance(eras, Sequence) and not isinstance(eras, str)
+    codes = [era_code(str(e)) for e in eras] if listed else []
+    if not codes or min(codes) < 0 or codes != sorted(set(codes)):
+        raise ConfigError(
+            f"model.threshold_eras={eras!r}: expected ascending compiler eras as quoted strings, e.g. ['0.5']"
+        )
+    return codes
+
+
+def row_thresholds(
+    base: torch.Tensor,
+    by_era: torch.Tensor | None,
+    bounds: torch.Tensor | None,
+    eras: torch.Tensor | None,
+    n: int,
+) -> torch.Tensor:
+    """(n, C) thresholds of n rows: ``base`` (C,), or where era groups exist (``by_era`` (G, C) for the
+    groups at or above ``bounds``) and the rows' eras are known, each row's group's; era -1 (unknown) keeps
+    ``base``."""
+    if eras is None or by_era is None or bounds is None:
+        return base.expand(n, -1)
+    return torch.cat([base[None], by_era])[era_groups(eras.to(bounds.device), bounds)]
 
 
 def label_mask_of(batch: dict[str, Any]) -> torch.Tensor:
@@ -63,6 +94,7 @@ class ContractClassifier(BaseModule):
         class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names)  # names checked now
         self.register_buffer("pos_weight", torch.tensor(pos_weight or [1.0] * len(class_names)))
         self.register_buffer("thresholds", torch.full((len(class_names),), 0.5))
+        self.init_era_thresholds(self.hparams.get("threshold_eras"))
         self.metric_classes = [c for c in class_names if c in set(metric_classes or class_names)]
         if len(self.metric_classes) < 2:  # torchmetrics' multilabel metrics need two labels or more
             self.metric_classes = list(class_names)
@@ -75,6 +107,20 @@ class ContractClassifier(BaseModule):
         self.test_family_acc = MulticlassAccuracy(len(family_names), ignore_index=-100)
         self._family_seen: dict[str, int] = {}
         self.test_predictions: dict[str, Any] = {}
+
+    def init_era_thresholds(self, eras: Sequence[Any] | None) -> None:
+        """Thresholds per compiler-era group (``model.threshold_eras``, e.g. ``["0.5"]``: code compiled by 0.5
+        or newer gets its own; ``metrics.classification.tune_era_thresholds``), tuned with ``thresholds`` at
+        each validation end and saved with them. Without eras (the default) every row uses ``thresholds``."""
+        codes = check_threshold_eras(eras)
+        self.register_buffer("era_bounds", torch.tensor(codes) if codes else None, persistent=False)
+        by_era = self.thresholds.expand(len(codes), -1).clone() if codes else None
+        self.register_buffer("era_thresholds", by_era)
+
+    def thresholds_for(self, eras: torch.Tensor | None, n: int) -> torch.Tensor:
+        """(n, C) thresholds of n rows: ``thresholds``, or each row's era group's (``eras``: ``era_code`` per
+        row, -1 unknown, which keeps ``thresholds``) when the model has era groups."""
+        return row_thresholds(self.thresholds, self.era_thresholds, self.era_bounds, eras, n)
 
     # -- names the module logs (checked against optimized_metric before training) ---------------------
     @staticmethod
@@ -124,11 +170,18 @@ class ContractClassifier(BaseModule):
             "targets": batch["labels"].float(),
             "mask": label_mask_of(batch),
             "index": batch["index"],
-        }
+        } | ({"era": batch["era"]} if "era" in batch else {})
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.sigmoid(self._logits(batch)[0])
-        out = {"probs": probs, "predicted": probs >= self.thresholds, "index": batch["index"]}
+        return self.predict_outputs(batch, probs)
+
+    def predict_outputs(self, batch: dict[str, Any], probs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``predict_step``'s dict: probabilities, flags at each row's thresholds, index, era, truth."""
+        era = batch.get("era")
+        predicted = probs >= self.thresholds_for(era, len(probs))
+        out = {"probs": probs, "predicted": predicted, "index": batch["index"]}
+        out |= {"era": era} if era is not None else {}
         if "labels" in batch:
             out |= {"targets": batch["labels"].float(), "mask": label_mask_of(batch)}
         return out
@@ -166,10 +219,21 @@ class ContractClassifier(BaseModule):
             max_flagged_share=self.hparams.get("max_audited_flagged_share"),
             beta=self.hparams.get("threshold_beta", 1.0),  # a checkpoint from before it: F1
         )
-        values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, tuned, mask)["val/f1_macro"]
+        era = d.get("era")
+        by_era = None
+        if self.era_bounds is not None and era is not None:
+            by_era = tune_era_thresholds(
+                probs, targets, era, self.era_bounds, tuned, mask=mask,
+                max_flag_rate=class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
+                beta=self.hparams.get("threshold_beta", 1.0),
+            )  # fmt: skip
+        rows = row_thresholds(tuned, by_era, self.era_bounds, era, len(probs))
+        values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, rows, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))
         if not self.trainer.sanity_checking:
             self.thresholds.copy_(tuned)  # saved with the checkpoint taken after this epoch
+            if by_era is not None:
+                self.era_thresholds.copy_(by_era)
         self.log("val/f1_macro", values.pop("val/f1_macro"), prog_bar=True)
         self.log_dict(values)
 
@@ -178,7 +242,8 @@ class ContractClassifier(BaseModule):
         d = self.gather("test")
         if not d:
             return {}
-        values = self._epoch_metrics("test", d["probs"], d["targets"], self.thresholds, d.get("mask"))
+        thresholds = self.thresholds_for(d.get("era"), len(d["probs"]))
+        values = self._epoch_metrics("test", d["probs"], d["targets"], thresholds, d.get("mask"))
         values.update(self._family_metric("test", self.test_family_acc))
         self.test_predictions = {k: v.cpu() for k, v in d.items()}
         return values
@@ -190,7 +255,7 @@ class ContractClassifier(BaseModule):
     def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
         """One record per contract: id, every class's probability, predicted and (when known) true labels;
         ``unassessed`` lists the classes whose truth is unknown (masked), absent when every class was."""
-        thresholds = self.thresholds.cpu()
+        thresholds = self.thresholds_for(outputs.get("era"), len(outputs["probs"])).cpu()
         targets, mask = outputs.get("targets"), outputs.get("mask")
         fields = getattr(datamodule, "prediction_fields", None)  # e.g. the bytecode's compile variant
         for row, i in enumerate(outputs["index"].tolist()):
@@ -198,7 +263,9 @@ class ContractClassifier(BaseModule):
             rec = {
                 "id": datamodule.records[i]["id"],
                 "probs": {c: round(float(v), 5) for c, v in zip(self.class_names, p, strict=True)},
-                "predicted": [c for c, v, t in zip(self.class_names, p, thresholds, strict=True) if v >= t],
+                "predicted": [
+                    c for c, v, t in zip(self.class_names, p, thresholds[row], strict=True) if v >= t
+                ],
             }
             if targets is not None:
                 rec["labels"] = [c for c, v in zip(self.class_names, targets[row], strict=True) if v > 0.5]

@@ -250,7 +250,8 @@ def _inputs(records: Mapping[str, Mapping[str, Any]], condition: str, source: bo
     items = []
     for rid, r in records.items():
         code = bytecode_of(r, condition) if condition != "source" else None
-        items.append(ScanInput(rid, source_code=r.get("source_code") if source else None, bytecode=code))
+        text = r.get("source_code") if source else None
+        items.append(ScanInput(rid, source_code=text, bytecode=code, compiler=r.get("compiler_version")))
     return items
 
 

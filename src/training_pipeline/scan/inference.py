@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from training_pipeline.data.contracts import SortedBatchSampler
+from training_pipeline.data.contracts import SortedBatchSampler, compiler_era, era_code
+from training_pipeline.data.evm import metadata_solc_version, parse_hex
 from training_pipeline.data.featurizers import BytecodeFeaturizer, SourceFeaturizer, TransactionFeaturizer
 from training_pipeline.data.source import WindowBudgetSampler
 from training_pipeline.data.tx_csv import import_history
@@ -27,6 +28,22 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, n))) for start in range(0, n, size)]
 
 
+def item_thresholds(model: Any, items: Sequence[ScanInput]) -> torch.Tensor:
+    """(len(items), C): each input's class thresholds. A model with era groups (``model.threshold_eras``) uses
+    the group of the input's compiler: the release it was compiled with, else the one in its bytecode's
+    metadata; neither known (solc before 0.5.9, stripped metadata) → the model's main thresholds."""
+    eras = None
+    if getattr(model, "era_bounds", None) is not None:
+        eras = torch.tensor([era_code(compiler_era({"compiler_version": _compiler_of(it)})) for it in items])
+    return model.thresholds_for(eras, len(items))
+
+
+def _compiler_of(item: ScanInput) -> str | None:
+    if item.compiler or not item.bytecode:
+        return item.compiler
+    return metadata_solc_version(parse_hex(item.bytecode, item.name))
+
+
 def predict_bytecode(
     model: Any, featurizer: BytecodeFeaturizer, items: Sequence[ScanInput], batch_size: int
 ) -> list[Output]:
@@ -34,13 +51,14 @@ def predict_bytecode(
     ``items``; batched by length (a contract scores the same in any batch, the padding computed shrinks)."""
     ids = [featurizer.encode(it.bytecode, source=it.name) for it in items]
     names, out = list(model.class_names), [{} for _ in ids]
+    thresholds = item_thresholds(model, items)
     for rows in SortedBatchSampler([len(x) for x in ids], batch_size):
         with torch.no_grad():
             probs = model.predict_proba(featurizer.batch([ids[i] for i in rows])["input_ids"])
         for i, p in zip(rows, probs, strict=True):
             out[i] = {
                 "probs": _probs(names, p),
-                "predicted": [c for c, q, t in zip(names, p, model.thresholds, strict=True) if q >= t],
+                "predicted": [c for c, q, t in zip(names, p, thresholds[i], strict=True) if q >= t],
                 "top_lines": None,
             }
     return out
@@ -56,7 +74,7 @@ def predict_source(
     for each predicted class (and the likeliest one)."""
     ids, lines = featurizer.tokenize([it.source_code for it in items])
     windows = [featurizer.windows(i, ln) for i, ln in zip(ids, lines, strict=True)]
-    names = list(model.class_names)
+    names, thresholds = list(model.class_names), item_thresholds(model, items)
     sampler = WindowBudgetSampler(
         [len(w) for w, _ in windows], batch_size, featurizer.window.max_batch_windows, shuffle=False
     )
@@ -74,9 +92,7 @@ def predict_source(
         for row, i in enumerate(rows):
             out[i] = {
                 "probs": _probs(names, probs[row]),
-                "predicted": [
-                    c for c, p, t in zip(names, probs[row], model.thresholds, strict=True) if p >= t
-                ],
+                "predicted": [c for c, p, t in zip(names, probs[row], thresholds[i], strict=True) if p >= t],
                 "top_lines": located[row],
             }
     return [out[i] for i in range(len(items))]

@@ -200,7 +200,10 @@ def read_contract_file(path: str | Path, solc: str | None = None) -> list[ScanIn
     items = []
     for r in read_records(path):
         item = ScanInput(
-            name=f"{path}#{r['id']}", source_code=r.get("source_code"), bytecode=r.get("bytecode")
+            name=f"{path}#{r['id']}",
+            source_code=r.get("source_code"),
+            bytecode=r.get("bytecode"),
+            compiler=r.get("compiler_version"),
         )
         if item.bytecode is None and item.source_code:
             item.bytecode, item.compiler = compile_source(
