@@ -123,6 +123,20 @@ def test_the_compiler_release_is_read_from_the_metadata_when_solc_wrote_it() -> 
     assert metadata_solc_version(b"") is None
 
 
+def test_a_package_keeps_the_era_thresholds(tmp_path: Path) -> None:
+    from training_pipeline.deploy.package import load_component, write_component
+
+    model = tiny_detector()
+    model.init_era_thresholds(["0.5"])
+    model.era_thresholds.copy_(torch.linspace(0.05, 0.45, len(model.class_names))[None])
+    write_component(model, None, tmp_path / "detector")
+    loaded, _ = load_component(tmp_path / "detector")
+    assert torch.equal(loaded.era_thresholds, model.era_thresholds)
+    assert torch.equal(loaded.era_bounds, torch.tensor([era_code("0.5")]))
+    summary = json.loads((tmp_path / "detector" / "model.json").read_text())["summary"]
+    assert summary["era_thresholds"][0] == pytest.approx(model.era_thresholds[0].tolist())
+
+
 def test_the_scanner_applies_the_thresholds_of_each_inputs_era() -> None:
     from training_pipeline.data.featurizers import BytecodeFeaturizer
     from training_pipeline.scan.inference import predict_bytecode

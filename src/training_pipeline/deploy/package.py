@@ -206,7 +206,7 @@ def _summary(module: LightningModule) -> dict[str, Any]:
         if key in module.hparams:
             out[key] = plain(module.hparams[key])
     buffers = dict(module.named_buffers())
-    for key in ("thresholds", "temperature", "history_threshold", "tx_threshold"):
+    for key in ("thresholds", "era_thresholds", "temperature", "history_threshold", "tx_threshold"):
         if key in buffers:
             out[key] = plain(buffers[key])
     if isinstance(module, Aggregator):

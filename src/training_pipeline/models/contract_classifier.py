@@ -113,6 +113,7 @@ class ContractClassifier(BaseModule):
         or newer gets its own; ``metrics.classification.tune_era_thresholds``), tuned with ``thresholds`` at
         each validation end and saved with them. Without eras (the default) every row uses ``thresholds``."""
         codes = check_threshold_eras(eras)
+        self.hparams["threshold_eras"] = [str(e) for e in eras] if codes else None  # what rebuilds them
         self.register_buffer("era_bounds", torch.tensor(codes) if codes else None, persistent=False)
         by_era = self.thresholds.expand(len(codes), -1).clone() if codes else None
         self.register_buffer("era_thresholds", by_era)
