@@ -73,6 +73,17 @@ def test_without_a_budget_or_audited_code_of_the_era_the_main_thresholds_stay() 
     assert torch.equal(new, base)  # labelled 0.8 rows but no audited ones: nothing to set a threshold by
 
 
+def test_a_class_without_a_budget_keeps_its_main_threshold_in_every_era() -> None:
+    d = stack(*labelled_old_era(), rows(30, [0.1, 0.1], None, NEW))
+    budget = torch.tensor([0.01, float("inf")])  # class_flag_budgets({"class0": 0.01}): class 1 has none
+    base = tune_thresholds(d["probs"], d["targets"], mask=d["mask"], max_flag_rate=budget)
+    bounds = torch.tensor([era_code("0.5")])
+    new = tune_era_thresholds(
+        d["probs"], d["targets"], d["era"], bounds, base, d["mask"], max_flag_rate=budget
+    )[0]
+    assert new[0] == pytest.approx(0.15) and new[1] == base[1]  # not the grid's bottom: nothing bounds it
+
+
 def test_a_newer_era_with_enough_labelled_rows_is_tuned_on_them() -> None:
     new_era = [
         rows(10, [0.4, 0.4], [1.0, 1.0], NEW),

@@ -187,10 +187,12 @@ def tune_era_thresholds(
     where they hold ``min_count`` assessed positives and negatives; where they do not (F1 cannot be measured
     there), it takes the lowest threshold that keeps the false-alarm budget on the group's audited rows,
     never above ``base``: the most flaws the budget allows, with no more false alarms than the budget on
-    that era's audited code. A group without audited rows, or without a budget, keeps ``base``."""
+    that era's audited code. A group without audited rows, or a class without a budget, keeps ``base``."""
     out = base.expand(len(bounds), -1).clone()
     if max_flag_rate is None:
         return out
+    limit = torch.as_tensor(max_flag_rate, dtype=probs.dtype, device=probs.device).expand_as(base)
+    budgeted = torch.isfinite(limit)  # class_flag_budgets: inf where a mapping gives a class no budget
     assessed = torch.ones_like(targets) if mask is None else mask
     audited = assessed.sum(1) == 0
     groups = era_groups(eras, bounds)
@@ -205,7 +207,8 @@ def tune_era_thresholds(
             max_flag_rate=max_flag_rate, beta=beta,
         )  # fmt: skip
         enough = _enough_to_tune(targets[rows], assessed[rows], min_count)
-        out[g - 1] = torch.where(enough, own, torch.minimum(base, lowest))
+        lowered = torch.where(budgeted, torch.minimum(base, lowest), base)
+        out[g - 1] = torch.where(enough, own, lowered)
     return out
 
 
