@@ -115,3 +115,7 @@ def test_retuning_thresholds_writes_a_new_run_dir_and_leaves_the_original(
     assert len(err) == 1 and "already exists" in err[0]
     assert main([str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+    capsys.readouterr()
+    assert main([str(run), "--out", str(tmp_path / "capped"), "--era-max-flags", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()  # a cap needs era groups, which this model lacks
+    assert len(err) == 1 and "threshold_eras" in err[0] and not (tmp_path / "capped").exists()

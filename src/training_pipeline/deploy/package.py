@@ -202,7 +202,15 @@ def _summary(module: LightningModule) -> dict[str, Any]:
     """Label maps, tuned thresholds, calibration and risk levels, readable without loading the weights (the
     weights file carries the same values as buffers)."""
     out: dict[str, Any] = {}
-    for key in ("class_names", "family_names", "view_names", "risk_levels", "target"):
+    for key in (
+        "class_names",
+        "family_names",
+        "view_names",
+        "risk_levels",
+        "target",
+        "threshold_eras",
+        "era_max_flags",
+    ):
         if key in module.hparams:
             out[key] = plain(module.hparams[key])
     buffers = dict(module.named_buffers())

@@ -10,6 +10,8 @@ retrain with that budget would give. The result is a new run dir (the original i
         --max-flag-rate 0.01     # F2 instead of F1, under make train's own 1% budget
     python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/eras \\
         --threshold-eras 0.5 --max-flag-rate 0.01   # + thresholds of their own for code of 0.5 or newer
+    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/cap1 \
+        --era-max-flags 1 --max-flag-rate 0.01       # + at most one class flagged per contract of those eras
     python src/eval.py experiment=real_world \\
         real_world.models.bytecode_detector=outputs/retune/share10/checkpoints/best.ckpt
 
@@ -97,7 +99,23 @@ def parser() -> argparse.ArgumentParser:
         help="thresholds of their own for code of these compiler eras and newer, e.g. 0.5 (none: one set); "
         "default: the model's own",
     )
+    p.add_argument(
+        "--era-max-flags",
+        type=_max_flags,
+        default=argparse.SUPPRESS,
+        help="at most this many classes flagged per contract of the threshold eras (none: no cap); "
+        "default: the model's own",
+    )
     return p
+
+
+def _max_flags(text: str) -> int | None:
+    """``--era-max-flags``: an integer >= 1, or none."""
+    if text.lower() in ("none", "null"):
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1 or none")
+    return int(text)
 
 
 def _eras(text: str) -> list[str] | None:
@@ -139,10 +157,11 @@ def retune(
     old = _tables(model)
     before = model.thresholds.clone()
     class_flag_budgets(budgets.get("max_audited_flag_rate"), model.class_names)  # a class it lacks: one line
-    if "threshold_eras" in budgets:
+    if {"threshold_eras", "era_max_flags"} & set(budgets):
         if not hasattr(model, "init_era_thresholds"):
             raise ConfigError(f"{ckpt}: {type(model).__name__} has no era-group thresholds")
-        model.init_era_thresholds(budgets["threshold_eras"])
+        model.hparams["era_max_flags"] = budgets.get("era_max_flags", model.hparams.get("era_max_flags"))
+        model.init_era_thresholds(budgets.get("threshold_eras", model.hparams.get("threshold_eras")))
     model.hparams.update(budgets)
     datamodule = instantiate(cfg.data, _convert_="all")
     if getattr(model.hparams, "tokenizer_state", None):
@@ -180,19 +199,22 @@ def retune(
             f">= {era}": dict(zip(names, [round(float(t), 3) for t in row], strict=True))
             for era, row in zip(model.hparams.threshold_eras, model.era_thresholds, strict=True)
         }
+        result["era_max_flags"] = model.hparams.get("era_max_flags")
     return result
 
 
-Tables = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+Tables = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, int | None]
 
 
 def _tables(model: Any) -> Tables:
-    """A model's thresholds, era-group thresholds and era bounds (copies; None without era groups)."""
+    """A model's thresholds, era-group thresholds and era bounds (copies; None without era groups), and its
+    cap on flags per contract of those eras."""
     by_era, bounds = getattr(model, "era_thresholds", None), getattr(model, "era_bounds", None)
     return (
         model.thresholds.clone(),
         None if by_era is None else by_era.clone(),
         None if bounds is None else bounds.clone(),
+        model.hparams.get("era_max_flags"),
     )
 
 
@@ -208,8 +230,8 @@ def _validation_effect(
         return {}
     era = val.get("era")
     return {
-        name: flag_summary(probs, targets, row_thresholds(*tables, era, len(probs)).to(probs), mask)
-        for name, tables in (("before", before), ("after", after))
+        name: flag_summary(probs, targets, row_thresholds(t, g, b, era, len(probs), probs, k).to(probs), mask)
+        for name, (t, g, b, k) in (("before", before), ("after", after))
     }
 
 
@@ -224,8 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if args.beta is not None:
         budgets["threshold_beta"] = args.beta
-    if hasattr(args, "threshold_eras"):
-        budgets["threshold_eras"] = args.threshold_eras
+    for key in ("threshold_eras", "era_max_flags"):
+        if hasattr(args, key):
+            budgets[key] = getattr(args, key)
     try:
         result = retune(args.run_dir, args.out, budgets, args.checkpoint)
     except user_errors() as exc:
@@ -235,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, old in result["before"].items():
         print(f"  {name:28s} {old:.2f} -> {result['after'][name]:.2f}")
     for group, values in result.get("after_by_era", {}).items():
-        print(f"code of compiler {group}:")
+        cap = result.get("era_max_flags")
+        print(f"code of compiler {group}" + (f" (at most {cap} flagged per contract):" if cap else ":"))
         for name, value in values.items():
             print(f"  {name:28s} {value:.2f}")
     if result["validation"]:

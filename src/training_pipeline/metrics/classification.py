@@ -168,6 +168,24 @@ def era_groups(eras: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(eras, bounds.to(eras.device), right=True)
 
 
+def cap_flags(probs: torch.Tensor, thresholds: torch.Tensor, capped: torch.Tensor, k: int) -> torch.Tensor:
+    """(n, C) thresholds under which each ``capped`` row (bool (n,)) flags at most ``k`` classes: the ones
+    furthest above their thresholds in log-odds keep them (a tie: the lower class index), the row's other
+    classes get +inf. Other rows keep ``thresholds``. A contract of code where real contracts nearly always
+    carry one class names its likeliest one rather than several."""
+    out = thresholds.expand_as(probs).clone()
+    if not capped.any():
+        return out
+    eps = 1e-6
+    margin = torch.logit(probs.clamp(eps, 1 - eps)) - torch.logit(out.clamp(eps, 1 - eps))
+    flagged = probs >= out
+    order = margin.masked_fill(~flagged, -torch.inf).argsort(dim=1, descending=True, stable=True)
+    places = torch.arange(probs.shape[1], device=probs.device).expand_as(order)
+    rank = torch.empty_like(order).scatter_(1, order, places)  # each class's place in its row's order
+    out[capped[:, None] & flagged & (rank >= k)] = torch.inf
+    return out
+
+
 def tune_era_thresholds(
     probs: torch.Tensor,
     targets: torch.Tensor,

@@ -52,6 +52,7 @@ class BytecodeDetector(ContractClassifier):
         max_audited_flagged_share: float | None = None,
         threshold_beta: float = 1.0,
         threshold_eras: list[str] | None = None,
+        era_max_flags: int | None = None,
         encoder_ckpt: str | None = None,
         variant_consistency: float = 0.0,
         optimizer: Callable[..., torch.optim.Optimizer] | None = None,

@@ -200,6 +200,7 @@ class CodeAnalyzer(TokenizerCarrier, ContractClassifier):
         max_audited_flagged_share: float | None = None,
         threshold_beta: float = 1.0,
         threshold_eras: list[str] | None = None,
+        era_max_flags: int | None = None,
         localize: bool = True,
         localization_top_k: int = 5,
         line_reduce: str = "sum",

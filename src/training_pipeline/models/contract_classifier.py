@@ -22,6 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from training_pipeline.data.contracts import era_code
 from training_pipeline.errors import ConfigError
 from training_pipeline.metrics.classification import (
+    cap_flags,
     class_flag_budgets,
     era_groups,
     evaluate_multilabel,
@@ -57,19 +58,40 @@ def check_threshold_eras(eras: Sequence[Any] | None) -> list[int]:
     return codes
 
 
+def check_era_max_flags(k: Any, eras: Sequence[Any] | None) -> int | None:
+    """``model.era_max_flags``: None, or an int >= 1 with ``model.threshold_eras`` set (it caps the classes
+    flagged on code of those eras); a ConfigError naming it."""
+    if k is None:
+        return None
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"model.era_max_flags={k!r}: expected an integer >= 1 or null")
+    if not eras:
+        raise ConfigError(
+            f"model.era_max_flags={k}: caps flags on code of model.threshold_eras, which is not set"
+        )
+    return k
+
+
 def row_thresholds(
     base: torch.Tensor,
     by_era: torch.Tensor | None,
     bounds: torch.Tensor | None,
     eras: torch.Tensor | None,
     n: int,
+    probs: torch.Tensor | None = None,
+    max_flags: int | None = None,
 ) -> torch.Tensor:
     """(n, C) thresholds of n rows: ``base`` (C,), or where era groups exist (``by_era`` (G, C) for the
     groups at or above ``bounds``) and the rows' eras are known, each row's group's; era -1 (unknown) keeps
-    ``base``."""
+    ``base``. With ``max_flags`` and the rows' ``probs``, a row of an era group flags at most ``max_flags``
+    classes (``cap_flags``; the others' thresholds are +inf)."""
     if eras is None or by_era is None or bounds is None:
         return base.expand(n, -1)
-    return torch.cat([base[None], by_era])[era_groups(eras.to(bounds.device), bounds)]
+    groups = era_groups(eras.to(bounds.device), bounds)
+    rows = torch.cat([base[None], by_era])[groups]
+    if max_flags is None or probs is None:
+        return rows
+    return cap_flags(probs.to(rows), rows, groups > 0, max_flags)
 
 
 def label_mask_of(batch: dict[str, Any]) -> torch.Tensor:
@@ -114,14 +136,21 @@ class ContractClassifier(BaseModule):
         each validation end and saved with them. Without eras (the default) every row uses ``thresholds``."""
         codes = check_threshold_eras(eras)
         self.hparams["threshold_eras"] = [str(e) for e in eras] if codes else None  # what rebuilds them
+        check_era_max_flags(self.hparams.get("era_max_flags"), self.hparams["threshold_eras"])
         self.register_buffer("era_bounds", torch.tensor(codes) if codes else None, persistent=False)
         by_era = self.thresholds.expand(len(codes), -1).clone() if codes else None
         self.register_buffer("era_thresholds", by_era)
 
-    def thresholds_for(self, eras: torch.Tensor | None, n: int) -> torch.Tensor:
+    def thresholds_for(
+        self, eras: torch.Tensor | None, n: int, probs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(n, C) thresholds of n rows: ``thresholds``, or each row's era group's (``eras``: ``era_code`` per
-        row, -1 unknown, which keeps ``thresholds``) when the model has era groups."""
-        return row_thresholds(self.thresholds, self.era_thresholds, self.era_bounds, eras, n)
+        row, -1 unknown, which keeps ``thresholds``) when the model has era groups; given the rows' ``probs``,
+        capped to ``model.era_max_flags`` flags per row of an era group."""
+        return row_thresholds(
+            self.thresholds, self.era_thresholds, self.era_bounds, eras, n, probs,
+            self.hparams.get("era_max_flags"),
+        )  # fmt: skip
 
     # -- names the module logs (checked against optimized_metric before training) ---------------------
     @staticmethod
@@ -180,7 +209,7 @@ class ContractClassifier(BaseModule):
     def predict_outputs(self, batch: dict[str, Any], probs: torch.Tensor) -> dict[str, torch.Tensor]:
         """``predict_step``'s dict: probabilities, flags at each row's thresholds, index, era, truth."""
         era = batch.get("era")
-        predicted = probs >= self.thresholds_for(era, len(probs))
+        predicted = probs >= self.thresholds_for(era, len(probs), probs)
         out = {"probs": probs, "predicted": predicted, "index": batch["index"]}
         out |= {"era": era} if era is not None else {}
         if "labels" in batch:
@@ -228,7 +257,9 @@ class ContractClassifier(BaseModule):
                 max_flag_rate=class_flag_budgets(self.hparams.get("max_audited_flag_rate"), self.class_names),
                 beta=self.hparams.get("threshold_beta", 1.0),
             )  # fmt: skip
-        rows = row_thresholds(tuned, by_era, self.era_bounds, era, len(probs))
+        rows = row_thresholds(
+            tuned, by_era, self.era_bounds, era, len(probs), probs, self.hparams.get("era_max_flags")
+        )
         values["val/f1_macro_tuned"] = self._epoch_metrics("val", probs, targets, rows, mask)["val/f1_macro"]
         values.update(self._family_metric("val", self.val_family_acc))
         if not self.trainer.sanity_checking:
@@ -243,7 +274,7 @@ class ContractClassifier(BaseModule):
         d = self.gather("test")
         if not d:
             return {}
-        thresholds = self.thresholds_for(d.get("era"), len(d["probs"]))
+        thresholds = self.thresholds_for(d.get("era"), len(d["probs"]), d["probs"])
         values = self._epoch_metrics("test", d["probs"], d["targets"], thresholds, d.get("mask"))
         values.update(self._family_metric("test", self.test_family_acc))
         self.test_predictions = {k: v.cpu() for k, v in d.items()}
@@ -256,7 +287,7 @@ class ContractClassifier(BaseModule):
     def prediction_rows(self, outputs: dict[str, Any], datamodule: Any) -> Iterator[dict[str, Any]]:
         """One record per contract: id, every class's probability, predicted and (when known) true labels;
         ``unassessed`` lists the classes whose truth is unknown (masked), absent when every class was."""
-        thresholds = self.thresholds_for(outputs.get("era"), len(outputs["probs"])).cpu()
+        thresholds = self.thresholds_for(outputs.get("era"), len(outputs["probs"]), outputs["probs"]).cpu()
         targets, mask = outputs.get("targets"), outputs.get("mask")
         fields = getattr(datamodule, "prediction_fields", None)  # e.g. the bytecode's compile variant
         for row, i in enumerate(outputs["index"].tolist()):

@@ -28,14 +28,21 @@ def _chunks(n: int, size: int) -> list[list[int]]:
     return [list(range(start, min(start + size, n))) for start in range(0, n, size)]
 
 
-def item_thresholds(model: Any, items: Sequence[ScanInput]) -> torch.Tensor:
-    """(len(items), C): each input's class thresholds. A model with era groups (``model.threshold_eras``) uses
-    the group of the input's compiler: the release it was compiled with, else the one in its bytecode's
-    metadata; neither known (solc before 0.5.9, stripped metadata) → the model's main thresholds."""
-    eras = None
-    if getattr(model, "era_bounds", None) is not None:
-        eras = torch.tensor([era_code(compiler_era({"compiler_version": _compiler_of(it)})) for it in items])
-    return model.thresholds_for(eras, len(items))
+def item_eras(model: Any, items: Sequence[ScanInput]) -> torch.Tensor | None:
+    """Each input's ``era_code`` where the model has era groups (``model.threshold_eras``), else None: the
+    release it was compiled with, else the one in its bytecode's metadata; neither known (solc before 0.5.9,
+    stripped metadata) → -1, which keeps the model's main thresholds."""
+    if getattr(model, "era_bounds", None) is None:
+        return None
+    return torch.tensor([era_code(compiler_era({"compiler_version": _compiler_of(it)})) for it in items])
+
+
+def batch_thresholds(
+    model: Any, eras: torch.Tensor | None, rows: Sequence[int], probs: torch.Tensor
+) -> torch.Tensor:
+    """(len(rows), C): the class thresholds of a batch's inputs (``rows`` of ``item_eras``), each at its era
+    group's and under the model's cap on flags per contract of those eras (``model.era_max_flags``)."""
+    return model.thresholds_for(None if eras is None else eras[list(rows)], len(rows), probs)
 
 
 def _compiler_of(item: ScanInput) -> str | None:
@@ -51,14 +58,15 @@ def predict_bytecode(
     ``items``; batched by length (a contract scores the same in any batch, the padding computed shrinks)."""
     ids = [featurizer.encode(it.bytecode, source=it.name) for it in items]
     names, out = list(model.class_names), [{} for _ in ids]
-    thresholds = item_thresholds(model, items)
+    eras = item_eras(model, items)
     for rows in SortedBatchSampler([len(x) for x in ids], batch_size):
         with torch.no_grad():
             probs = model.predict_proba(featurizer.batch([ids[i] for i in rows])["input_ids"])
-        for i, p in zip(rows, probs, strict=True):
+        thresholds = batch_thresholds(model, eras, rows, probs)
+        for i, p, t in zip(rows, probs, thresholds, strict=True):
             out[i] = {
                 "probs": _probs(names, p),
-                "predicted": [c for c, q, t in zip(names, p, thresholds[i], strict=True) if q >= t],
+                "predicted": [c for c, q, u in zip(names, p, t, strict=True) if q >= u],
                 "top_lines": None,
             }
     return out
@@ -74,7 +82,7 @@ def predict_source(
     for each predicted class (and the likeliest one)."""
     ids, lines = featurizer.tokenize([it.source_code for it in items])
     windows = [featurizer.windows(i, ln) for i, ln in zip(ids, lines, strict=True)]
-    names, thresholds = list(model.class_names), item_thresholds(model, items)
+    names, eras = list(model.class_names), item_eras(model, items)
     sampler = WindowBudgetSampler(
         [len(w) for w, _ in windows], batch_size, featurizer.window.max_batch_windows, shuffle=False
     )
@@ -89,10 +97,13 @@ def predict_source(
             probs = torch.sigmoid(logits.detach())
             batch["labels"] = F.one_hot(probs.argmax(1), len(names)).float()  # also rank the likeliest class
             located = model.locate(batch, embeds, logits)
+        thresholds = batch_thresholds(model, eras, rows, probs)
         for row, i in enumerate(rows):
             out[i] = {
                 "probs": _probs(names, probs[row]),
-                "predicted": [c for c, p, t in zip(names, probs[row], thresholds[i], strict=True) if p >= t],
+                "predicted": [
+                    c for c, p, t in zip(names, probs[row], thresholds[row], strict=True) if p >= t
+                ],
                 "top_lines": located[row],
             }
     return [out[i] for i in range(len(items))]
