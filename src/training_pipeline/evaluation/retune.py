@@ -10,7 +10,7 @@ retrain with that budget would give. The result is a new run dir (the original i
         --max-flag-rate 0.01     # F2 instead of F1, under make train's own 1% budget
     python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/eras \\
         --threshold-eras 0.5 --max-flag-rate 0.01   # + thresholds of their own for code of 0.5 or newer
-    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/cap1 \
+    python scripts/retune_thresholds.py outputs/train/runs/<run> --out outputs/retune/cap1 \\
         --era-max-flags 1 --max-flag-rate 0.01       # + at most one class flagged per contract of those eras
     python src/eval.py experiment=real_world \\
         real_world.models.bytecode_detector=outputs/retune/share10/checkpoints/best.ckpt
