@@ -105,3 +105,19 @@ def test_the_scanner_and_a_package_keep_the_cap(tmp_path: Path) -> None:
     for m in (model, loaded):
         flagged = [len(out["predicted"]) for out in predict_bytecode(m, BytecodeFeaturizer(), items, 2)]
         assert flagged == [1, c, c]
+
+
+def test_the_test_confusion_figure_counts_the_flags_the_model_makes() -> None:
+    from training_pipeline.evaluation.callbacks import multilabel_confusion, multilabel_rows
+
+    model = capped_detector()
+    c = len(model.class_names)
+    model.test_predictions = {
+        "probs": torch.rand(2, c, generator=torch.Generator().manual_seed(1)),
+        "targets": torch.zeros(2, c),
+        "mask": torch.ones(2, c),
+        "era": torch.tensor([OLD, NEW]),
+    }
+    cms = multilabel_confusion(multilabel_rows(model))
+    assert int(cms[:, 0, 1].sum()) == c + 1  # every class on the 0.4 contract, one on the 0.8 one
+    assert int(cms.sum()) == 2 * c

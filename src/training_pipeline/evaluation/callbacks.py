@@ -55,18 +55,28 @@ def _log_figure(trainer: Trainer, tag: str, fig: Figure, step: int) -> None:
 # -- the test rows a module kept ----------------------------------------------------------------------------
 @dataclass
 class MultilabelRows:
-    """Test probabilities, 0/1 targets and assessed mask (N, C), class names and decision thresholds (C)."""
+    """Test probabilities, 0/1 targets and assessed mask (N, C), class names, decision thresholds (C) and,
+    where the module decides per row (era-group thresholds, ``model.era_max_flags``), its flags (N, C)."""
 
     probs: torch.Tensor
     targets: torch.Tensor
     mask: torch.Tensor
     class_names: list[str]
     thresholds: torch.Tensor | None
+    flags: torch.Tensor | None = None
 
     def assessed(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(targets, probabilities) of class ``k`` over the contracts where it was assessed."""
         keep = self.mask[:, k] > 0.5
         return self.targets[keep, k], self.probs[keep, k]
+
+    def flagged(self, k: int) -> torch.Tensor:
+        """Whether class ``k`` is flagged, over the contracts where it was assessed: the module's own flags,
+        else its threshold (0.5 without one)."""
+        keep = self.mask[:, k] > 0.5
+        if self.flags is not None:
+            return self.flags[keep, k]
+        return self.probs[keep, k] >= (float(self.thresholds[k]) if self.thresholds is not None else 0.5)
 
 
 def multilabel_rows(pl_module: LightningModule) -> MultilabelRows | None:
@@ -82,12 +92,17 @@ def multilabel_rows(pl_module: LightningModule) -> MultilabelRows | None:
             mask = preds.get("mask") if p_key == "probs" else None
             mask = torch.ones_like(targets) if mask is None or mask.shape != targets.shape else mask
             thresholds = getattr(pl_module, "thresholds", None)
+            flags = None
+            if p_key == "probs" and hasattr(pl_module, "thresholds_for"):  # as its test metrics decide
+                rows = pl_module.thresholds_for(preds.get("era"), len(probs), probs)
+                flags = (probs.to(rows.device) >= rows).cpu()
             return MultilabelRows(
                 probs.float().cpu(),
                 targets.float().cpu(),
                 mask.float().cpu(),
                 names,
                 thresholds.detach().float().cpu() if torch.is_tensor(thresholds) else None,
+                flags,
             )
     return None
 
@@ -117,12 +132,11 @@ def pr_curve_inputs(pl_module: LightningModule) -> dict[str, tuple[torch.Tensor,
 
 
 def multilabel_confusion(rows: MultilabelRows) -> torch.Tensor:
-    """(C, 2, 2) counts per class at its threshold, over assessed entries: [[TN, FP], [FN, TP]]."""
-    thresholds = rows.thresholds if rows.thresholds is not None else torch.full((len(rows.class_names),), 0.5)
+    """(C, 2, 2) counts per class as the module flags it, over assessed entries: [[TN, FP], [FN, TP]]."""
     cms = torch.zeros((len(rows.class_names), 2, 2), dtype=torch.long)
     for k in range(len(rows.class_names)):
-        y, p = rows.assessed(k)
-        truth, pred = (y > 0.5).long(), (p >= thresholds[k]).long()
+        y, _ = rows.assessed(k)
+        truth, pred = (y > 0.5).long(), rows.flagged(k).long()
         cms[k] = torch.bincount(truth * 2 + pred, minlength=4).view(2, 2)
     return cms
 
